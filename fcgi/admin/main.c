@@ -1,0 +1,387 @@
+/*
+ * keyrelay-admin: operations from the shell. Exit 0 on success, 1 on failure, 2 on wrong
+ * usage. Passwords are read from standard input or a prompt, never from argv; secrets that
+ * must be shown (a new API token) go to standard output alone, everything else to stderr.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <mysql.h>
+
+#include "kr_accounts.h"
+#include "kr_config.h"
+#include "kr_crypto.h"
+#include "kr_db.h"
+#include "kr_log.h"
+#include "kr_migrate.h"
+#include "kr_workspaces.h"
+
+#define PROG	"keyrelay-admin"
+
+struct ctx {
+	struct kr_config	cfg;
+	struct kr_db		*db;
+};
+
+struct command {
+	const char	*name;
+	const char	*usage;
+	int		(*run)(struct ctx *, int, char **);
+};
+
+/* The value after --name in argv, or NULL. */
+static const char *
+opt(int argc, char **argv, const char *name)
+{
+	for (int i = 0; i + 1 < argc; i++)
+		if (strcmp(argv[i], name) == 0)
+			return argv[i + 1];
+	return NULL;
+}
+
+static int
+flag(int argc, char **argv, const char *name)
+{
+	for (int i = 0; i < argc; i++)
+		if (strcmp(argv[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+db_fail(struct ctx *c, const char *what, enum kr_db_err rc)
+{
+	if (rc == KR_DB_DOWN)
+		fprintf(stderr, "%s: %s: cannot reach the database (error %u)\n", PROG, what,
+		    kr_db_errno(c->db));
+	else
+		fprintf(stderr, "%s: %s: database error %u\n", PROG, what, kr_db_errno(c->db));
+	return 1;
+}
+
+static int
+cmd_migrate(struct ctx *c, int argc, char **argv)
+{
+	const char *dir = opt(argc, argv, "--dir");
+	unsigned applied = 0, version = 0;
+
+	if (dir == NULL)
+		dir = getenv("KEYRELAY_SCHEMA_DIR");
+	if (dir == NULL)
+		dir = KEYRELAY_SCHEMA_DIR;
+	if (kr_migrate(c->db, dir, stderr, &applied) != KR_MIGRATE_OK)
+		return 1;
+	(void)kr_migrate_version(c->db, &version);
+	fprintf(stderr, "schema at version %u (%u applied now)\n", version, applied);
+	return 0;
+}
+
+/* Read a line without echo when stdin is a terminal. -1 on EOF or overflow. */
+static int
+read_secret(const char *prompt, char *buf, size_t len)
+{
+	struct termios old, quiet;
+	int tty = isatty(STDIN_FILENO), rc = -1;
+	size_t n;
+
+	if (tty) {
+		fputs(prompt, stderr);
+		tcgetattr(STDIN_FILENO, &old);
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
+	if (fgets(buf, (int)len, stdin) != NULL) {
+		n = strlen(buf);
+		if (n > 0 && buf[n - 1] == '\n')
+			buf[--n] = '\0';
+		else if (n + 1 >= len)
+			n = 0, buf[0] = '\0', rc = -2;
+		if (n > 0 && buf[n - 1] == '\r')
+			buf[--n] = '\0';
+		if (rc != -2)
+			rc = 0;
+	}
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fputc('\n', stderr);
+	}
+	return rc;
+}
+
+static int
+read_password(char *pw, size_t len)
+{
+	char again[KR_PASSWORD_MAX + 2];
+	int rc = -1;
+
+	if (read_secret("Password: ", pw, len) != 0)
+		fprintf(stderr, "%s: no password given (or longer than %d bytes)\n", PROG,
+		    KR_PASSWORD_MAX);
+	else if (strlen(pw) < KR_PASSWORD_MIN)
+		fprintf(stderr, "%s: the password must be at least %d bytes\n", PROG,
+		    KR_PASSWORD_MIN);
+	else if (isatty(STDIN_FILENO) && (read_secret("Again: ", again, sizeof(again)) != 0 ||
+	    strcmp(pw, again) != 0))
+		fprintf(stderr, "%s: the passwords differ\n", PROG);
+	else
+		rc = 0;
+	kr_wipe(again, sizeof(again));
+	return rc;
+}
+
+static int
+cmd_create_user(struct ctx *c, int argc, char **argv)
+{
+	const char *raw = opt(argc, argv, "--email"), *name = opt(argc, argv, "--name");
+	char email[KR_EMAIL_MAX + 1], pw[KR_PASSWORD_MAX + 2], hash[KR_PASSWORD_HASH_MAX];
+	struct kr_user u;
+	enum kr_db_err rc;
+	int ret = 1;
+
+	if (raw == NULL || name == NULL)
+		return 2;
+	if (kr_email_normalize(raw, email) != 0) {
+		fprintf(stderr, "%s: --email: not an e-mail address\n", PROG);
+		return 1;
+	}
+	if (*name == '\0' || strlen(name) > KR_NAME_MAX) {
+		fprintf(stderr, "%s: --name: 1 to %d characters\n", PROG, KR_NAME_MAX);
+		return 1;
+	}
+	if (read_password(pw, sizeof(pw)) != 0)
+		goto out;
+	if (kr_password_hash(pw, strlen(pw), hash, sizeof(hash)) != KR_CRYPTO_OK) {
+		fprintf(stderr, "%s: password hashing failed\n", PROG);
+		goto out;
+	}
+	rc = kr_user_create(c->db, email, name, hash, flag(argc, argv, "--instance-admin"), &u);
+	if (rc == KR_DB_DUPLICATE)
+		fprintf(stderr, "%s: a user with e-mail %s exists already\n", PROG, email);
+	else if (rc != KR_DB_OK)
+		db_fail(c, "create-user", rc);
+	else {
+		printf("%s\n", u.id);
+		ret = 0;
+	}
+out:
+	kr_wipe(pw, sizeof(pw));
+	return ret;
+}
+
+static int
+find_user(struct ctx *c, const char *raw, struct kr_user *u)
+{
+	char email[KR_EMAIL_MAX + 1];
+	enum kr_db_err rc;
+	int found = 0;
+
+	if (kr_email_normalize(raw, email) != 0) {
+		fprintf(stderr, "%s: not an e-mail address: %s\n", PROG, raw);
+		return -1;
+	}
+	if ((rc = kr_user_by_email(c->db, email, u, &found)) != KR_DB_OK)
+		return db_fail(c, "user lookup", rc), -1;
+	if (!found) {
+		fprintf(stderr, "%s: no user with e-mail %s\n", PROG, email);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+find_workspace(struct ctx *c, const char *slug, struct kr_workspace *ws)
+{
+	enum kr_db_err rc;
+	int found = 0;
+
+	if (!kr_slug_valid(slug) || (rc = kr_ws_by_slug(c->db, slug, ws, &found)) != KR_DB_OK) {
+		if (kr_slug_valid(slug))
+			return db_fail(c, "workspace lookup", rc), -1;
+	}
+	if (!found) {
+		fprintf(stderr, "%s: no workspace %s\n", PROG, slug);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+cmd_create_workspace(struct ctx *c, int argc, char **argv)
+{
+	const char *slug = opt(argc, argv, "--slug"), *name = opt(argc, argv, "--name");
+	const char *owner = opt(argc, argv, "--owner");
+	struct kr_workspace ws;
+	struct kr_user u;
+	enum kr_db_err rc;
+
+	if (slug == NULL || name == NULL)
+		return 2;
+	if (!kr_slug_valid(slug)) {
+		fprintf(stderr, "%s: --slug: lower-case letters, digits and '-', at most %d\n",
+		    PROG, KR_SLUG_MAX);
+		return 1;
+	}
+	if (*name == '\0' || strlen(name) > KR_NAME_MAX) {
+		fprintf(stderr, "%s: --name: 1 to %d characters\n", PROG, KR_NAME_MAX);
+		return 1;
+	}
+	if (owner != NULL && find_user(c, owner, &u) != 0)
+		return 1;
+	rc = kr_ws_create(c->db, slug, name, owner != NULL ? u.id : NULL, &ws);
+	if (rc == KR_DB_DUPLICATE) {
+		fprintf(stderr, "%s: workspace %s exists already\n", PROG, slug);
+		return 1;
+	}
+	if (rc != KR_DB_OK)
+		return db_fail(c, "create-workspace", rc);
+	printf("%s\n", ws.id);
+	return 0;
+}
+
+static int
+cmd_add_member(struct ctx *c, int argc, char **argv)
+{
+	const char *slug = opt(argc, argv, "--workspace"), *email = opt(argc, argv, "--email");
+	const char *r = opt(argc, argv, "--role");
+	struct kr_workspace ws;
+	struct kr_user u;
+	enum kr_role role;
+	enum kr_db_err rc;
+
+	if (slug == NULL || email == NULL || r == NULL)
+		return 2;
+	if ((role = kr_role_parse(r)) == KR_ROLE_NONE) {
+		fprintf(stderr, "%s: --role: admin, member or viewer\n", PROG);
+		return 1;
+	}
+	if (find_workspace(c, slug, &ws) != 0 || find_user(c, email, &u) != 0)
+		return 1;
+	rc = kr_member_add(c->db, ws.id, u.id, role);
+	if (rc == KR_DB_DUPLICATE) {
+		fprintf(stderr, "%s: %s is a member of %s already\n", PROG, u.email, slug);
+		return 1;
+	}
+	return rc == KR_DB_OK ? 0 : db_fail(c, "add-member", rc);
+}
+
+static int
+cmd_create_token(struct ctx *c, int argc, char **argv)
+{
+	const char *slug = opt(argc, argv, "--workspace"), *name = opt(argc, argv, "--name");
+	const char *r = opt(argc, argv, "--role");
+	char secret[KR_SECRET_MAX];
+	struct kr_workspace ws;
+	struct kr_token t;
+	enum kr_role role;
+	enum kr_db_err rc;
+
+	if (slug == NULL || name == NULL || r == NULL)
+		return 2;
+	if ((role = kr_role_parse(r)) == KR_ROLE_NONE) {
+		fprintf(stderr, "%s: --role: admin, member or viewer\n", PROG);
+		return 1;
+	}
+	if (*name == '\0' || strlen(name) > KR_NAME_MAX) {
+		fprintf(stderr, "%s: --name: 1 to %d characters\n", PROG, KR_NAME_MAX);
+		return 1;
+	}
+	if (find_workspace(c, slug, &ws) != 0)
+		return 1;
+	if ((rc = kr_token_create(c->db, ws.id, name, role, NULL, &t, secret)) != KR_DB_OK)
+		return db_fail(c, "create-token", rc);
+	printf("%s\n", secret);
+	kr_wipe(secret, sizeof(secret));
+	return 0;
+}
+
+static const char sql_runners[] =
+    "SELECT name, pid, heartbeat_at, stopped_at, "
+    "TIMESTAMPDIFF(SECOND, heartbeat_at, NOW(3)) FROM runners "
+    "WHERE stopped_at IS NULL OR stopped_at > NOW(3) - INTERVAL 1 DAY ORDER BY heartbeat_at DESC";
+
+static int
+cmd_status(struct ctx *c, int argc, char **argv)
+{
+	struct kr_db_res res;
+	enum kr_db_err rc;
+	unsigned version = 0;
+
+	(void)argc, (void)argv;
+	if ((rc = kr_migrate_version(c->db, &version)) != KR_DB_OK)
+		return db_fail(c, "status", rc);
+	printf("database: ok\nschema version: %u\n", version);
+	if ((rc = kr_db_exec(c->db, sql_runners, NULL, 0, &res, NULL)) != KR_DB_OK)
+		return db_fail(c, "status", rc);
+	printf("runners: %u\n", res.nrows);
+	for (unsigned i = 0; i < res.nrows; i++)
+		printf("  %s pid %s heartbeat %s (%ss ago)%s\n", kr_db_cell(&res, i, 0),
+		    kr_db_cell(&res, i, 1), kr_db_cell(&res, i, 2), kr_db_cell(&res, i, 4),
+		    kr_db_cell(&res, i, 3) != NULL ? " stopped" : "");
+	kr_db_res_free(&res);
+	return 0;
+}
+
+static const struct command commands[] = {
+	{ "migrate", "migrate [--dir DIR]", cmd_migrate },
+	{ "create-user", "create-user --email E --name N [--instance-admin]  (password on stdin)",
+	    cmd_create_user },
+	{ "create-workspace", "create-workspace --slug S --name N [--owner EMAIL]",
+	    cmd_create_workspace },
+	{ "add-member", "add-member --workspace S --email E --role admin|member|viewer",
+	    cmd_add_member },
+	{ "create-token", "create-token --workspace S --name N --role admin|member|viewer",
+	    cmd_create_token },
+	{ "status", "status", cmd_status },
+};
+
+#define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
+
+static int
+usage(void)
+{
+	fprintf(stderr, "usage: %s [--config PATH] COMMAND ...\ncommands:\n", PROG);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(stderr, "  %s\n", commands[i].usage);
+	return 2;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = kr_config_path(&argc, argv);
+	const struct command *cmd = NULL;
+	struct ctx c;
+	char err[512];
+	int rc;
+
+	if (argc < 2)
+		return usage();
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			cmd = &commands[i];
+	if (cmd == NULL)
+		return usage();
+	memset(&c, 0, sizeof(c));
+	if (kr_config_load(&c.cfg, path, err, sizeof(err)) != KR_CONFIG_OK) {
+		fprintf(stderr, "%s: config: %s\n", PROG, err);
+		return 1;
+	}
+	kr_log_init(PROG, KR_LOG_WARN);
+	if (mysql_library_init(0, NULL, NULL) != 0 || (c.db = kr_db_new(&c.cfg)) == NULL) {
+		fprintf(stderr, "%s: initialisation failed\n", PROG);
+		kr_config_release(&c.cfg);
+		return 1;
+	}
+	if (kr_db_connect(c.db) != KR_DB_OK)
+		rc = db_fail(&c, cmd->name, KR_DB_DOWN);
+	else if ((rc = cmd->run(&c, argc - 2, argv + 2)) == 2)
+		fprintf(stderr, "usage: %s %s\n", PROG, cmd->usage);
+	kr_db_free(&c.db);
+	mysql_library_end();
+	kr_config_release(&c.cfg);
+	return rc;
+}

@@ -1,0 +1,171 @@
+#include "auth.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "kr_crypto.h"
+
+#define COOKIE_NAME	"kr_session"
+
+int
+auth_cookie(const char *header, char *out, size_t outlen)
+{
+	const char *p = header;
+	size_t nlen = strlen(COOKIE_NAME);
+
+	while (p != NULL && *p != '\0') {
+		const char *end = strchr(p, ';');
+		size_t len;
+		while (*p == ' ')
+			p++;
+		len = end != NULL ? (size_t)(end - p) : strlen(p);
+		if (len > nlen && strncmp(p, COOKIE_NAME, nlen) == 0 && p[nlen] == '=') {
+			size_t vlen = len - nlen - 1;
+			if (vlen == 0 || vlen >= outlen)
+				return -1;
+			memcpy(out, p + nlen + 1, vlen);
+			out[vlen] = '\0';
+			return 0;
+		}
+		p = end != NULL ? end + 1 : NULL;
+	}
+	return -1;
+}
+
+static int
+auth_bearer(struct kr_req *req, struct kr_resp *resp, const char *secret)
+{
+	enum kr_db_err rc;
+	int found = 0;
+
+	if (strncmp(secret, "krt_", 4) == 0 && strlen(secret) < KR_SECRET_MAX) {
+		if ((rc = kr_token_lookup(req->db, secret, &req->p.token, &found)) != KR_DB_OK) {
+			resp_db_error(resp, rc);
+			return -1;
+		}
+	}
+	if (!found) {
+		resp_header(resp, "WWW-Authenticate", "Bearer");
+		resp_error(resp, 401, NULL, "invalid or revoked API token");
+		return -1;
+	}
+	req->p.kind = KR_PRINCIPAL_TOKEN;
+	return 0;
+}
+
+static int
+auth_session(struct kr_req *req, struct kr_resp *resp)
+{
+	enum kr_db_err rc;
+	int found = 0;
+
+	if (auth_cookie(req->cookie, req->p.cookie, sizeof(req->p.cookie)) != 0) {
+		resp_error(resp, 401, NULL, "sign in first");
+		return -1;
+	}
+	if ((rc = kr_session_lookup(req->db, req->p.cookie, &req->p.user, &found)) != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return -1;
+	}
+	if (!found) {
+		resp_error(resp, 401, NULL, "your session has ended, sign in again");
+		return -1;
+	}
+	req->p.kind = KR_PRINCIPAL_SESSION;
+	return 0;
+}
+
+int
+auth_principal(struct kr_req *req, struct kr_resp *resp)
+{
+	const char *a = req->authorization;
+
+	if (a != NULL && *a != '\0') {
+		if (strncasecmp(a, "Bearer ", 7) != 0) {
+			resp_header(resp, "WWW-Authenticate", "Bearer");
+			resp_error(resp, 401, NULL, "unsupported Authorization scheme");
+			return -1;
+		}
+		return auth_bearer(req, resp, a + 7);
+	}
+	return auth_session(req, resp);
+}
+
+/* An Origin header, when sent, must name this host. */
+static int
+origin_ok(const struct kr_req *req)
+{
+	const char *o = req->origin, *host;
+
+	if (o == NULL || *o == '\0')
+		return 1;
+	if ((host = strstr(o, "://")) == NULL || req->host == NULL)
+		return 0;
+	return strcmp(host + 3, req->host) == 0;
+}
+
+int
+auth_csrf(struct kr_req *req, struct kr_resp *resp)
+{
+	char want[KR_CSRF_MAX];
+	const char *m = req->method;
+	int ok;
+
+	if (req->p.kind != KR_PRINCIPAL_SESSION || strcmp(m, "GET") == 0 ||
+	    strcmp(m, "HEAD") == 0)
+		return 0;
+	if (req->sec_fetch_site != NULL && strcmp(req->sec_fetch_site, "same-origin") != 0 &&
+	    strcmp(req->sec_fetch_site, "none") != 0) {
+		resp_error(resp, 403, NULL, "cross-site request refused");
+		return -1;
+	}
+	if (!origin_ok(req)) {
+		resp_error(resp, 403, NULL, "request from another origin refused");
+		return -1;
+	}
+	kr_session_csrf(req->p.cookie, want);
+	ok = req->csrf != NULL && want[0] != '\0' && strlen(req->csrf) == strlen(want) &&
+	    kr_ct_equal(req->csrf, want, strlen(want));
+	kr_wipe(want, sizeof(want));
+	if (!ok) {
+		resp_error(resp, 403, NULL, "missing or wrong X-CSRF-Token header");
+		return -1;
+	}
+	return 0;
+}
+
+int
+auth_workspace(struct kr_req *req, struct kr_resp *resp, const char *slug,
+    enum kr_role min_role)
+{
+	enum kr_db_err rc;
+	int found = 0;
+
+	if (kr_slug_valid(slug) &&
+	    (rc = kr_ws_by_slug(req->db, slug, &req->p.ws, &found)) != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return -1;
+	}
+	req->p.role = KR_ROLE_NONE;
+	if (found && req->p.kind == KR_PRINCIPAL_TOKEN) {
+		if (strcmp(req->p.token.workspace_id, req->p.ws.id) == 0)
+			req->p.role = req->p.token.role;
+	} else if (found && req->p.kind == KR_PRINCIPAL_SESSION) {
+		rc = kr_member_role(req->db, req->p.ws.id, req->p.user.id, &req->p.role);
+		if (rc != KR_DB_OK) {
+			resp_db_error(resp, rc);
+			return -1;
+		}
+	}
+	if (req->p.role == KR_ROLE_NONE) {
+		resp_error(resp, 404, NULL, "no such workspace");
+		return -1;
+	}
+	if (req->p.role < min_role) {
+		resp_error(resp, 403, NULL, "your role (%s) does not allow this",
+		    kr_role_name(req->p.role));
+		return -1;
+	}
+	return 0;
+}

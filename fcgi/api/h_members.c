@@ -1,0 +1,157 @@
+/* /api/workspaces/{ws}/members: list (viewer), add, change role, remove (admin). */
+#include <string.h>
+
+#include "handlers.h"
+#include "kr_audit.h"
+#include "kr_json.h"
+#include "views.h"
+
+/* Answer the member row of user_id with status, or 404. */
+static void
+answer_member(struct kr_req *req, struct kr_resp *resp, const char *user_id, int status)
+{
+	struct kr_db_res res;
+	enum kr_db_err rc;
+
+	if ((rc = kr_member_get(req->db, req->p.ws.id, user_id, &res)) != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return;
+	}
+	if (res.nrows == 1)
+		resp_json(resp, status, view_member_row(&res, 0));
+	else
+		resp_error(resp, 404, NULL, "no such member");
+	kr_db_res_free(&res);
+}
+
+static void
+audit_member(struct kr_req *req, const char *action, const char *user_id, enum kr_role role)
+{
+	struct kr_actor a = req_actor(req);
+	json_object *d = json_object_new_object();
+
+	if (role != KR_ROLE_NONE)
+		kr_json_add_str(d, "role", kr_role_name(role));
+	(void)kr_audit(req->db, req->p.ws.id, &a, action, user_id, d);
+	json_object_put(d);
+}
+
+void
+h_members_list(struct kr_req *req, struct kr_resp *resp)
+{
+	struct kr_db_res res;
+	enum kr_db_err rc;
+
+	if ((rc = kr_member_list(req->db, req->p.ws.id, &res)) != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return;
+	}
+	resp_json(resp, 200, view_list("members", &res, view_member_row));
+	kr_db_res_free(&res);
+}
+
+void
+h_members_add(struct kr_req *req, struct kr_resp *resp)
+{
+	char email[KR_EMAIL_MAX + 1];
+	const char *raw = NULL;
+	enum kr_role role = KR_ROLE_NONE;
+	enum kr_db_err rc;
+	struct kr_user u;
+	int found = 0;
+
+	if (req_str(req, resp, "email", 1, 1, KR_EMAIL_MAX, &raw) != 0 ||
+	    req_role(req, resp, "role", 1, &role) != 0)
+		return;
+	if (kr_email_normalize(raw, email) != 0) {
+		resp_error(resp, 422, "email", "email must be an address like name@example.com");
+		return;
+	}
+	if ((rc = kr_user_by_email(req->db, email, &u, &found)) != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return;
+	}
+	if (!found) {
+		resp_error(resp, 422, "email", "no user has this e-mail; an instance admin "
+		    "creates users first");
+		return;
+	}
+	rc = kr_member_add(req->db, req->p.ws.id, u.id, role);
+	if (rc == KR_DB_DUPLICATE) {
+		resp_error(resp, 409, "email", "this user is a member already");
+		return;
+	}
+	if (rc != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return;
+	}
+	audit_member(req, "member.added", u.id, role);
+	answer_member(req, resp, u.id, 201);
+}
+
+/* 409 when the change would leave the workspace without an admin. */
+static int
+last_admin(struct kr_req *req, struct kr_resp *resp, const char *user_id)
+{
+	enum kr_role current;
+	enum kr_db_err rc;
+	unsigned admins = 0;
+
+	if ((rc = kr_member_role(req->db, req->p.ws.id, user_id, &current)) != KR_DB_OK ||
+	    (rc = kr_member_admin_count(req->db, req->p.ws.id, &admins)) != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return 1;
+	}
+	if (current == KR_ROLE_ADMIN && admins <= 1) {
+		resp_error(resp, 409, NULL, "a workspace keeps at least one admin");
+		return 1;
+	}
+	return 0;
+}
+
+void
+h_members_update(struct kr_req *req, struct kr_resp *resp)
+{
+	const char *user_id = req->params[1];
+	enum kr_role role = KR_ROLE_NONE;
+	enum kr_db_err rc;
+	int matched = 0;
+
+	if (req_role(req, resp, "role", 1, &role) != 0)
+		return;
+	if (role != KR_ROLE_ADMIN && kr_uuid_valid(user_id) && last_admin(req, resp, user_id))
+		return;
+	if (kr_uuid_valid(user_id) && (rc = kr_member_set_role(req->db, req->p.ws.id, user_id,
+	    role, &matched)) != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return;
+	}
+	if (!matched) {
+		resp_error(resp, 404, NULL, "no such member");
+		return;
+	}
+	audit_member(req, "member.updated", user_id, role);
+	answer_member(req, resp, user_id, 200);
+}
+
+void
+h_members_delete(struct kr_req *req, struct kr_resp *resp)
+{
+	const char *user_id = req->params[1];
+	enum kr_db_err rc;
+	int deleted = 0;
+
+	if (kr_uuid_valid(user_id) && last_admin(req, resp, user_id))
+		return;
+	if (kr_uuid_valid(user_id) &&
+	    (rc = kr_member_delete(req->db, req->p.ws.id, user_id, &deleted)) != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return;
+	}
+	if (!deleted) {
+		resp_error(resp, 404, NULL, "no such member");
+		return;
+	}
+	audit_member(req, "member.removed", user_id, KR_ROLE_NONE);
+	resp_no_content(resp);
+}

@@ -1,0 +1,94 @@
+/* GET /api/users, POST /api/users, DELETE /api/users/{id}: instance admins only. */
+#include <string.h>
+
+#include "handlers.h"
+#include "kr_audit.h"
+#include "kr_crypto.h"
+#include "kr_json.h"
+#include "views.h"
+
+void
+h_users_list(struct kr_req *req, struct kr_resp *resp)
+{
+	struct kr_db_res res;
+	enum kr_db_err rc;
+
+	if ((rc = kr_user_list(req->db, &res)) != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return;
+	}
+	resp_json(resp, 200, view_list("users", &res, view_user_row));
+	kr_db_res_free(&res);
+}
+
+void
+h_users_create(struct kr_req *req, struct kr_resp *resp)
+{
+	const char *raw_email = NULL, *name = NULL, *pw = NULL;
+	char email[KR_EMAIL_MAX + 1], hash[KR_PASSWORD_HASH_MAX];
+	struct kr_actor a = req_actor(req);
+	int is_admin = 0;
+	struct kr_user u;
+	enum kr_db_err rc;
+	json_object *d;
+	size_t pwlen;
+
+	if (req_str(req, resp, "email", 1, 1, KR_EMAIL_MAX, &raw_email) != 0 ||
+	    req_str(req, resp, "name", 1, 1, KR_NAME_MAX, &name) != 0 ||
+	    req_str(req, resp, "password", 1, 1, KR_PASSWORD_MAX, &pw) != 0 ||
+	    req_bool(req, resp, "isInstanceAdmin", 0, &is_admin) != 0)
+		return;
+	if (kr_email_normalize(raw_email, email) != 0) {
+		resp_error(resp, 422, "email", "email must be an address like name@example.com");
+		return;
+	}
+	pwlen = strlen(pw);
+	if (pwlen < KR_PASSWORD_MIN || pwlen > KR_PASSWORD_MAX) {
+		resp_error(resp, 422, "password", "password must be %d to %d bytes",
+		    KR_PASSWORD_MIN, KR_PASSWORD_MAX);
+		return;
+	}
+	if (kr_password_hash(pw, pwlen, hash, sizeof(hash)) != KR_CRYPTO_OK) {
+		resp_error(resp, 500, NULL, "internal error");
+		return;
+	}
+	rc = kr_user_create(req->db, email, name, hash, is_admin, &u);
+	if (rc == KR_DB_DUPLICATE) {
+		resp_error(resp, 409, "email", "a user with this e-mail exists already");
+		return;
+	}
+	if (rc != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return;
+	}
+	d = json_object_new_object();
+	kr_json_add_str(d, "email", u.email);
+	kr_json_add_bool(d, "isInstanceAdmin", is_admin);
+	(void)kr_audit(req->db, NULL, &a, "user.created", u.id, d);
+	json_object_put(d);
+	resp_json(resp, 201, view_user(&u));
+}
+
+void
+h_users_delete(struct kr_req *req, struct kr_resp *resp)
+{
+	const char *id = req->params[0];
+	struct kr_actor a = req_actor(req);
+	enum kr_db_err rc;
+	int deleted = 0;
+
+	if (strcmp(id, req->p.user.id) == 0) {
+		resp_error(resp, 409, NULL, "you cannot delete your own account");
+		return;
+	}
+	if (kr_uuid_valid(id) && (rc = kr_user_delete(req->db, id, &deleted)) != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return;
+	}
+	if (!deleted) {
+		resp_error(resp, 404, NULL, "no such user");
+		return;
+	}
+	(void)kr_audit(req->db, NULL, &a, "user.deleted", id, NULL);
+	resp_no_content(resp);
+}

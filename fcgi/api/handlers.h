@@ -1,0 +1,40 @@
+/*
+ * handlers: one function per route, one file per resource (h_<resource>.c). A handler runs
+ * only after the router has authenticated the caller, checked CSRF and the role the route
+ * needs, resolved {ws} to req->p.ws, and parsed a JSON body into req->json.
+ */
+#ifndef KR_HANDLERS_H
+#define KR_HANDLERS_H
+
+#include "http.h"
+
+typedef void (*kr_handler)(struct kr_req *req, struct kr_resp *resp);
+
+/* h_auth.c */
+void	h_auth_login(struct kr_req *, struct kr_resp *);
+void	h_auth_logout(struct kr_req *, struct kr_resp *);
+void	h_auth_me(struct kr_req *, struct kr_resp *);
+/* h_users.c */
+void	h_users_list(struct kr_req *, struct kr_resp *);
+void	h_users_create(struct kr_req *, struct kr_resp *);
+void	h_users_delete(struct kr_req *, struct kr_resp *);
+/* h_workspaces.c */
+void	h_workspaces_list(struct kr_req *, struct kr_resp *);
+void	h_workspaces_create(struct kr_req *, struct kr_resp *);
+void	h_workspaces_delete(struct kr_req *, struct kr_resp *);
+/* h_members.c */
+void	h_members_list(struct kr_req *, struct kr_resp *);
+void	h_members_add(struct kr_req *, struct kr_resp *);
+void	h_members_update(struct kr_req *, struct kr_resp *);
+void	h_members_delete(struct kr_req *, struct kr_resp *);
+/* h_tokens.c */
+void	h_tokens_list(struct kr_req *, struct kr_resp *);
+void	h_tokens_create(struct kr_req *, struct kr_resp *);
+void	h_tokens_delete(struct kr_req *, struct kr_resp *);
+/* h_audit.c */
+void	h_audit_list(struct kr_req *, struct kr_resp *);
+/* h_ops.c */
+void	h_healthz(struct kr_req *, struct kr_resp *);
+void	h_metrics(struct kr_req *, struct kr_resp *);
+
+#endif

@@ -1,0 +1,14 @@
+/*
+ * metrics: request counts by route and status, a latency histogram and database errors,
+ * rendered in the Prometheus text format. Thread-safe; per process.
+ */
+#ifndef KR_METRICS_H
+#define KR_METRICS_H
+
+#include "kr_buf.h"
+
+/* Count one answered request; route is the matched pattern (static) or "unmatched". */
+void	kr_metrics_observe(const char *method, const char *route, int status, double seconds);
+void	kr_metrics_render(struct kr_buf *out);
+
+#endif

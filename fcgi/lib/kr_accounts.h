@@ -1,0 +1,104 @@
+/*
+ * kr_accounts: users, browser sessions, workspace API tokens and login throttling.
+ *
+ * Secrets handed out here (session ids, token secrets) are stored only as their SHA-256;
+ * the plaintext goes back to the caller once and is never logged.
+ */
+#ifndef KR_ACCOUNTS_H
+#define KR_ACCOUNTS_H
+
+#include "kr_crypto.h"
+#include "kr_db.h"
+#include "kr_time.h"
+
+enum kr_role {
+	KR_ROLE_NONE = 0,
+	KR_ROLE_VIEWER,
+	KR_ROLE_MEMBER,
+	KR_ROLE_ADMIN,
+};
+
+/* "admin", "member", "viewer"; KR_ROLE_NONE for anything else. */
+enum kr_role	 kr_role_parse(const char *s);
+const char	*kr_role_name(enum kr_role r);
+
+#define KR_EMAIL_MAX	254
+#define KR_NAME_MAX	200
+#define KR_PASSWORD_MIN	12
+#define KR_PASSWORD_MAX	1024
+
+struct kr_user {
+	char	id[KR_UUID_MAX];
+	char	email[KR_EMAIL_MAX + 1];
+	char	name[KR_NAME_MAX * 4 + 1];	/* utf8mb4: up to 4 bytes a character */
+	int	is_instance_admin;
+	char	created_at[KR_TIME_MAX];
+	char	password_hash[160];
+};
+
+/*
+ * Normalise an e-mail address for storage and lookup: trimmed, ASCII letters lower-cased.
+ * Returns 0, or -1 when it is not of the form local@domain, has spaces or control
+ * characters, or is longer than KR_EMAIL_MAX bytes.
+ */
+int		kr_email_normalize(const char *in, char out[KR_EMAIL_MAX + 1]);
+
+/* Create a user (email already normalised); KR_DB_DUPLICATE when the e-mail is taken. */
+enum kr_db_err	kr_user_create(struct kr_db *db, const char *email, const char *name,
+		    const char *password_hash, int is_instance_admin, struct kr_user *out);
+/* KR_DB_OK with *found set to 0 or 1. */
+enum kr_db_err	kr_user_by_email(struct kr_db *db, const char *email, struct kr_user *u,
+		    int *found);
+enum kr_db_err	kr_user_by_id(struct kr_db *db, const char *id, struct kr_user *u, int *found);
+/* All users, oldest first: columns id, email, name, is_instance_admin, created_at. */
+enum kr_db_err	kr_user_list(struct kr_db *db, struct kr_db_res *res);
+/* Delete a user, their sessions and memberships; *deleted 0 when there was none. */
+enum kr_db_err	kr_user_delete(struct kr_db *db, const char *id, int *deleted);
+
+/*
+ * Sessions. create makes a new random id, stores its hash and writes the cookie value
+ * (43 characters) to cookie. lookup finds the live session's user; the CSRF token of a
+ * session is derived from its cookie value (kr_session_csrf), so it needs no storage.
+ */
+#define KR_COOKIE_MAX	KR_SECRET_MAX
+#define KR_CSRF_MAX	48
+enum kr_db_err	kr_session_create(struct kr_db *db, const char *user_id, const char *ip,
+		    unsigned hours, char cookie[KR_COOKIE_MAX]);
+enum kr_db_err	kr_session_lookup(struct kr_db *db, const char *cookie, struct kr_user *u,
+		    int *found);
+enum kr_db_err	kr_session_delete(struct kr_db *db, const char *cookie);
+void		kr_session_csrf(const char *cookie, char out[KR_CSRF_MAX]);
+
+/* API tokens. */
+struct kr_token {
+	char		id[KR_UUID_MAX];
+	char		workspace_id[KR_UUID_MAX];
+	char		name[KR_NAME_MAX * 4 + 1];
+	enum kr_role	role;
+};
+
+/* Create a token; secret gets "krt_..." (shown once). */
+enum kr_db_err	kr_token_create(struct kr_db *db, const char *workspace_id, const char *name,
+		    enum kr_role role, const char *created_by, struct kr_token *out,
+		    char secret[KR_SECRET_MAX]);
+/* Find the token for a presented secret and note its use. */
+enum kr_db_err	kr_token_lookup(struct kr_db *db, const char *secret, struct kr_token *t,
+		    int *found);
+/* Columns id, name, role, prefix, created_at, last_used_at; newest first. */
+enum kr_db_err	kr_token_list(struct kr_db *db, const char *workspace_id, struct kr_db_res *res);
+/* One token of the workspace, same columns as the list. */
+enum kr_db_err	kr_token_get(struct kr_db *db, const char *workspace_id, const char *id,
+		    struct kr_db_res *res);
+enum kr_db_err	kr_token_delete(struct kr_db *db, const char *workspace_id, const char *id,
+		    int *deleted);
+
+/*
+ * Login throttling, kept in the database so every process sees it. A key is "e:" + e-mail
+ * or "a:" + address. failures gets the count in the current window (0 if none or expired).
+ */
+enum kr_db_err	kr_login_failures(struct kr_db *db, const char *key, unsigned window_seconds,
+		    unsigned *failures);
+enum kr_db_err	kr_login_failed(struct kr_db *db, const char *key, unsigned window_seconds);
+enum kr_db_err	kr_login_clear(struct kr_db *db, const char *key);
+
+#endif

@@ -1,0 +1,99 @@
+/*
+ * kr_db: one MariaDB connection, prepared statements only.
+ *
+ * A struct kr_db belongs to one thread. It connects lazily and reconnects by itself: after a
+ * lost connection the next call tries again (at most once per kr_db_reconnect_delay), so a
+ * caller sees KR_DB_DOWN while the server is away and KR_DB_OK once it is back. Statements
+ * are prepared once per connection, keyed by the address of their (static) SQL text, and
+ * prepared again after a reconnect.
+ *
+ * Every connection sets utf8mb4, time_zone '+00:00', READ COMMITTED and a short lock wait.
+ */
+#ifndef KR_DB_H
+#define KR_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kr_config.h"
+
+enum kr_db_err {
+	KR_DB_OK = 0,
+	KR_DB_DUPLICATE,	/* a UNIQUE or PRIMARY KEY refused the row (1062) */
+	KR_DB_RETRY,		/* deadlock, lock wait timeout, snapshot conflict: retry the tx */
+	KR_DB_DOWN,		/* no connection; the next call reconnects */
+	KR_DB_ERROR,		/* anything else (bad SQL, constraint, ...): a bug or bad data */
+};
+
+enum kr_dbp_type { KR_DBP_NULL, KR_DBP_STR, KR_DBP_INT, KR_DBP_BLOB };
+
+/* A bound parameter. Build them with the macros below. */
+struct kr_dbp {
+	enum kr_dbp_type type;
+	const void	*p;
+	size_t		 len;
+	long long	 i;
+};
+
+/* A string parameter; NULL binds SQL NULL. */
+static inline struct kr_dbp
+kr_p_str(const char *s)
+{
+	struct kr_dbp p = { s != NULL ? KR_DBP_STR : KR_DBP_NULL, s, s != NULL ? strlen(s) : 0, 0 };
+
+	return p;
+}
+
+#define KR_P_STR(s)	kr_p_str(s)
+#define KR_P_STRN(s, n)	((struct kr_dbp){ KR_DBP_STR, (s), (n), 0 })
+#define KR_P_INT(v)	((struct kr_dbp){ KR_DBP_INT, NULL, 0, (long long)(v) })
+#define KR_P_BLOB(b, n)	((struct kr_dbp){ KR_DBP_BLOB, (b), (n), 0 })
+#define KR_P_NULL	((struct kr_dbp){ KR_DBP_NULL, NULL, 0, 0 })
+
+/*
+ * A result: nrows x ncols cells, each NUL-terminated text (numbers and times as MariaDB
+ * prints them) or NULL for SQL NULL; lens[] has the byte lengths (binary-safe for blobs).
+ */
+struct kr_db_res {
+	unsigned	 nrows;
+	unsigned	 ncols;
+	char		**cells;
+	size_t		*lens;
+};
+
+struct kr_db;
+
+/* A handle for cfg (which must outlive it). Does not connect yet; NULL only without memory. */
+struct kr_db	*kr_db_new(const struct kr_config *cfg);
+void		 kr_db_free(struct kr_db **db);
+/* Connect now if not connected. */
+enum kr_db_err	 kr_db_connect(struct kr_db *db);
+
+/*
+ * Run one statement with nparams bound parameters. When res is non-NULL the rows are
+ * stored there (free with kr_db_res_free; an empty result on error). affected, when
+ * non-NULL, gets the affected-row count (changed rows, not matched rows).
+ */
+enum kr_db_err	 kr_db_exec(struct kr_db *db, const char *sql, const struct kr_dbp *params,
+		    unsigned nparams, struct kr_db_res *res, uint64_t *affected);
+/* Plain statement text with no parameters and no result (DDL, SET, migrations). */
+enum kr_db_err	 kr_db_query(struct kr_db *db, const char *sql);
+
+enum kr_db_err	 kr_db_begin(struct kr_db *db);
+enum kr_db_err	 kr_db_commit(struct kr_db *db);
+/* Always safe to call; a failure drops the connection. */
+void		 kr_db_rollback(struct kr_db *db);
+
+const char	*kr_db_cell(const struct kr_db_res *res, unsigned row, unsigned col);
+/* The cell as a number; def for NULL or garbage. */
+long long	 kr_db_cell_int(const struct kr_db_res *res, unsigned row, unsigned col,
+		    long long def);
+void		 kr_db_res_free(struct kr_db_res *res);
+
+/* The last server or client error number (0 if none), for logs and metrics. */
+unsigned	 kr_db_errno(const struct kr_db *db);
+/* Process-wide count of database errors (not counting duplicates), for /metrics. */
+uint64_t	 kr_db_error_count(void);
+
+#endif

@@ -1,0 +1,82 @@
+#include "kr_json.h"
+
+#include <string.h>
+
+#include "kr_time.h"
+
+static json_object *
+get(json_object *obj, const char *key)
+{
+	json_object *v = NULL;
+
+	if (obj == NULL || !json_object_object_get_ex(obj, key, &v))
+		return NULL;
+	return v;	/* NULL for a JSON null too */
+}
+
+enum kr_json_err
+kr_json_str(json_object *obj, const char *key, const char **out, size_t *len)
+{
+	json_object *v = get(obj, key);
+
+	if (v == NULL)
+		return KR_JSON_ABSENT;
+	if (!json_object_is_type(v, json_type_string))
+		return KR_JSON_TYPE;
+	*out = json_object_get_string(v);
+	if (len != NULL)
+		*len = (size_t)json_object_get_string_len(v);
+	return KR_JSON_OK;
+}
+
+enum kr_json_err
+kr_json_bool(json_object *obj, const char *key, int *out)
+{
+	json_object *v = get(obj, key);
+
+	if (v == NULL)
+		return KR_JSON_ABSENT;
+	if (!json_object_is_type(v, json_type_boolean))
+		return KR_JSON_TYPE;
+	*out = json_object_get_boolean(v) ? 1 : 0;
+	return KR_JSON_OK;
+}
+
+enum kr_json_err
+kr_json_int(json_object *obj, const char *key, long long *out)
+{
+	json_object *v = get(obj, key);
+
+	if (v == NULL)
+		return KR_JSON_ABSENT;
+	if (!json_object_is_type(v, json_type_int))
+		return KR_JSON_TYPE;
+	*out = (long long)json_object_get_int64(v);
+	return KR_JSON_OK;
+}
+
+void
+kr_json_add_str(json_object *obj, const char *key, const char *val)
+{
+	json_object_object_add(obj, key, val != NULL ? json_object_new_string(val) : NULL);
+}
+
+void
+kr_json_add_time(json_object *obj, const char *key, const char *dbtime)
+{
+	char t[KR_TIME_MAX];
+
+	kr_json_add_str(obj, key, kr_time_from_db(dbtime, t) == 0 ? t : NULL);
+}
+
+void
+kr_json_add_int(json_object *obj, const char *key, long long val)
+{
+	json_object_object_add(obj, key, json_object_new_int64(val));
+}
+
+void
+kr_json_add_bool(json_object *obj, const char *key, int val)
+{
+	json_object_object_add(obj, key, json_object_new_boolean(val != 0));
+}

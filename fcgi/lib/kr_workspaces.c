@@ -1,0 +1,213 @@
+#include "kr_workspaces.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define N(a)	((unsigned)(sizeof(a) / sizeof((a)[0])))
+
+int
+kr_slug_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > KR_SLUG_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && i > 0);
+		if (!ok)
+			return 0;
+	}
+	return 1;
+}
+
+static const char sql_ws_insert[] = "INSERT INTO workspaces (id, slug, name) VALUES (?,?,?)";
+static const char sql_ws_by_slug[] =
+    "SELECT id, slug, name, created_at FROM workspaces WHERE slug = ?";
+static const char sql_ws_delete[] = "DELETE FROM workspaces WHERE id = ?";
+static const char sql_ws_for_user[] =
+    "SELECT w.slug, w.name, m.role, w.created_at FROM memberships m "
+    "JOIN workspaces w ON w.id = m.workspace_id WHERE m.user_id = ? ORDER BY w.name, w.slug";
+static const char sql_ws_for_token[] =
+    "SELECT slug, name, ?, created_at FROM workspaces WHERE id = ?";
+static const char sql_member_insert[] =
+    "INSERT INTO memberships (workspace_id, user_id, role) VALUES (?,?,?)";
+static const char sql_member_role[] =
+    "SELECT role FROM memberships WHERE workspace_id = ? AND user_id = ?";
+static const char sql_member_list[] =
+    "SELECT u.id, u.email, u.name, m.role, m.created_at FROM memberships m "
+    "JOIN users u ON u.id = m.user_id WHERE m.workspace_id = ? ORDER BY u.email";
+static const char sql_member_get[] =
+    "SELECT u.id, u.email, u.name, m.role, m.created_at FROM memberships m "
+    "JOIN users u ON u.id = m.user_id WHERE m.workspace_id = ? AND m.user_id = ?";
+/* Existence is checked first: affected rows count changed rows, not matched ones. */
+static const char sql_member_set_role[] =
+    "UPDATE memberships SET role = ? WHERE workspace_id = ? AND user_id = ?";
+static const char sql_member_exists[] =
+    "SELECT 1 FROM memberships WHERE workspace_id = ? AND user_id = ?";
+static const char sql_member_delete[] =
+    "DELETE FROM memberships WHERE workspace_id = ? AND user_id = ?";
+static const char sql_member_admins[] =
+    "SELECT COUNT(*) FROM memberships WHERE workspace_id = ? AND role = 'admin'";
+
+enum kr_db_err
+kr_ws_create(struct kr_db *db, const char *slug, const char *name, const char *owner_id,
+    struct kr_workspace *out)
+{
+	struct kr_dbp p[3];
+	enum kr_db_err rc;
+	int found;
+
+	memset(out, 0, sizeof(*out));
+	kr_uuid_new(out->id);
+	if ((rc = kr_db_begin(db)) != KR_DB_OK)
+		return rc;
+	p[0] = KR_P_STR(out->id);
+	p[1] = KR_P_STR(slug);
+	p[2] = KR_P_STR(name);
+	rc = kr_db_exec(db, sql_ws_insert, p, 3, NULL, NULL);
+	if (rc == KR_DB_OK && owner_id != NULL)
+		rc = kr_member_add(db, out->id, owner_id, KR_ROLE_ADMIN);
+	if (rc == KR_DB_OK)
+		rc = kr_db_commit(db);
+	if (rc != KR_DB_OK) {
+		kr_db_rollback(db);
+		return rc;
+	}
+	return kr_ws_by_slug(db, slug, out, &found);
+}
+
+enum kr_db_err
+kr_ws_by_slug(struct kr_db *db, const char *slug, struct kr_workspace *ws, int *found)
+{
+	struct kr_dbp p[1] = { KR_P_STR(slug) };
+	struct kr_db_res res;
+	enum kr_db_err rc;
+
+	*found = 0;
+	if ((rc = kr_db_exec(db, sql_ws_by_slug, p, 1, &res, NULL)) != KR_DB_OK)
+		return rc;
+	if (res.nrows == 1) {
+		snprintf(ws->id, sizeof(ws->id), "%s", kr_db_cell(&res, 0, 0));
+		snprintf(ws->slug, sizeof(ws->slug), "%s", kr_db_cell(&res, 0, 1));
+		snprintf(ws->name, sizeof(ws->name), "%s", kr_db_cell(&res, 0, 2));
+		snprintf(ws->created_at, sizeof(ws->created_at), "%s", kr_db_cell(&res, 0, 3));
+		*found = 1;
+	}
+	kr_db_res_free(&res);
+	return KR_DB_OK;
+}
+
+enum kr_db_err
+kr_ws_delete(struct kr_db *db, const char *id, int *deleted)
+{
+	struct kr_dbp p[1] = { KR_P_STR(id) };
+	uint64_t n = 0;
+	enum kr_db_err rc;
+
+	rc = kr_db_exec(db, sql_ws_delete, p, 1, NULL, &n);
+	*deleted = rc == KR_DB_OK && n > 0;
+	return rc;
+}
+
+enum kr_db_err
+kr_ws_list_for_user(struct kr_db *db, const char *user_id, struct kr_db_res *res)
+{
+	struct kr_dbp p[1] = { KR_P_STR(user_id) };
+
+	return kr_db_exec(db, sql_ws_for_user, p, 1, res, NULL);
+}
+
+enum kr_db_err
+kr_ws_list_for_token(struct kr_db *db, const char *ws_id, enum kr_role role,
+    struct kr_db_res *res)
+{
+	struct kr_dbp p[2] = { KR_P_STR(kr_role_name(role)), KR_P_STR(ws_id) };
+
+	return kr_db_exec(db, sql_ws_for_token, p, 2, res, NULL);
+}
+
+enum kr_db_err
+kr_member_role(struct kr_db *db, const char *ws_id, const char *user_id, enum kr_role *role)
+{
+	struct kr_dbp p[2] = { KR_P_STR(ws_id), KR_P_STR(user_id) };
+	struct kr_db_res res;
+	enum kr_db_err rc;
+
+	*role = KR_ROLE_NONE;
+	if ((rc = kr_db_exec(db, sql_member_role, p, 2, &res, NULL)) != KR_DB_OK)
+		return rc;
+	if (res.nrows == 1)
+		*role = kr_role_parse(kr_db_cell(&res, 0, 0));
+	kr_db_res_free(&res);
+	return KR_DB_OK;
+}
+
+enum kr_db_err
+kr_member_list(struct kr_db *db, const char *ws_id, struct kr_db_res *res)
+{
+	struct kr_dbp p[1] = { KR_P_STR(ws_id) };
+
+	return kr_db_exec(db, sql_member_list, p, 1, res, NULL);
+}
+
+enum kr_db_err
+kr_member_get(struct kr_db *db, const char *ws_id, const char *user_id, struct kr_db_res *res)
+{
+	struct kr_dbp p[2] = { KR_P_STR(ws_id), KR_P_STR(user_id) };
+
+	return kr_db_exec(db, sql_member_get, p, 2, res, NULL);
+}
+
+enum kr_db_err
+kr_member_add(struct kr_db *db, const char *ws_id, const char *user_id, enum kr_role role)
+{
+	struct kr_dbp p[3] = { KR_P_STR(ws_id), KR_P_STR(user_id), KR_P_STR(kr_role_name(role)) };
+
+	return kr_db_exec(db, sql_member_insert, p, 3, NULL, NULL);
+}
+
+enum kr_db_err
+kr_member_set_role(struct kr_db *db, const char *ws_id, const char *user_id, enum kr_role role,
+    int *matched)
+{
+	struct kr_dbp p[3] = { KR_P_STR(kr_role_name(role)), KR_P_STR(ws_id), KR_P_STR(user_id) };
+	struct kr_db_res res;
+	enum kr_db_err rc;
+
+	*matched = 0;
+	if ((rc = kr_db_exec(db, sql_member_exists, p + 1, 2, &res, NULL)) != KR_DB_OK)
+		return rc;
+	*matched = res.nrows == 1;
+	kr_db_res_free(&res);
+	if (!*matched)
+		return KR_DB_OK;
+	return kr_db_exec(db, sql_member_set_role, p, 3, NULL, NULL);
+}
+
+enum kr_db_err
+kr_member_delete(struct kr_db *db, const char *ws_id, const char *user_id, int *deleted)
+{
+	struct kr_dbp p[2] = { KR_P_STR(ws_id), KR_P_STR(user_id) };
+	uint64_t n = 0;
+	enum kr_db_err rc;
+
+	rc = kr_db_exec(db, sql_member_delete, p, 2, NULL, &n);
+	*deleted = rc == KR_DB_OK && n > 0;
+	return rc;
+}
+
+enum kr_db_err
+kr_member_admin_count(struct kr_db *db, const char *ws_id, unsigned *n)
+{
+	struct kr_dbp p[1] = { KR_P_STR(ws_id) };
+	struct kr_db_res res;
+	enum kr_db_err rc;
+
+	*n = 0;
+	if ((rc = kr_db_exec(db, sql_member_admins, p, 1, &res, NULL)) != KR_DB_OK)
+		return rc;
+	*n = (unsigned)kr_db_cell_int(&res, 0, 0, 0);
+	kr_db_res_free(&res);
+	return KR_DB_OK;
+}

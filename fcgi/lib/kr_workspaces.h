@@ -1,0 +1,57 @@
+/*
+ * kr_workspaces: workspaces and their memberships.
+ *
+ * Every function that reads or changes a workspace-owned row takes the workspace id of the
+ * authenticated caller and filters on it.
+ */
+#ifndef KR_WORKSPACES_H
+#define KR_WORKSPACES_H
+
+#include "kr_accounts.h"
+#include "kr_db.h"
+
+#define KR_SLUG_MAX	63
+
+struct kr_workspace {
+	char	id[KR_UUID_MAX];
+	char	slug[KR_SLUG_MAX + 1];
+	char	name[KR_NAME_MAX * 4 + 1];
+	char	created_at[KR_TIME_MAX];
+};
+
+/* 1 when s is a valid slug: [a-z0-9][a-z0-9-]{0,62}. */
+int		kr_slug_valid(const char *s);
+
+/* Create a workspace; owner_id (may be NULL) becomes its admin. KR_DB_DUPLICATE: slug taken. */
+enum kr_db_err	kr_ws_create(struct kr_db *db, const char *slug, const char *name,
+		    const char *owner_id, struct kr_workspace *out);
+enum kr_db_err	kr_ws_by_slug(struct kr_db *db, const char *slug, struct kr_workspace *ws,
+		    int *found);
+/* Delete the workspace and everything it owns (foreign keys cascade). */
+enum kr_db_err	kr_ws_delete(struct kr_db *db, const char *id, int *deleted);
+/* The user's workspaces: columns slug, name, role, created_at; by name. */
+enum kr_db_err	kr_ws_list_for_user(struct kr_db *db, const char *user_id, struct kr_db_res *res);
+
+/* The same columns for the one workspace of an API token, with the token's role. */
+enum kr_db_err	kr_ws_list_for_token(struct kr_db *db, const char *ws_id, enum kr_role role,
+		    struct kr_db_res *res);
+
+/* The user's role in the workspace, KR_ROLE_NONE when not a member. */
+enum kr_db_err	kr_member_role(struct kr_db *db, const char *ws_id, const char *user_id,
+		    enum kr_role *role);
+/* Columns user_id, email, name, role, created_at; by e-mail. */
+enum kr_db_err	kr_member_list(struct kr_db *db, const char *ws_id, struct kr_db_res *res);
+enum kr_db_err	kr_member_get(struct kr_db *db, const char *ws_id, const char *user_id,
+		    struct kr_db_res *res);
+/* KR_DB_DUPLICATE when the user is a member already. */
+enum kr_db_err	kr_member_add(struct kr_db *db, const char *ws_id, const char *user_id,
+		    enum kr_role role);
+/* *matched is 0 when the user is not a member. */
+enum kr_db_err	kr_member_set_role(struct kr_db *db, const char *ws_id, const char *user_id,
+		    enum kr_role role, int *matched);
+enum kr_db_err	kr_member_delete(struct kr_db *db, const char *ws_id, const char *user_id,
+		    int *deleted);
+/* Number of admins of the workspace (to refuse removing the last one). */
+enum kr_db_err	kr_member_admin_count(struct kr_db *db, const char *ws_id, unsigned *n);
+
+#endif
