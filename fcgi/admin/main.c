@@ -9,9 +9,14 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <mysql.h>
 
 #include "kr_accounts.h"
+#include "kr_keys.h"
+#include "kr_providers.h"
+#include "kr_select.h"
+#include "kr_vault.h"
 #include "kr_config.h"
 #include "kr_crypto.h"
 #include "kr_db.h"
@@ -198,10 +203,8 @@ find_workspace(struct ctx *c, const char *slug, struct kr_workspace *ws)
 	enum kr_db_err rc;
 	int found = 0;
 
-	if (!kr_slug_valid(slug) || (rc = kr_ws_by_slug(c->db, slug, ws, &found)) != KR_DB_OK) {
-		if (kr_slug_valid(slug))
-			return db_fail(c, "workspace lookup", rc), -1;
-	}
+	if (kr_slug_valid(slug) && (rc = kr_ws_by_slug(c->db, slug, ws, &found)) != KR_DB_OK)
+		return db_fail(c, "workspace lookup", rc), -1;
 	if (!found) {
 		fprintf(stderr, "%s: no workspace %s\n", PROG, slug);
 		return -1;
@@ -325,6 +328,153 @@ cmd_status(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* Load the master keys and check them against the database; 0 on success. */
+static int
+vault_ready(struct ctx *c)
+{
+	char err[512];
+
+	if (c->cfg.secrets_master_keys == NULL) {
+		fprintf(stderr, "%s: config: secrets.master_keys: required for this command\n",
+		    PROG);
+		return -1;
+	}
+	if (kr_vault_load(c->cfg.secrets_master_keys, c->cfg.secrets_active_master_key, err,
+	    sizeof(err)) != KR_VAULT_OK || kr_vault_verify(c->db, err, sizeof(err)) !=
+	    KR_VAULT_OK) {
+		fprintf(stderr, "%s: master keys: %s\n", PROG, err);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+rekey_progress(unsigned long done, unsigned long total, void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "rewrapped %lu of %lu data keys\n", done, total);
+}
+
+static int
+cmd_rekey(struct ctx *c, int argc, char **argv)
+{
+	enum kr_vault_err rc;
+
+	(void)argc, (void)argv;
+	if (vault_ready(c) != 0)
+		return 1;
+	fprintf(stderr, "rewrapping data keys under master key %s\n", kr_vault_active_id());
+	if ((rc = kr_vault_rekey(c->db, rekey_progress, NULL)) != KR_VAULT_OK) {
+		fprintf(stderr, "%s: rekey stopped (%s); run it again to continue\n", PROG,
+		    rc == KR_VAULT_NOKEY ? "a data key's master key is not loaded" :
+		    rc == KR_VAULT_DB ? "database error" : "a wrapped data key did not verify");
+		return 1;
+	}
+	fprintf(stderr, "done: every data key is wrapped under %s\n", kr_vault_active_id());
+	return 0;
+}
+
+/* Import one provider's environment keys; counts go to *added and *skipped. */
+static int
+import_provider(struct ctx *c, const struct kr_workspace *ws, const struct kr_provider *p,
+    unsigned *added, unsigned *skipped)
+{
+	const char *v = getenv(p->env_var), *why;
+	char name[128];
+	size_t idx = 0;
+
+	snprintf(name, sizeof(name), "Imported from %s", p->env_var);
+	while (v != NULL && *v != '\0') {
+		size_t len = strcspn(v, ","), bad = 0;
+		const char *b = v, *e = v + len;
+		struct kr_key_entry entry;
+		enum kr_db_err db_rc;
+		enum kr_keys_err rc;
+		while (b < e && (*b == ' ' || *b == '\n'))
+			b++;
+		while (e > b && (e[-1] == ' ' || e[-1] == '\n'))
+			e--;
+		v += len + (v[len] == ',');
+		if (b == e)
+			continue;
+		idx++;
+		if ((why = kr_key_format_error(p, b, (size_t)(e - b))) != NULL) {
+			fprintf(stderr, "%s entry %zu skipped: %s\n", p->env_var, idx, why);
+			(*skipped)++;
+			continue;
+		}
+		entry = (struct kr_key_entry){ b, (size_t)(e - b), name, "" };
+		rc = kr_keys_add(c->db, ws->id, p, &entry, 1, &bad, &db_rc);
+		if (rc == KR_KEYS_DUPLICATE) {
+			(*skipped)++;
+			continue;
+		}
+		if (rc != KR_KEYS_OK) {
+			fprintf(stderr, "%s: %s entry %zu: %s\n", PROG, p->env_var, idx,
+			    rc == KR_KEYS_DB ? "database error" : "encryption failed");
+			return -1;
+		}
+		(*added)++;
+	}
+	return 0;
+}
+
+static int
+cmd_import_env(struct ctx *c, int argc, char **argv)
+{
+	const char *slug = opt(argc, argv, "--workspace");
+	unsigned added = 0, skipped = 0;
+	struct kr_workspace ws;
+
+	if (slug == NULL)
+		return 2;
+	if (find_workspace(c, slug, &ws) != 0 || vault_ready(c) != 0)
+		return 1;
+	for (unsigned i = 0; i < KR_PROV__MAX; i++) {
+		const struct kr_provider *p = kr_provider_get(i);
+		if (p->env_var != NULL && import_provider(c, &ws, p, &added, &skipped) != 0)
+			return 1;
+	}
+	fprintf(stderr, "imported %u key(s) into %s; %u already there or skipped\n", added,
+	    slug, skipped);
+	return 0;
+}
+
+/* Which keys the next attempt of a job would try, in order (read fresh, like the runner). */
+static int
+cmd_candidates(struct ctx *c, int argc, char **argv)
+{
+	const char *slug = opt(argc, argv, "--workspace"), *prov = opt(argc, argv, "--provider");
+	const struct kr_provider *p = NULL;
+	struct kr_candidates cands;
+	struct kr_workspace ws;
+	enum kr_db_err rc;
+
+	if (slug == NULL)
+		return 2;
+	if (prov != NULL && (p = kr_provider_find(prov)) == NULL) {
+		fprintf(stderr, "%s: --provider: unknown provider %s\n", PROG, prov);
+		return 1;
+	}
+	if (find_workspace(c, slug, &ws) != 0)
+		return 1;
+	if ((rc = kr_select_candidates(c->db, &c->cfg, ws.id, p, &cands)) != KR_DB_OK)
+		return db_fail(c, "candidates", rc);
+	for (size_t i = 0; i < cands.n; i++) {
+		const struct kr_candidate *k = &cands.v[i];
+		if (k->key_id[0] != '\0')
+			printf("%zu %s key:%s model=%s fallback=%d\n", i + 1, k->prov->slug,
+			    k->key_id, k->model, k->is_fallback);
+		else
+			printf("%zu %s system:%u model=%s fallback=%d\n", i + 1, k->prov->slug,
+			    k->system_index, k->model, k->is_fallback);
+	}
+	if (cands.earliest_cooldown[0] != '\0')
+		printf("cooling until %s\n", cands.earliest_cooldown);
+	kr_candidates_release(&cands);
+	return 0;
+}
+
 static const struct command commands[] = {
 	{ "migrate", "migrate [--dir DIR]", cmd_migrate },
 	{ "create-user", "create-user --email E --name N [--instance-admin]  (password on stdin)",
@@ -336,6 +486,11 @@ static const struct command commands[] = {
 	{ "create-token", "create-token --workspace S --name N --role admin|member|viewer",
 	    cmd_create_token },
 	{ "status", "status", cmd_status },
+	{ "candidates", "candidates --workspace S [--provider P]  (the keys the next attempt "
+	    "tries, in order)", cmd_candidates },
+	{ "rekey", "rekey  (after adding the new master key and making it active)", cmd_rekey },
+	{ "import-env", "import-env --workspace S  (ANTHROPIC_API_KEY, OPENAI_API_KEY, "
+	    "GEMINI_API_KEY, ZAI_API_KEY, MOONSHOT_API_KEY)", cmd_import_env },
 };
 
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
@@ -371,7 +526,8 @@ main(int argc, char **argv)
 		return 1;
 	}
 	kr_log_init(PROG, KR_LOG_WARN);
-	if (mysql_library_init(0, NULL, NULL) != 0 || (c.db = kr_db_new(&c.cfg)) == NULL) {
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+	    mysql_library_init(0, NULL, NULL) != 0 || (c.db = kr_db_new(&c.cfg)) == NULL) {
 		fprintf(stderr, "%s: initialisation failed\n", PROG);
 		kr_config_release(&c.cfg);
 		return 1;
@@ -381,7 +537,9 @@ main(int argc, char **argv)
 	else if ((rc = cmd->run(&c, argc - 2, argv + 2)) == 2)
 		fprintf(stderr, "usage: %s %s\n", PROG, cmd->usage);
 	kr_db_free(&c.db);
+	kr_vault_unload();
 	mysql_library_end();
+	curl_global_cleanup();
 	kr_config_release(&c.cfg);
 	return rc;
 }

@@ -92,17 +92,30 @@ auth_principal(struct kr_req *req, struct kr_resp *resp)
 	return auth_session(req, resp);
 }
 
-/* An Origin header, when sent, must name this host. */
+/*
+ * An Origin header, when sent, must be this server's origin: the scheme of this request,
+ * its host (nginx passes $host, without a port) and the port it came in on (RFC 6454).
+ */
 static int
 origin_ok(const struct kr_req *req)
 {
-	const char *o = req->origin, *host;
+	const char *o = req->origin, *scheme = req->https ? "https://" : "http://", *h, *colon;
+	const char *port = req->server_port != NULL ? req->server_port : "";
+	const char *dflt = req->https ? "443" : "80";
+	size_t slen = strlen(scheme), hlen;
 
 	if (o == NULL || *o == '\0')
 		return 1;
-	if ((host = strstr(o, "://")) == NULL || req->host == NULL)
+	if (req->host == NULL || strncasecmp(o, scheme, slen) != 0)
 		return 0;
-	return strcmp(host + 3, req->host) == 0;
+	h = o + slen;
+	colon = strchr(h, ':');
+	hlen = colon != NULL ? (size_t)(colon - h) : strlen(h);
+	if (hlen != strlen(req->host) || strncasecmp(h, req->host, hlen) != 0)
+		return 0;
+	if (colon == NULL)
+		return strcmp(port, dflt) == 0;
+	return strcmp(colon + 1, port) == 0;
 }
 
 int

@@ -16,6 +16,13 @@ h_healthz(struct kr_req *req, struct kr_resp *resp)
 	kr_db_res_free(&res);
 	kr_json_add_str(o, "status", rc == KR_DB_OK ? "ok" : "unavailable");
 	kr_json_add_str(o, "db", rc == KR_DB_OK ? "ok" : "unavailable");
+	if (rc != KR_DB_OK) {
+		/* Also the error shape, so clients that only know that one understand it. */
+		json_object *e = json_object_new_object();
+		kr_json_add_str(e, "code", "unavailable");
+		kr_json_add_str(e, "message", "the database is unavailable");
+		json_object_object_add(o, "error", e);
+	}
 	resp_json(resp, rc == KR_DB_OK ? 200 : 503, o);
 }
 

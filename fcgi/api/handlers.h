@@ -31,6 +31,17 @@ void	h_members_delete(struct kr_req *, struct kr_resp *);
 void	h_tokens_list(struct kr_req *, struct kr_resp *);
 void	h_tokens_create(struct kr_req *, struct kr_resp *);
 void	h_tokens_delete(struct kr_req *, struct kr_resp *);
+/* h_keys.c */
+void	h_keys_list(struct kr_req *, struct kr_resp *);
+void	h_keys_create(struct kr_req *, struct kr_resp *);
+void	h_keys_test(struct kr_req *, struct kr_resp *);
+void	h_keys_update(struct kr_req *, struct kr_resp *);
+void	h_keys_rotate(struct kr_req *, struct kr_resp *);
+void	h_keys_reorder(struct kr_req *, struct kr_resp *);
+void	h_keys_delete(struct kr_req *, struct kr_resp *);
+/* h_providers.c */
+void	h_providers_get(struct kr_req *, struct kr_resp *);
+void	h_providers_put(struct kr_req *, struct kr_resp *);
 /* h_audit.c */
 void	h_audit_list(struct kr_req *, struct kr_resp *);
 /* h_ops.c */

@@ -45,7 +45,8 @@ struct kr_req {
 	const char	*origin;
 	const char	*sec_fetch_site;
 	const char	*remote_addr;
-	const char	*host;		/* Host header */
+	const char	*host;		/* Host, without port (nginx passes $host) */
+	const char	*server_port;	/* the port the request came in on */
 	int		 https;
 	long long	 content_length;	/* -1 when absent */
 	const char	*body;

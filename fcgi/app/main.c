@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <fcgiapp.h>
+#include <curl/curl.h>
 #include <mysql.h>
 
 #include "http.h"
@@ -26,6 +27,8 @@
 #include "kr_crypto.h"
 #include "kr_db.h"
 #include "kr_log.h"
+#include "kr_startup.h"
+#include "kr_vault.h"
 
 #define API_BACKLOG	1024
 #define EVENTS_BACKLOG	4096	/* design.md: a burst of reconnecting streams needs room */
@@ -87,6 +90,7 @@ fill_request(FCGX_Request *r, struct kr_req *req)
 	req->sec_fetch_site = param(r, "HTTP_SEC_FETCH_SITE");
 	req->remote_addr = param(r, "REMOTE_ADDR");
 	req->host = param(r, "HTTP_HOST");
+	req->server_port = param(r, "SERVER_PORT");
 	req->https = https != NULL && strcmp(https, "on") == 0;
 	if (cl != NULL && *cl != '\0') {
 		long long v = strtoll(cl, &end, 10);
@@ -295,10 +299,15 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (mysql_library_init(0, NULL, NULL) != 0 || FCGX_Init() != 0) {
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+	    mysql_library_init(0, NULL, NULL) != 0 || FCGX_Init() != 0) {
 		kr_error("library initialisation failed");
 		goto out;
 	}
+	if (kr_startup_vault(&cfg, PROG) != 0)
+		goto out;
+	/* Build the dummy password hash now, so the first unknown-user login is not faster. */
+	kr_password_dummy("", 0);
 	if (open_pools(&cfg, &api, &events) != 0)
 		goto out;
 	if (start_pool(&api) != 0 || start_pool(&events) != 0) {
@@ -317,7 +326,9 @@ main(int argc, char **argv)
 	rc = 0;
 	kr_info("stopped");
 out:
+	kr_vault_unload();
 	mysql_library_end();
+	curl_global_cleanup();
 	kr_config_release(&cfg);
 	return rc;
 }

@@ -24,6 +24,7 @@ const char	*kr_role_name(enum kr_role r);
 
 #define KR_EMAIL_MAX	254
 #define KR_NAME_MAX	200
+#define KR_NAME_MAX_BYTES	(KR_NAME_MAX * 4 + 1)	/* utf8mb4 */
 #define KR_PASSWORD_MIN	12
 #define KR_PASSWORD_MAX	1024
 

@@ -47,6 +47,19 @@ static const struct opt opts[] = {
 	{ "auth.login_window_seconds", OPT_UINT, O(auth_login_window_seconds), "900", 0, 1,
 	    86400 },
 	{ "log.level", OPT_LOGLEVEL, O(log_level), "info", 0, 0, 0 },
+	{ "secrets.master_keys", OPT_STR, O(secrets_master_keys), NULL, 0, 0, 0 },
+	{ "secrets.active_master_key", OPT_STR, O(secrets_active_master_key), NULL, 0, 0, 0 },
+	/* Same order as the provider registry (kr_providers.c). */
+	{ "provider.anthropic_base_url", OPT_STR, O(provider_base_url[0]), NULL, 0, 0, 0 },
+	{ "provider.openai_base_url", OPT_STR, O(provider_base_url[1]), NULL, 0, 0, 0 },
+	{ "provider.google_base_url", OPT_STR, O(provider_base_url[2]), NULL, 0, 0, 0 },
+	{ "provider.zai_base_url", OPT_STR, O(provider_base_url[3]), NULL, 0, 0, 0 },
+	{ "provider.moonshot_base_url", OPT_STR, O(provider_base_url[4]), NULL, 0, 0, 0 },
+	{ "provider.openai_compatible_base_url", OPT_STR, O(provider_base_url[5]), NULL, 0, 0,
+	    0 },
+	{ "base_url_allowlist", OPT_STR, O(base_url_allowlist), NULL, 0, 0, 0 },
+	{ "telegram_base_url", OPT_STR, O(telegram_base_url), "https://api.telegram.org", 0, 0,
+	    0 },
 };
 
 #define NOPTS	(sizeof(opts) / sizeof(opts[0]))

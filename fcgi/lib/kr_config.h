@@ -47,6 +47,14 @@ struct kr_config {
 	unsigned auth_login_window_seconds;
 
 	enum kr_log_level log_level;
+
+	char	*secrets_master_keys;		/* "ID=file:/path,ID2=env:NAME" */
+	char	*secrets_active_master_key;
+
+	/* Per-provider base URL overrides, indexed like the provider registry. */
+	char	*provider_base_url[6];
+	char	*base_url_allowlist;		/* comma-separated origins allowed for http:// */
+	char	*telegram_base_url;
 };
 
 /*

@@ -24,6 +24,8 @@ struct kr_db {
 	MYSQL			*conn;		/* NULL while disconnected */
 	int64_t			 last_try_ms;
 	unsigned		 last_errno;
+	int			 in_tx;		/* between kr_db_begin and commit/rollback */
+	int			 tx_broken;	/* the connection died inside a transaction */
 	unsigned		 nstmts;
 	struct cached_stmt	 stmts[STMT_CACHE];
 };
@@ -57,6 +59,9 @@ disconnect(struct kr_db *db)
 	if (db->conn != NULL)
 		mysql_close(db->conn);
 	db->conn = NULL;
+	if (db->in_tx)
+		db->tx_broken = 1;	/* refuse statements until the caller rolls back */
+	db->in_tx = 0;
 }
 
 void
@@ -274,8 +279,8 @@ out:
 	return rc;
 }
 
-enum kr_db_err
-kr_db_exec(struct kr_db *db, const char *sql, const struct kr_dbp *params, unsigned nparams,
+static enum kr_db_err
+exec_once(struct kr_db *db, const char *sql, const struct kr_dbp *params, unsigned nparams,
     struct kr_db_res *res, uint64_t *affected)
 {
 	enum kr_db_err rc = KR_DB_ERROR;
@@ -284,6 +289,8 @@ kr_db_exec(struct kr_db *db, const char *sql, const struct kr_dbp *params, unsig
 
 	if (res != NULL)
 		memset(res, 0, sizeof(*res));
+	if (db->tx_broken)
+		return KR_DB_DOWN;
 	if ((rc = kr_db_connect(db)) != KR_DB_OK)
 		return rc;
 	if ((st = prepare(db, sql, &rc)) == NULL)
@@ -329,11 +336,42 @@ out:
 	return rc;
 }
 
+/*
+ * A connection found dead when a statement is sent outside a transaction (the server
+ * restarted since it was last used) is replaced at once and the statement sent again, once.
+ * Within a transaction the caller must retry the whole transaction instead. A statement
+ * that did reach the server before the connection broke may thus run twice: our writes
+ * carry application-made ids (a second insert is a duplicate) or set absolute values.
+ */
+static int
+retry_on_fresh_connection(struct kr_db *db, int was_connected, enum kr_db_err rc)
+{
+	if (rc != KR_DB_DOWN || !was_connected || db->in_tx)
+		return 0;
+	db->last_try_ms = INT64_MIN / 2;	/* no reconnect delay for this one */
+	return 1;
+}
+
 enum kr_db_err
-kr_db_query(struct kr_db *db, const char *sql)
+kr_db_exec(struct kr_db *db, const char *sql, const struct kr_dbp *params, unsigned nparams,
+    struct kr_db_res *res, uint64_t *affected)
+{
+	int was_connected = db->conn != NULL, in_tx = db->in_tx;
+	enum kr_db_err rc = exec_once(db, sql, params, nparams, res, affected);
+
+	db->in_tx = in_tx && db->conn != NULL;
+	if (retry_on_fresh_connection(db, was_connected && !in_tx, rc))
+		rc = exec_once(db, sql, params, nparams, res, affected);
+	return rc;
+}
+
+static enum kr_db_err
+query_once(struct kr_db *db, const char *sql)
 {
 	enum kr_db_err rc;
 
+	if (db->tx_broken)
+		return KR_DB_DOWN;
 	if ((rc = kr_db_connect(db)) != KR_DB_OK)
 		return rc;
 	if (mysql_real_query(db->conn, sql, (unsigned long)strlen(sql)) != 0) {
@@ -353,9 +391,25 @@ kr_db_query(struct kr_db *db, const char *sql)
 }
 
 enum kr_db_err
+kr_db_query(struct kr_db *db, const char *sql)
+{
+	int was_connected = db->conn != NULL;
+	enum kr_db_err rc = query_once(db, sql);
+
+	if (retry_on_fresh_connection(db, was_connected, rc))
+		rc = query_once(db, sql);
+	return rc;
+}
+
+enum kr_db_err
 kr_db_begin(struct kr_db *db)
 {
-	return kr_db_query(db, "START TRANSACTION");
+	enum kr_db_err rc;
+
+	db->in_tx = db->tx_broken = 0;
+	if ((rc = kr_db_query(db, "START TRANSACTION")) == KR_DB_OK)
+		db->in_tx = 1;
+	return rc;
 }
 
 enum kr_db_err
@@ -363,8 +417,10 @@ kr_db_commit(struct kr_db *db)
 {
 	enum kr_db_err rc;
 
+	db->tx_broken = 0;
 	if (db->conn == NULL)
 		return KR_DB_DOWN;
+	db->in_tx = 0;
 	if (mysql_commit(db->conn) == 0)
 		return KR_DB_OK;
 	rc = classify(db, mysql_errno(db->conn));
@@ -374,6 +430,7 @@ kr_db_commit(struct kr_db *db)
 void
 kr_db_rollback(struct kr_db *db)
 {
+	db->in_tx = db->tx_broken = 0;
 	if (db->conn != NULL && mysql_rollback(db->conn) != 0)
 		disconnect(db);
 }

@@ -11,11 +11,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <mysql.h>
 
 #include "kr_config.h"
 #include "kr_db.h"
 #include "kr_log.h"
+#include "kr_startup.h"
+#include "kr_vault.h"
 #include "kr_time.h"
 
 #define PROG	"keyrelay-runner"
@@ -82,10 +85,13 @@ main(int argc, char **argv)
 	memset(&r, 0, sizeof(r));
 	r.cfg = &cfg;
 	kr_uuid_new(r.id);
-	if (mysql_library_init(0, NULL, NULL) != 0 || (r.db = kr_db_new(&cfg)) == NULL) {
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+	    mysql_library_init(0, NULL, NULL) != 0 || (r.db = kr_db_new(&cfg)) == NULL) {
 		kr_error("initialisation failed");
 		goto out;
 	}
+	if (kr_startup_vault(&cfg, PROG) != 0)
+		goto out;
 	wait = (struct timespec){ (time_t)cfg.runner_heartbeat_seconds, 0 };
 	for (;;) {
 		beat(&r);
@@ -99,8 +105,10 @@ main(int argc, char **argv)
 		kr_warn("could not mark runner %s stopped", r.id);
 	rc = 0;
 out:
+	kr_vault_unload();
 	kr_db_free(&r.db);
 	mysql_library_end();
+	curl_global_cleanup();
 	kr_config_release(&cfg);
 	return rc;
 }

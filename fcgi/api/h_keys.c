@@ -1,0 +1,599 @@
+/*
+ * /api/workspaces/{ws}/keys: the workspace's provider keys. Listing and reading for every
+ * role; changes for admins. The secret never leaves: answers carry the masked hint only.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handlers.h"
+#include "kr_audit.h"
+#include "kr_crypto.h"
+#include "kr_json.h"
+#include "kr_keys.h"
+#include "kr_llm.h"
+#include "kr_settings.h"
+#include "views.h"
+
+/* Entries of a "keys" or "names" field: trimmed, NUL-terminated copies. */
+struct entries {
+	char	*v[KR_KEYS_BATCH_MAX];
+	size_t	 len[KR_KEYS_BATCH_MAX];
+	size_t	 n;
+};
+
+static void
+entries_release(struct entries *e)
+{
+	for (size_t i = 0; i < e->n; i++) {
+		kr_wipe(e->v[i], e->len[i]);
+		free(e->v[i]);
+	}
+	e->n = 0;
+}
+
+/* Append s[0..n) trimmed; -1 when there are too many or no memory. */
+static int
+entries_add(struct entries *e, const char *s, size_t n)
+{
+	while (n > 0 && strchr(" \t\r\n", *s) != NULL)
+		s++, n--;
+	while (n > 0 && strchr(" \t\r\n", s[n - 1]) != NULL)
+		n--;
+	if (e->n == KR_KEYS_BATCH_MAX || (e->v[e->n] = strndup(s, n)) == NULL)
+		return -1;
+	e->len[e->n++] = n;
+	return 0;
+}
+
+/*
+ * Read field as a comma- or newline-separated string or an array of strings. 0, or -1
+ * after answering 422. An absent optional field leaves e empty.
+ */
+static int
+read_entries(struct kr_req *req, struct kr_resp *resp, const char *field, int required,
+    struct entries *e)
+{
+	json_object *v = NULL;
+	const char *s, *end;
+
+	if (!json_object_object_get_ex(req->json, field, &v) || v == NULL) {
+		if (required)
+			resp_error(resp, 422, field, "%s is required", field);
+		return required ? -1 : 0;
+	}
+	if (json_object_is_type(v, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			json_object *x = json_object_array_get_idx(v, i);
+			if (!json_object_is_type(x, json_type_string)) {
+				resp_error(resp, 422, field, "%s[%zu] must be a string", field, i);
+				return -1;
+			}
+			if (entries_add(e, json_object_get_string(x),
+			    (size_t)json_object_get_string_len(x)) != 0)
+				goto toomany;
+		}
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_string)) {
+		resp_error(resp, 422, field, "%s must be a string or an array of strings", field);
+		return -1;
+	}
+	s = json_object_get_string(v);
+	end = s + json_object_get_string_len(v);
+	while (end > s && strchr(" \t\r\n,", end[-1]) != NULL && end[-1] != ',')
+		end--;	/* a trailing newline is not an entry; a trailing comma is */
+	for (;;) {
+		size_t n = strcspn(s, ",\n");
+		if (s + n > end)
+			n = (size_t)(end - s);
+		if (entries_add(e, s, n) != 0)
+			goto toomany;
+		if (s + n >= end)
+			return 0;
+		s += n + 1;
+	}
+toomany:
+	resp_error(resp, 422, field, "at most %d entries at once", KR_KEYS_BATCH_MAX);
+	return -1;
+}
+
+/* The provider named by field; -1 after answering 422. */
+static int
+req_provider(struct kr_req *req, struct kr_resp *resp, const char *field,
+    const struct kr_provider **out)
+{
+	const char *s = NULL;
+
+	if (req_str(req, resp, field, 1, 1, 32, &s) != 0)
+		return -1;
+	if ((*out = kr_provider_find(s)) == NULL) {
+		resp_error(resp, 422, field, "unknown provider \"%.32s\"", s);
+		return -1;
+	}
+	return 0;
+}
+
+/* Answer the key row id with status (404 when it is not in this workspace). */
+static void
+answer_key(struct kr_req *req, struct kr_resp *resp, const char *id, int status)
+{
+	struct kr_db_res res;
+	enum kr_db_err rc;
+
+	if ((rc = kr_keys_get(req->db, req->p.ws.id, id, &res)) != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return;
+	}
+	if (res.nrows == 1)
+		resp_json(resp, status, view_key_row(&res, 0));
+	else
+		resp_error(resp, 404, NULL, "no such key");
+	kr_db_res_free(&res);
+}
+
+static void
+answer_keys(struct kr_req *req, struct kr_resp *resp, const char *provider, int status)
+{
+	struct kr_db_res res;
+	enum kr_db_err rc;
+
+	if ((rc = kr_keys_list(req->db, req->p.ws.id, provider, &res)) != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return;
+	}
+	resp_json(resp, status, view_list("keys", &res, view_key_row));
+	kr_db_res_free(&res);
+}
+
+/* Answer a failure of kr_keys_* (field may be NULL). */
+static void
+keys_error(struct kr_resp *resp, enum kr_keys_err rc, enum kr_db_err db_rc, const char *field)
+{
+	switch (rc) {
+	case KR_KEYS_NOTFOUND:
+		resp_error(resp, 404, field, "no such key");
+		break;
+	case KR_KEYS_DUPLICATE:
+		resp_error(resp, 409, field, "this key is stored already for this provider");
+		break;
+	case KR_KEYS_VAULT:
+		resp_error(resp, 500, NULL, "the key vault is unavailable");
+		break;
+	default:
+		resp_db_error(resp, db_rc);
+	}
+}
+
+static void
+audit_key(struct kr_req *req, const char *action, const char *id, json_object *detail)
+{
+	struct kr_actor a = req_actor(req);
+
+	(void)kr_audit(req->db, req->p.ws.id, &a, action, id, detail);
+	json_object_put(detail);
+}
+
+/* The provider of key id in this workspace; NULL after answering 404 or 503. */
+static const struct kr_provider *
+key_provider(struct kr_req *req, struct kr_resp *resp, const char *id)
+{
+	const struct kr_provider *p = NULL;
+	struct kr_db_res res;
+	enum kr_db_err rc;
+
+	if ((rc = kr_keys_get(req->db, req->p.ws.id, id, &res)) != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return NULL;
+	}
+	if (res.nrows == 1)
+		p = kr_provider_find(kr_db_cell(&res, 0, KR_KC_PROVIDER));
+	kr_db_res_free(&res);
+	if (p == NULL)
+		resp_error(resp, 404, NULL, "no such key");
+	return p;
+}
+
+void
+h_keys_list(struct kr_req *req, struct kr_resp *resp)
+{
+	char buf[40];
+	const char *provider = req_query(req, "provider", buf, sizeof(buf));
+
+	if (provider != NULL && kr_provider_find(provider) == NULL) {
+		resp_error(resp, 422, "provider", "unknown provider");
+		return;
+	}
+	answer_keys(req, resp, provider, 200);
+}
+
+/* The base URL to test keys of p against, or NULL after answering 422. */
+static const char *
+test_url(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
+    struct kr_settings *s)
+{
+	enum kr_db_err rc;
+	const char *url;
+
+	if ((rc = kr_settings_get(req->db, req->p.ws.id, s)) != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return NULL;
+	}
+	if ((url = kr_provider_base_url(req->cfg, p, s->base_urls[p->id])) == NULL)
+		resp_error(resp, 422, "provider", "set a base URL for %s in the provider settings "
+		    "first", p->slug);
+	return url;
+}
+
+/* Check one key against the provider. */
+static void
+check_key(struct kr_req *req, const struct kr_provider *p, const char *url,
+    const struct kr_settings *s, const char *key, size_t len, struct kr_llm_result *out)
+{
+	struct kr_llm_request r = { .prov = p, .base_url = url, .key = key, .keylen = len,
+	    .model = kr_settings_model(s, p), .timeout_ms = 15000 };
+
+	kr_llm_run(req->cfg, &r, 1, out);
+}
+
+/* With "validate": test every entry; 0 when all pass, else -1 after answering 422. */
+static int
+validate_all(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
+    const struct entries *keys)
+{
+	struct kr_llm_result r;
+	struct kr_settings s;
+	const char *url;
+	char field[40];
+
+	if ((url = test_url(req, resp, p, &s)) == NULL)
+		return -1;
+	for (size_t i = 0; i < keys->n; i++) {
+		memset(&r, 0, sizeof(r));
+		check_key(req, p, url, &s, keys->v[i], keys->len[i], &r);
+		if (r.cls != KR_LLM_OK) {
+			snprintf(field, sizeof(field), "keys[%zu]", i);
+			resp_error(resp, 422, field, "entry %zu did not pass the check: %s", i,
+			    r.message);
+			kr_llm_result_release(&r);
+			return -1;
+		}
+		kr_llm_result_release(&r);
+	}
+	return 0;
+}
+
+/* Format checks of every entry and name; -1 after answering 422. */
+static int
+check_entries(struct kr_resp *resp, const struct kr_provider *p, const struct entries *keys,
+    const struct entries *names)
+{
+	char field[40];
+	const char *why;
+
+	if (keys->n == 0) {
+		resp_error(resp, 422, "keys", "give at least one key");
+		return -1;
+	}
+	if (names->n > keys->n) {
+		resp_error(resp, 422, "names", "more names than keys");
+		return -1;
+	}
+	for (size_t i = 0; i < keys->n; i++) {
+		snprintf(field, sizeof(field), "keys[%zu]", i);
+		why = keys->len[i] == 0 ? "the entry is empty" :
+		    kr_key_format_error(p, keys->v[i], keys->len[i]);
+		if (why != NULL) {
+			resp_error(resp, 422, field, "entry %zu: %s", i, why);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < names->n; i++)
+		if (names->len[i] > KR_NAME_MAX) {
+			snprintf(field, sizeof(field), "names[%zu]", i);
+			resp_error(resp, 422, field, "a name is at most %d characters", KR_NAME_MAX);
+			return -1;
+		}
+	return 0;
+}
+
+static void
+store_keys(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
+    const struct entries *keys, const struct entries *names, int validated)
+{
+	struct kr_key_entry e[KR_KEYS_BATCH_MAX];
+	json_object *out = json_object_new_array(), *o, *d;
+	struct kr_llm_result ok = { .cls = KR_LLM_OK };
+	enum kr_db_err db_rc;
+	enum kr_keys_err rc;
+	size_t bad = 0;
+	char field[40];
+	int changed;
+
+	memset(e, 0, sizeof(e));
+	for (size_t i = 0; i < keys->n; i++)
+		e[i] = (struct kr_key_entry){ keys->v[i], keys->len[i],
+		    i < names->n && names->len[i] > 0 ? names->v[i] : NULL, "" };
+	if ((rc = kr_keys_add(req->db, req->p.ws.id, p, e, keys->n, &bad, &db_rc)) != KR_KEYS_OK) {
+		json_object_put(out);
+		snprintf(field, sizeof(field), "keys[%zu]", bad);
+		keys_error(resp, rc, db_rc, field);
+		return;
+	}
+	for (size_t i = 0; i < keys->n; i++) {
+		struct kr_db_res res;
+		if (validated)
+			(void)kr_keys_record(req->db, req->p.ws.id, e[i].id, &ok, 1, 0, &changed);
+		if (kr_keys_get(req->db, req->p.ws.id, e[i].id, &res) == KR_DB_OK && res.nrows == 1) {
+			o = view_key_row(&res, 0);
+			d = json_object_new_object();
+			kr_json_add_str(d, "provider", p->slug);
+			kr_json_add_str(d, "name", json_object_get_string(
+			    json_object_object_get(o, "name")));
+			kr_json_add_str(d, "maskedKey", json_object_get_string(
+			    json_object_object_get(o, "maskedKey")));
+			audit_key(req, "key.created", e[i].id, d);
+			json_object_array_add(out, o);
+		}
+		kr_db_res_free(&res);
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "keys", out);
+	resp_json(resp, 201, o);
+}
+
+void
+h_keys_create(struct kr_req *req, struct kr_resp *resp)
+{
+	struct entries keys = { .n = 0 }, names = { .n = 0 };
+	const struct kr_provider *p;
+	int validate = 0;
+
+	if (req_provider(req, resp, "provider", &p) != 0 ||
+	    req_bool(req, resp, "validate", 0, &validate) != 0 ||
+	    read_entries(req, resp, "keys", 1, &keys) != 0 ||
+	    read_entries(req, resp, "names", 0, &names) != 0 ||
+	    check_entries(resp, p, &keys, &names) != 0 ||
+	    (validate && validate_all(req, resp, p, &keys) != 0))
+		goto out;
+	store_keys(req, resp, p, &keys, &names, validate);
+out:
+	entries_release(&keys);
+	entries_release(&names);
+}
+
+void
+h_keys_test(struct kr_req *req, struct kr_resp *resp)
+{
+	const char *id = req->params[1];
+	const struct kr_provider *p = NULL;
+	json_object *o, *d;
+	struct kr_llm_result r;
+	struct kr_settings s;
+	struct kr_db_res res;
+	enum kr_db_err db_rc;
+	enum kr_keys_err rc;
+	const char *url;
+	char *secret = NULL;
+	size_t len = 0;
+	int changed = 0;
+
+	if ((p = key_provider(req, resp, id)) == NULL)
+		return;
+	if ((url = test_url(req, resp, p, &s)) == NULL)
+		return;
+	if ((rc = kr_keys_secret(req->db, req->p.ws.id, id, &secret, &len, &db_rc)) != KR_KEYS_OK) {
+		keys_error(resp, rc, db_rc, NULL);
+		return;
+	}
+	memset(&r, 0, sizeof(r));
+	check_key(req, p, url, &s, secret, len, &r);
+	kr_wipe(secret, len);
+	free(secret);
+	if ((db_rc = kr_keys_record(req->db, req->p.ws.id, id, &r, 1, 0, &changed)) != KR_DB_OK) {
+		kr_llm_result_release(&r);
+		resp_db_error(resp, db_rc);
+		return;
+	}
+	o = json_object_new_object();
+	kr_json_add_bool(o, "valid", r.cls == KR_LLM_OK);
+	if ((db_rc = kr_keys_get(req->db, req->p.ws.id, id, &res)) == KR_DB_OK && res.nrows == 1) {
+		json_object *k = view_key_row(&res, 0);
+		json_object_object_add(o, "status", json_object_get(json_object_object_get(k,
+		    "status")));
+		json_object_put(k);
+	}
+	kr_db_res_free(&res);
+	if (r.cls == KR_LLM_OK)
+		kr_json_add_int(o, "latencyMs", r.latency_ms);
+	else
+		kr_json_add_str(o, "error", r.message);
+	d = json_object_new_object();
+	kr_json_add_str(d, "outcome", kr_llm_class_name(r.cls));
+	json_object_object_add(d, "status", json_object_get(json_object_object_get(o, "status")));
+	if (r.cls != KR_LLM_OK)
+		kr_json_add_str(d, "error", r.message);
+	audit_key(req, "key.tested", id, d);
+	kr_llm_result_release(&r);
+	resp_json(resp, 200, o);
+}
+
+/* expiresAt: absent (untouched), null (cleared) or an RFC 3339 time. -1 after 422. */
+static int
+req_expires(struct kr_req *req, struct kr_resp *resp, struct kr_key_patch *k, char *buf)
+{
+	json_object *v = NULL;
+
+	if (!json_object_object_get_ex(req->json, "expiresAt", &v))
+		return 0;
+	k->has_expires = 1;
+	if (v == NULL)
+		return 0;
+	if (!json_object_is_type(v, json_type_string) ||
+	    kr_time_to_db(json_object_get_string(v), buf) != 0) {
+		resp_error(resp, 422, "expiresAt", "expiresAt must be an RFC 3339 UTC time "
+		    "such as 2027-01-31T00:00:00Z, or null");
+		return -1;
+	}
+	k->expires_at = buf;
+	return 0;
+}
+
+void
+h_keys_update(struct kr_req *req, struct kr_resp *resp)
+{
+	const char *id = req->params[1];
+	struct kr_key_patch k = { 0 };
+	char expires[KR_TIME_MAX];
+	long long priority = 0;
+	enum kr_db_err db_rc;
+	enum kr_keys_err rc;
+	json_object *d;
+
+	if (req_str(req, resp, "name", 0, 1, KR_NAME_MAX, &k.name) != 0 ||
+	    req_bool(req, resp, "isEnabled", 0, &k.enabled) != 0 ||
+	    req_expires(req, resp, &k, expires) != 0)
+		return;
+	k.has_name = k.name != NULL;
+	k.has_enabled = json_object_object_get_ex(req->json, "isEnabled", NULL) &&
+	    json_object_object_get(req->json, "isEnabled") != NULL;
+	switch (kr_json_int(req->json, "priority", &priority)) {
+	case KR_JSON_TYPE:
+		resp_error(resp, 422, "priority", "priority must be a whole number");
+		return;
+	case KR_JSON_OK:
+		if (priority < 0 || priority > 1000000) {
+			resp_error(resp, 422, "priority", "priority must be >= 0 and <= 1000000");
+			return;
+		}
+		k.has_priority = 1;
+		k.priority = (unsigned)priority;
+		break;
+	case KR_JSON_ABSENT:
+		break;
+	}
+	if ((rc = kr_keys_update(req->db, req->p.ws.id, id, &k, &db_rc)) != KR_KEYS_OK) {
+		keys_error(resp, rc, db_rc, NULL);
+		return;
+	}
+	d = json_object_new_object();
+	if (k.has_name)
+		kr_json_add_str(d, "name", k.name);
+	if (k.has_priority)
+		kr_json_add_int(d, "priority", k.priority);
+	if (k.has_enabled)
+		kr_json_add_bool(d, "isEnabled", k.enabled);
+	if (k.has_expires)
+		kr_json_add_str(d, "expiresAt", k.expires_at);
+	audit_key(req, "key.updated", id, d);
+	answer_key(req, resp, id, 200);
+}
+
+void
+h_keys_rotate(struct kr_req *req, struct kr_resp *resp)
+{
+	const char *id = req->params[1], *secret = NULL, *why;
+	const struct kr_provider *p = NULL;
+	struct entries e = { .n = 0 };
+	enum kr_db_err db_rc;
+	enum kr_keys_err rc;
+
+	if (req_str(req, resp, "key", 1, 1, KR_KEY_SECRET_MAX, &secret) != 0)
+		return;
+	if ((p = key_provider(req, resp, id)) == NULL)
+		return;
+	if (entries_add(&e, secret, strlen(secret)) != 0) {
+		resp_error(resp, 500, NULL, "internal error");
+		return;
+	}
+	if ((why = kr_key_format_error(p, e.v[0], e.len[0])) != NULL)
+		resp_error(resp, 422, "key", "%s", why);
+	else if ((rc = kr_keys_rotate(req->db, req->p.ws.id, id, e.v[0], e.len[0], &db_rc)) !=
+	    KR_KEYS_OK)
+		keys_error(resp, rc, db_rc, rc == KR_KEYS_DUPLICATE ? "key" : NULL);
+	else {
+		audit_key(req, "key.rotated", id, NULL);
+		answer_key(req, resp, id, 200);
+	}
+	entries_release(&e);
+}
+
+/* Read {"keys":[{"id","priority"}]}; -1 after answering 422. */
+static int
+read_order(struct kr_req *req, struct kr_resp *resp, const char **ids, unsigned *prio,
+    size_t *n)
+{
+	json_object *a = NULL;
+	char field[40];
+
+	if (!json_object_object_get_ex(req->json, "keys", &a) ||
+	    !json_object_is_type(a, json_type_array) || json_object_array_length(a) == 0 ||
+	    json_object_array_length(a) > 1000) {
+		resp_error(resp, 422, "keys", "keys must be a list of 1 to 1000 {id, priority}");
+		return -1;
+	}
+	*n = json_object_array_length(a);
+	for (size_t i = 0; i < *n; i++) {
+		json_object *o = json_object_array_get_idx(a, i);
+		long long pr = -1;
+		if (kr_json_str(o, "id", &ids[i], NULL) != KR_JSON_OK) {
+			snprintf(field, sizeof(field), "keys[%zu].id", i);
+			resp_error(resp, 422, field, "%s must be a key id", field);
+			return -1;
+		}
+		if (kr_json_int(o, "priority", &pr) != KR_JSON_OK || pr < 0 || pr > 1000000) {
+			snprintf(field, sizeof(field), "keys[%zu].priority", i);
+			resp_error(resp, 422, field, "priority must be >= 0 and <= 1000000");
+			return -1;
+		}
+		prio[i] = (unsigned)pr;
+	}
+	return 0;
+}
+
+void
+h_keys_reorder(struct kr_req *req, struct kr_resp *resp)
+{
+	const char *ids[1000];
+	unsigned prio[1000];
+	size_t n = 0, bad = 0;
+	enum kr_db_err db_rc;
+	enum kr_keys_err rc;
+	char field[40];
+	json_object *d, *a;
+
+	if (read_order(req, resp, ids, prio, &n) != 0)
+		return;
+	if ((rc = kr_keys_reorder(req->db, req->p.ws.id, ids, prio, n, &bad, &db_rc)) !=
+	    KR_KEYS_OK) {
+		snprintf(field, sizeof(field), "keys[%zu].id", bad);
+		keys_error(resp, rc, db_rc, field);
+		return;
+	}
+	d = json_object_new_object();
+	a = json_object_new_array();
+	for (size_t i = 0; i < n; i++) {
+		json_object *x = json_object_new_object();
+		kr_json_add_str(x, "id", ids[i]);
+		kr_json_add_int(x, "priority", prio[i]);
+		json_object_array_add(a, x);
+	}
+	json_object_object_add(d, "keys", a);
+	audit_key(req, "key.reordered", NULL, d);
+	answer_keys(req, resp, NULL, 200);
+}
+
+void
+h_keys_delete(struct kr_req *req, struct kr_resp *resp)
+{
+	const char *id = req->params[1];
+	enum kr_db_err db_rc;
+	enum kr_keys_err rc;
+
+	if ((rc = kr_keys_delete(req->db, req->p.ws.id, id, &db_rc)) != KR_KEYS_OK) {
+		keys_error(resp, rc, db_rc, NULL);
+		return;
+	}
+	audit_key(req, "key.deleted", id, NULL);
+	resp_no_content(resp);
+}

@@ -1,0 +1,197 @@
+#include "kr_select.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kr_crypto.h"
+
+static const char sql_usable[] =
+    "SELECT id, provider FROM provider_keys WHERE workspace_id = ? AND is_enabled = 1 "
+    "AND status IN ('untested', 'valid') AND (expires_at IS NULL OR expires_at > NOW(3)) "
+    "AND (cooldown_until IS NULL OR cooldown_until <= NOW(3)) "
+    "ORDER BY priority, created_at, id";
+static const char sql_cooling[] =
+    "SELECT MIN(cooldown_until) FROM provider_keys WHERE workspace_id = ? AND is_enabled = 1 "
+    "AND status IN ('untested', 'valid') AND (expires_at IS NULL OR expires_at > NOW(3)) "
+    "AND cooldown_until > NOW(3)";
+
+/* The providers to try, in order, without repeats. Returns how many. */
+static unsigned
+provider_order(const struct kr_settings *s, const struct kr_key_counts *counts,
+    const struct kr_provider *requested, const struct kr_provider *out[KR_PROV__MAX])
+{
+	const struct kr_provider *first = requested;
+	unsigned n = 0;
+
+	if (first == NULL)
+		first = s->primary != NULL ? s->primary : kr_settings_effective_primary(s, counts);
+	if (first != NULL)
+		out[n++] = first;
+	for (unsigned i = 0; i < s->nchain; i++) {
+		unsigned j;
+		for (j = 0; j < n && out[j] != s->chain[i]; j++)
+			;
+		if (j == n)
+			out[n++] = s->chain[i];
+	}
+	return n;
+}
+
+static struct kr_candidate *
+push(struct kr_candidates *c, size_t *cap)
+{
+	if (c->n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+		struct kr_candidate *v = reallocarray(c->v, ncap, sizeof(*v));
+		if (v == NULL)
+			return NULL;
+		c->v = v;
+		*cap = ncap;
+	}
+	memset(&c->v[c->n], 0, sizeof(c->v[0]));
+	return &c->v[c->n++];
+}
+
+/* Fill the provider-level fields of a candidate; -1 when p cannot be called here. */
+static int
+describe(struct kr_candidate *k, const struct kr_config *cfg, const struct kr_settings *s,
+    const struct kr_provider *p, int fallback)
+{
+	const char *url = kr_provider_base_url(cfg, p, s->base_urls[p->id]);
+	const char *model = kr_settings_model(s, p);
+
+	if (url == NULL || model == NULL)
+		return -1;
+	k->prov = p;
+	k->is_fallback = fallback;
+	snprintf(k->model, sizeof(k->model), "%s", model);
+	snprintf(k->base_url, sizeof(k->base_url), "%s", url);
+	return 0;
+}
+
+/* Number of non-empty entries of a comma-separated environment list. */
+static unsigned
+env_count(const struct kr_provider *p)
+{
+	const char *v = p->env_var != NULL ? getenv(p->env_var) : NULL;
+	unsigned n = 0;
+
+	while (v != NULL && *v != '\0') {
+		size_t len = strcspn(v, ",");
+		const char *e = v + len;
+		while (v < e && *v == ' ')
+			v++;
+		n += v < e;
+		v = *e == ',' ? e + 1 : e;
+	}
+	return n;
+}
+
+static int
+add_candidates(struct kr_candidates *out, size_t *cap, const struct kr_config *cfg,
+    const struct kr_settings *s, const struct kr_provider *const order[], unsigned norder,
+    const struct kr_db_res *keys)
+{
+	struct kr_candidate *k;
+
+	for (unsigned i = 0; i < norder; i++)
+		for (unsigned r = 0; r < keys->nrows; r++) {
+			if (strcmp(kr_db_cell(keys, r, 1), order[i]->slug) != 0)
+				continue;
+			if ((k = push(out, cap)) == NULL)
+				return -1;
+			if (describe(k, cfg, s, order[i], i > 0) != 0) {
+				out->n--;
+				break;
+			}
+			snprintf(k->key_id, sizeof(k->key_id), "%s", kr_db_cell(keys, r, 0));
+		}
+	for (unsigned i = 0; s->allow_system_keys && i < norder; i++)
+		for (unsigned e = 0; e < env_count(order[i]); e++) {
+			if ((k = push(out, cap)) == NULL)
+				return -1;
+			if (describe(k, cfg, s, order[i], i > 0) != 0) {
+				out->n--;
+				break;
+			}
+			k->system_index = e;
+		}
+	return 0;
+}
+
+enum kr_db_err
+kr_select_candidates(struct kr_db *db, const struct kr_config *cfg, const char *ws_id,
+    const struct kr_provider *requested, struct kr_candidates *out)
+{
+	const struct kr_provider *order[KR_PROV__MAX];
+	struct kr_dbp p[1] = { KR_P_STR(ws_id) };
+	struct kr_key_counts counts;
+	struct kr_db_res keys, cool;
+	struct kr_settings s;
+	enum kr_db_err rc;
+	size_t cap = 0;
+	unsigned norder;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = kr_settings_get(db, ws_id, &s)) != KR_DB_OK ||
+	    (rc = kr_keys_count(db, ws_id, &counts)) != KR_DB_OK)
+		return rc;
+	norder = provider_order(&s, &counts, requested, order);
+	if ((rc = kr_db_exec(db, sql_usable, p, 1, &keys, NULL)) != KR_DB_OK)
+		return rc;
+	if (add_candidates(out, &cap, cfg, &s, order, norder, &keys) != 0)
+		rc = KR_DB_ERROR;
+	kr_db_res_free(&keys);
+	if (rc == KR_DB_OK && (rc = kr_db_exec(db, sql_cooling, p, 1, &cool, NULL)) == KR_DB_OK) {
+		kr_time_from_db(kr_db_cell(&cool, 0, 0), out->earliest_cooldown);
+		kr_db_res_free(&cool);
+	}
+	if (rc != KR_DB_OK)
+		kr_candidates_release(out);
+	return rc;
+}
+
+void
+kr_candidates_release(struct kr_candidates *c)
+{
+	free(c->v);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Entry idx of the environment's comma-separated list for p, copied into a new string. */
+static int
+env_secret(const struct kr_provider *p, unsigned idx, char **secret, size_t *len)
+{
+	const char *v = p->env_var != NULL ? getenv(p->env_var) : NULL;
+	unsigned n = 0;
+
+	while (v != NULL && *v != '\0') {
+		size_t l = strcspn(v, ",");
+		const char *e = v + l, *b = v;
+		while (b < e && *b == ' ')
+			b++;
+		while (e > b && e[-1] == ' ')
+			e--;
+		if (b < e && n++ == idx) {
+			if ((*secret = strndup(b, (size_t)(e - b))) == NULL)
+				return -1;
+			*len = (size_t)(e - b);
+			return 0;
+		}
+		v += l + (v[l] == ',');
+	}
+	return -1;
+}
+
+int
+kr_select_secret(struct kr_db *db, const char *ws_id, const struct kr_candidate *c,
+    char **secret, size_t *len)
+{
+	enum kr_db_err db_rc;
+
+	*secret = NULL;
+	if (c->key_id[0] == '\0')
+		return env_secret(c->prov, c->system_index, secret, len);
+	return kr_keys_secret(db, ws_id, c->key_id, secret, len, &db_rc) == KR_KEYS_OK ? 0 : -1;
+}

@@ -1,0 +1,1346 @@
+/*
+ * kr_vault: master keys, wrapped workspace data keys and field ciphertexts (design.md,
+ * "Secrets"). The contract is in kr_vault.h; comments here explain the choices.
+ *
+ * Master keys live in one anonymous page: mlock'ed so they are not swapped out, excluded from
+ * core dumps, read-only once loaded, wiped before it is unmapped. Data keys are not cached:
+ * each seal or open reads and unwraps the row, so a shredded workspace is unreadable at once
+ * in every process, and an unwrapped data key lives on the stack of one call only.
+ */
+#include "kr_vault.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+
+#include "kr_crypto.h"
+#include "kr_log.h"
+
+extern char **environ;
+
+#define NONCE_LEN	12
+#define TAG_LEN		16
+#define HDR_LEN		5		/* format byte and version */
+#define FIELD_FORMAT	0x01
+#define SRC_MAX		256		/* longest key file or variable we read */
+#define ENV_NAME_MAX	128
+#define PLAIN_MAX	((size_t)INT_MAX - KR_FIELD_OVERHEAD)
+/* header | purpose | '|' workspace | '|' record | '|' column */
+#define FIELD_AAD_MAX	(HDR_LEN + 4 * KR_VAULT_NAME_MAX + 3)
+/* workspace | '|' version | '|' master id */
+#define WRAP_AAD_MAX	(KR_VAULT_NAME_MAX + 1 + 4 + 1 + KR_MASTER_ID_MAX)
+#define REKEY_BATCH	100
+
+static const char check_label[] = "keyrelay master key check v1";
+static const char fingerprint_info[] = "keyrelay fingerprint v1";
+
+/* ---- SQL ----------------------------------------------------------------------------- */
+
+static const char sql_mk_insert[] = "INSERT INTO master_keys (id, check_hmac) VALUES (?, ?)";
+static const char sql_mk_get[] = "SELECT check_hmac FROM master_keys WHERE id = ?";
+static const char sql_dk_sample[] =
+    "SELECT workspace_id, version, wrapped FROM workspace_keys WHERE master_key_id = ? LIMIT 1";
+static const char sql_dk_master_ids[] = "SELECT DISTINCT master_key_id FROM workspace_keys";
+static const char sql_dk_current[] =
+    "SELECT version, master_key_id, wrapped FROM workspace_keys WHERE workspace_id = ? "
+    "ORDER BY version DESC LIMIT 1";
+static const char sql_dk_get[] =
+    "SELECT version, master_key_id, wrapped FROM workspace_keys "
+    "WHERE workspace_id = ? AND version = ?";
+static const char sql_dk_insert[] =
+    "INSERT INTO workspace_keys (workspace_id, version, master_key_id, wrapped) "
+    "VALUES (?, ?, ?, ?)";
+static const char sql_dk_count_old[] =
+    "SELECT COUNT(*) FROM workspace_keys WHERE master_key_id <> ?";
+/* Keyset pagination over the primary key, so every row is visited once even when an
+ * update does not apply (another process rewrapped it first). */
+static const char sql_dk_list_old[] =
+    "SELECT workspace_id, version, master_key_id, wrapped FROM workspace_keys "
+    "WHERE master_key_id <> ? AND (workspace_id > ? OR (workspace_id = ? AND version > ?)) "
+    "ORDER BY workspace_id, version LIMIT 100";
+/* Fenced on the row as it was read: a concurrent rekey or a newer wrap is never undone. */
+static const char sql_dk_rewrap[] =
+    "UPDATE workspace_keys SET master_key_id = ?, wrapped = ?, "
+    "rewrapped_at = CURRENT_TIMESTAMP(3) "
+    "WHERE workspace_id = ? AND version = ? AND master_key_id = ? AND wrapped = ?";
+static const char sql_dk_delete[] = "DELETE FROM workspace_keys WHERE workspace_id = ?";
+
+/* ---- the master key page ------------------------------------------------------------- */
+
+struct master_key {
+	char		id[KR_MASTER_ID_MAX + 1];
+	unsigned char	key[KR_KEY_LEN];
+};
+
+struct master_set {
+	unsigned	 n;
+	unsigned	 active;
+	struct master_key k[KR_MASTER_KEYS_MAX];
+};
+
+_Static_assert(sizeof(struct master_set) <= 4096, "master keys fit in one page");
+
+static struct master_set *vault;	/* the mapped page; NULL when nothing is loaded */
+static size_t vault_len;
+static int mlock_warned;
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* An error message for the caller; a message cut short is still a message. */
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	if (vsnprintf(err, errlen, fmt, ap) < 0)
+		err[0] = '\0';
+	va_end(ap);
+}
+
+static const struct master_key *
+find_master(const char *id)
+{
+	if (vault == NULL || id == NULL)
+		return NULL;
+	for (unsigned i = 0; i < vault->n; i++)
+		if (strcmp(vault->k[i].id, id) == 0)
+			return &vault->k[i];
+	return NULL;
+}
+
+static const struct master_key *
+active_master(void)
+{
+	return vault != NULL ? &vault->k[vault->active] : NULL;
+}
+
+static enum kr_vault_err
+page_map(struct master_set **out, size_t *len, char *err, size_t errlen)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	size_t n = pg > 0 && (size_t)pg >= sizeof(struct master_set) ? (size_t)pg : 4096;
+	void *p;
+
+	*out = NULL;
+	p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		seterr(err, errlen, "master keys: mmap failed: %s", strerror(errno));
+		return KR_VAULT_ERROR;
+	}
+	if (madvise(p, n, MADV_DONTDUMP) != 0) {
+		seterr(err, errlen, "master keys: madvise(MADV_DONTDUMP) failed: %s",
+		    strerror(errno));
+		munmap(p, n);
+		return KR_VAULT_ERROR;
+	}
+	if (mlock(p, n) != 0) {
+		if (errno != EPERM && errno != ENOMEM && errno != EAGAIN) {
+			seterr(err, errlen, "master keys: mlock failed: %s", strerror(errno));
+			munmap(p, n);
+			return KR_VAULT_ERROR;
+		}
+		if (!mlock_warned)
+			kr_warn("master keys: cannot lock memory (%s); they may be swapped out "
+			    "(raise RLIMIT_MEMLOCK, e.g. LimitMEMLOCK= in systemd)",
+			    strerror(errno));
+		mlock_warned = 1;
+	}
+	*out = p;
+	*len = n;
+	return KR_VAULT_OK;
+}
+
+/* Wipe, unlock and unmap a page from page_map (which may still be writable). */
+static void
+page_unmap(struct master_set **set, size_t len)
+{
+	if (*set == NULL)
+		return;
+	if (mprotect(*set, len, PROT_READ | PROT_WRITE) == 0)
+		kr_wipe(*set, len);
+	munlock(*set, len);
+	munmap(*set, len);
+	*set = NULL;
+}
+
+void
+kr_vault_unload(void)
+{
+	page_unmap(&vault, vault_len);
+	vault_len = 0;
+}
+
+const char *
+kr_vault_active_id(void)
+{
+	const struct master_key *mk = active_master();
+
+	return mk != NULL ? mk->id : "";
+}
+
+/* ---- parsing the master key spec ----------------------------------------------------- */
+
+static int
+valid_id(const char *s, size_t n)
+{
+	if (n == 0 || n > KR_MASTER_ID_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+static int
+valid_env_name(const char *s, size_t n)
+{
+	if (n == 0 || n >= ENV_NAME_MAX || (s[0] >= '0' && s[0] <= '9'))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '_'))
+			return 0;
+	}
+	return 1;
+}
+
+static int
+hex_value(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static int
+hex_decode_key(const unsigned char *s, unsigned char key[KR_KEY_LEN])
+{
+	int hi, lo, bad = 0;
+
+	for (size_t i = 0; i < KR_KEY_LEN; i++) {
+		hi = hex_value(s[2 * i]);
+		lo = hex_value(s[2 * i + 1]);
+		bad |= hi < 0 || lo < 0;
+		key[i] = (unsigned char)(((hi & 0xf) << 4) | (lo & 0xf));
+	}
+	if (bad)
+		kr_wipe(key, KR_KEY_LEN);
+	return bad ? -1 : 0;
+}
+
+/* 43 characters of base64 (RFC 4648 section 4) or base64url (section 5), not mixed. */
+static int
+b64_decode_key(const unsigned char *s, unsigned char key[KR_KEY_LEN])
+{
+	char tmp[43];
+	int std = 0, url = 0, rc = -1;
+	size_t outlen = 0;
+
+	for (size_t i = 0; i < sizeof(tmp); i++) {
+		char c = (char)s[i];
+		std |= c == '+' || c == '/';
+		url |= c == '-' || c == '_';
+		tmp[i] = (char)(c == '+' ? '-' : c == '/' ? '_' : c);
+	}
+	if (!(std && url) && kr_b64url_decode(tmp, sizeof(tmp), key, KR_KEY_LEN, &outlen) ==
+	    KR_CRYPTO_OK && outlen == KR_KEY_LEN)
+		rc = 0;
+	kr_wipe(tmp, sizeof(tmp));
+	if (rc != 0)
+		kr_wipe(key, KR_KEY_LEN);
+	return rc;
+}
+
+/* Non-zero when all n bytes are printable ASCII or whitespace. */
+static int
+all_text(const unsigned char *s, size_t n)
+{
+	unsigned bad = 0;
+
+	for (size_t i = 0; i < n; i++)
+		bad |= (unsigned)((s[i] < 0x20 && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') ||
+		    s[i] > 0x7e);
+	return !bad;
+}
+
+/*
+ * 32 raw bytes, or 64 hex digits, or base64/base64url of 32 bytes (43 characters, or 44 with
+ * the '=' pad), each optionally followed by "\n" ("\r\n" for the text forms). A raw key of
+ * exactly 32 bytes is taken as is, even when its last byte is '\n'. Returns 0, -1 for
+ * anything else, -2 for a key of zeros, -3 for 32 bytes of text: a 16-byte key in hex
+ * (openssl rand -hex 16) would otherwise pass as a raw key of half the strength. 32 random
+ * bytes are all printable with probability (95/256)^32, below 10^-13.
+ */
+static int
+decode_key(const unsigned char *s, size_t n, unsigned char key[KR_KEY_LEN])
+{
+	unsigned char any = 0;
+	int rc = -1;
+
+	if (n == KR_KEY_LEN || (n == KR_KEY_LEN + 1 && s[KR_KEY_LEN] == '\n')) {
+		if (all_text(s, KR_KEY_LEN))
+			return -3;
+		memcpy(key, s, KR_KEY_LEN);
+		rc = 0;
+	} else {
+		if (n > 0 && s[n - 1] == '\n')
+			n--;
+		if (n > 0 && s[n - 1] == '\r')
+			n--;
+		if (n == 2 * KR_KEY_LEN)
+			rc = hex_decode_key(s, key);
+		else if (n == 43 || (n == 44 && s[43] == '='))
+			rc = b64_decode_key(s, key);
+	}
+	if (rc != 0)
+		return -1;
+	for (size_t i = 0; i < KR_KEY_LEN; i++)
+		any |= key[i];
+	return any != 0 ? 0 : -2;
+}
+
+static enum kr_vault_err
+decode_error(int drc, const char *id, const char *what, const char *name, size_t n,
+    char *err, size_t errlen)
+{
+	if (drc == -2)
+		seterr(err, errlen, "master key '%s': %s %s holds a key of all zero bytes", id,
+		    what, name);
+	else if (drc == -3)
+		seterr(err, errlen, "master key '%s': %s %s holds 32 characters of text, not a "
+		    "32-byte key (use 64 hex digits or base64 of 32 random bytes)", id, what, name);
+	else if (n > SRC_MAX)
+		seterr(err, errlen, "master key '%s': %s %s does not hold a 32-byte key (more "
+		    "than %d bytes)", id, what, name, SRC_MAX);
+	else
+		seterr(err, errlen, "master key '%s': %s %s does not hold a 32-byte key (%zu "
+		    "bytes; expected 32 raw bytes, 64 hex digits or base64 of 32 bytes)", id,
+		    what, name, n);
+	return KR_VAULT_CONFIG;
+}
+
+static enum kr_vault_err
+read_key_file(const char *id, const char *path, unsigned char key[KR_KEY_LEN], char *err,
+    size_t errlen)
+{
+	unsigned char buf[SRC_MAX + 1];
+	enum kr_vault_err rc = KR_VAULT_CONFIG;
+	struct stat st;
+	size_t n = 0;
+	ssize_t r;
+	int fd, drc = -1;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		seterr(err, errlen, "master key '%s': cannot open %s: %s", id, path,
+		    strerror(errno));
+		return KR_VAULT_CONFIG;
+	}
+	/* fstat on the open descriptor: the file checked is the file read. */
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		seterr(err, errlen, "master key '%s': %s is not a regular file", id, path);
+		goto out;
+	}
+	if ((st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) != 0) {
+		seterr(err, errlen, "master key '%s': %s is readable or writable by group or "
+		    "others (mode %04o); chmod 0400 it", id, path,
+		    (unsigned)(st.st_mode & 07777));
+		goto out;
+	}
+	while (n < sizeof(buf)) {
+		r = read(fd, buf + n, sizeof(buf) - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			seterr(err, errlen, "master key '%s': cannot read %s: %s", id, path,
+			    strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	if (n > SRC_MAX || (drc = decode_key(buf, n, key)) != 0) {
+		rc = decode_error(drc, id, "file", path, n, err, errlen);
+		goto out;
+	}
+	rc = KR_VAULT_OK;
+out:
+	kr_wipe(buf, sizeof(buf));
+	close(fd);
+	return rc;
+}
+
+/*
+ * Wipe the value of every environment entry NAME=... in place (there may be several when
+ * the process was started with duplicates), then unset NAME. If value is not NULL, the
+ * first entry's value (up to cap bytes) is copied there first and *len gets its length.
+ */
+static int
+take_env(const char *name, unsigned char *value, size_t cap, size_t *len)
+{
+	size_t nlen = strlen(name);
+	int found = 0;
+
+	for (char **e = environ; e != NULL && *e != NULL; e++) {
+		char *v;
+		size_t vlen;
+		if (strncmp(*e, name, nlen) != 0 || (*e)[nlen] != '=')
+			continue;
+		v = *e + nlen + 1;
+		vlen = strlen(v);
+		if (!found && value != NULL) {
+			memcpy(value, v, vlen < cap ? vlen : cap);
+			*len = vlen;
+		}
+		found = 1;
+		kr_wipe(v, vlen);
+	}
+	unsetenv(name);
+	return found;
+}
+
+static enum kr_vault_err
+read_key_env(const char *id, const char *name, unsigned char key[KR_KEY_LEN], char *err,
+    size_t errlen)
+{
+	unsigned char buf[SRC_MAX];
+	enum kr_vault_err rc = KR_VAULT_CONFIG;
+	size_t n = 0;
+	int drc = -1;
+
+	if (!take_env(name, buf, sizeof(buf), &n)) {
+		seterr(err, errlen, "master key '%s': environment variable %s is not set", id,
+		    name);
+		goto out;
+	}
+	if (n > SRC_MAX || (drc = decode_key(buf, n, key)) != 0) {
+		rc = decode_error(drc, id, "environment variable", name, n, err, errlen);
+		goto out;
+	}
+	rc = KR_VAULT_OK;
+out:
+	kr_wipe(buf, sizeof(buf));
+	return rc;
+}
+
+/*
+ * Entry number idx, ID=SOURCE of n bytes at s, into the next free slot of set (the caller
+ * counts it on success).
+ */
+static enum kr_vault_err
+load_entry(struct master_set *set, unsigned idx, const char *s, size_t n, char *err,
+    size_t errlen)
+{
+	char src[PATH_MAX];
+	const char *eq = memchr(s, '=', n);
+	size_t idlen = eq != NULL ? (size_t)(eq - s) : 0, slen;
+	struct master_key *k;
+
+	if (set->n == KR_MASTER_KEYS_MAX) {
+		seterr(err, errlen, "more than %d master keys", KR_MASTER_KEYS_MAX);
+		return KR_VAULT_CONFIG;
+	}
+	/* An entry that is not ID=... is never echoed: it may be a pasted key. */
+	if (eq == NULL || !valid_id(s, idlen)) {
+		seterr(err, errlen, "master key entry %u: expected ID=file:/path or ID=env:NAME "
+		    "with an id of 1 to %d characters [A-Za-z0-9_-]", idx, KR_MASTER_ID_MAX);
+		return KR_VAULT_CONFIG;
+	}
+	k = &set->k[set->n];
+	memcpy(k->id, s, idlen);
+	k->id[idlen] = '\0';
+	for (unsigned i = 0; i < set->n; i++)
+		if (strcmp(set->k[i].id, k->id) == 0) {
+			seterr(err, errlen, "master key '%s' is configured twice", k->id);
+			return KR_VAULT_CONFIG;
+		}
+	s = eq + 1;
+	slen = n - idlen - 1;
+	if (slen > 5 && memcmp(s, "file:", 5) == 0 && s[5] == '/' && slen - 5 < sizeof(src)) {
+		memcpy(src, s + 5, slen - 5);
+		src[slen - 5] = '\0';
+		return read_key_file(k->id, src, k->key, err, errlen);
+	} else if (slen > 4 && memcmp(s, "env:", 4) == 0 && valid_env_name(s + 4, slen - 4)) {
+		memcpy(src, s + 4, slen - 4);
+		src[slen - 4] = '\0';
+		return read_key_env(k->id, src, k->key, err, errlen);
+	}
+	seterr(err, errlen, "master key '%s': the source must be file:/absolute/path or "
+	    "env:NAME", k->id);
+	return KR_VAULT_CONFIG;
+}
+
+/* After a failure: wipe and unset every variable the spec names, as far as it parses. */
+static void
+scrub_env_sources(const char *spec)
+{
+	char name[ENV_NAME_MAX];
+	const char *s = spec, *e, *eq;
+
+	for (; *s != '\0'; s = *e == ',' ? e + 1 : e) {
+		e = s + strcspn(s, ",");
+		eq = memchr(s, '=', (size_t)(e - s));
+		if (eq == NULL || e - eq - 1 <= 4 || memcmp(eq + 1, "env:", 4) != 0 ||
+		    !valid_env_name(eq + 5, (size_t)(e - eq - 5)))
+			continue;
+		memcpy(name, eq + 5, (size_t)(e - eq - 5));
+		name[e - eq - 5] = '\0';
+		take_env(name, NULL, 0, NULL);
+	}
+}
+
+static enum kr_vault_err
+load_spec(struct master_set *set, const char *spec, char *err, size_t errlen)
+{
+	const char *s = spec, *e;
+	enum kr_vault_err rc;
+	unsigned idx = 1;
+
+	if (*spec == '\0') {
+		seterr(err, errlen, "no master keys configured");
+		return KR_VAULT_CONFIG;
+	}
+	for (;; idx++) {
+		e = s + strcspn(s, ",");
+		if ((rc = load_entry(set, idx, s, (size_t)(e - s), err, errlen)) != KR_VAULT_OK)
+			return rc;
+		set->n++;
+		if (*e == '\0')
+			return KR_VAULT_OK;
+		s = e + 1;
+	}
+}
+
+static enum kr_vault_err
+pick_active(struct master_set *set, const char *active, char *err, size_t errlen)
+{
+	if (active == NULL || *active == '\0') {
+		if (set->n > 1) {
+			seterr(err, errlen, "%u master keys are configured; name the active one",
+			    set->n);
+			return KR_VAULT_CONFIG;
+		}
+		set->active = 0;
+		return KR_VAULT_OK;
+	}
+	if (!valid_id(active, strlen(active))) {
+		seterr(err, errlen, "the active master key id is not a valid id");
+		return KR_VAULT_CONFIG;
+	}
+	for (unsigned i = 0; i < set->n; i++)
+		if (strcmp(set->k[i].id, active) == 0) {
+			set->active = i;
+			return KR_VAULT_OK;
+		}
+	seterr(err, errlen, "the active master key '%s' is not among the loaded keys", active);
+	return KR_VAULT_CONFIG;
+}
+
+enum kr_vault_err
+kr_vault_load(const char *spec, const char *active, char *err, size_t errlen)
+{
+	struct master_set *set = NULL;
+	enum kr_vault_err rc;
+	size_t len = 0;
+
+	seterr(err, errlen, "%s", "");
+	kr_vault_unload();
+	if (spec == NULL) {
+		seterr(err, errlen, "no master keys configured");
+		return KR_VAULT_CONFIG;
+	}
+	if ((rc = page_map(&set, &len, err, errlen)) != KR_VAULT_OK)
+		goto out;
+	if ((rc = load_spec(set, spec, err, errlen)) != KR_VAULT_OK ||
+	    (rc = pick_active(set, active, err, errlen)) != KR_VAULT_OK)
+		goto out;
+	if (mprotect(set, len, PROT_READ) != 0) {
+		seterr(err, errlen, "master keys: mprotect failed: %s", strerror(errno));
+		rc = KR_VAULT_ERROR;
+		goto out;
+	}
+	vault = set;
+	vault_len = len;
+	set = NULL;
+	rc = KR_VAULT_OK;
+out:
+	if (rc != KR_VAULT_OK)
+		scrub_env_sources(spec != NULL ? spec : "");
+	page_unmap(&set, len);
+	return rc;
+}
+
+enum kr_vault_err
+kr_vault_master_check(const char *id, char out[65])
+{
+	const struct master_key *mk = find_master(id);
+	unsigned char mac[KR_SHA256_LEN];
+
+	out[0] = '\0';
+	if (mk == NULL)
+		return KR_VAULT_NOKEY;
+	if (kr_hmac_sha256(mk->key, KR_KEY_LEN, check_label, sizeof(check_label) - 1, mac) !=
+	    KR_CRYPTO_OK)
+		return KR_VAULT_ERROR;
+	kr_hex_encode(mac, sizeof(mac), out);
+	kr_wipe(mac, sizeof(mac));
+	return KR_VAULT_OK;
+}
+
+/* ---- AES-256-GCM --------------------------------------------------------------------- */
+
+/* Encrypt inlen bytes of in to out (inlen bytes) and tag. */
+static enum kr_vault_err
+gcm_seal(const unsigned char key[KR_KEY_LEN], const unsigned char nonce[NONCE_LEN],
+    const unsigned char *aad, size_t aadlen, const unsigned char *in, size_t inlen,
+    unsigned char *out, unsigned char tag[TAG_LEN])
+{
+	enum kr_vault_err rc = KR_VAULT_ERROR;
+	EVP_CIPHER_CTX *ctx = NULL;
+	int len = 0;
+
+	if (inlen > PLAIN_MAX || aadlen > INT_MAX || (ctx = EVP_CIPHER_CTX_new()) == NULL)
+		goto out;
+	if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
+	    EVP_EncryptInit_ex(ctx, NULL, NULL, key, nonce) != 1)
+		goto out;
+	if (aadlen > 0 && EVP_EncryptUpdate(ctx, NULL, &len, aad, (int)aadlen) != 1)
+		goto out;
+	if (inlen > 0 && (EVP_EncryptUpdate(ctx, out, &len, in, (int)inlen) != 1 ||
+	    (size_t)len != inlen))
+		goto out;
+	if (EVP_EncryptFinal_ex(ctx, out + inlen, &len) != 1 || len != 0 ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_LEN, tag) != 1)
+		goto out;
+	rc = KR_VAULT_OK;
+out:
+	EVP_CIPHER_CTX_free(ctx);	/* cleanses the key schedule */
+	return rc;
+}
+
+/*
+ * Decrypt inlen bytes of in to out and verify tag: KR_VAULT_CORRUPT when it does not
+ * verify. out is wiped on every failure, so nothing unauthenticated is left behind.
+ */
+static enum kr_vault_err
+gcm_open(const unsigned char key[KR_KEY_LEN], const unsigned char nonce[NONCE_LEN],
+    const unsigned char *aad, size_t aadlen, const unsigned char *in, size_t inlen,
+    const unsigned char tag[TAG_LEN], unsigned char *out)
+{
+	enum kr_vault_err rc = KR_VAULT_ERROR;
+	EVP_CIPHER_CTX *ctx = NULL;
+	unsigned char t[TAG_LEN];
+	int len = 0;
+
+	memcpy(t, tag, TAG_LEN);
+	if (inlen > PLAIN_MAX || aadlen > INT_MAX || (ctx = EVP_CIPHER_CTX_new()) == NULL)
+		goto out;
+	if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
+	    EVP_DecryptInit_ex(ctx, NULL, NULL, key, nonce) != 1)
+		goto out;
+	if (aadlen > 0 && EVP_DecryptUpdate(ctx, NULL, &len, aad, (int)aadlen) != 1)
+		goto out;
+	if (inlen > 0 && (EVP_DecryptUpdate(ctx, out, &len, in, (int)inlen) != 1 ||
+	    (size_t)len != inlen))
+		goto out;
+	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN, t) != 1)
+		goto out;
+	if (EVP_DecryptFinal_ex(ctx, out + inlen, &len) != 1 || len != 0) {
+		rc = KR_VAULT_CORRUPT;
+		goto out;
+	}
+	rc = KR_VAULT_OK;
+out:
+	if (rc != KR_VAULT_OK)
+		kr_wipe(out, inlen);
+	EVP_CIPHER_CTX_free(ctx);
+	return rc;
+}
+
+/* ---- fields -------------------------------------------------------------------------- */
+
+static int
+valid_name(const char *s)
+{
+	size_t n;
+
+	if (s == NULL)
+		return 0;
+	n = strnlen(s, KR_VAULT_NAME_MAX + 1);
+	return n > 0 && n <= KR_VAULT_NAME_MAX && memchr(s, '|', n) == NULL;
+}
+
+static void
+put_be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+static uint32_t
+get_be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static size_t
+add_part(unsigned char *aad, size_t o, const char *s, int sep)
+{
+	size_t n = strlen(s);
+
+	if (sep)
+		aad[o++] = '|';
+	memcpy(aad + o, s, n);
+	return o + n;
+}
+
+/* header | purpose | '|' workspace | '|' record | '|' column; names already validated. */
+static size_t
+field_aad(unsigned char aad[FIELD_AAD_MAX], const unsigned char hdr[HDR_LEN],
+    const char *purpose, const char *ws, const char *rec, const char *col)
+{
+	size_t o;
+
+	memcpy(aad, hdr, HDR_LEN);
+	o = add_part(aad, HDR_LEN, purpose, 0);
+	o = add_part(aad, o, ws, 1);
+	o = add_part(aad, o, rec, 1);
+	return add_part(aad, o, col, 1);
+}
+
+enum kr_vault_err
+kr_vault_field_version(const unsigned char *ct, size_t ctlen, uint32_t *version)
+{
+	*version = 0;
+	if (ct == NULL || ctlen < KR_FIELD_OVERHEAD || ct[0] != FIELD_FORMAT ||
+	    get_be32(ct + 1) == 0)
+		return KR_VAULT_CORRUPT;
+	*version = get_be32(ct + 1);
+	return KR_VAULT_OK;
+}
+
+enum kr_vault_err
+kr_vault_seal_raw(const unsigned char key[KR_KEY_LEN], uint32_t version, const char *purpose,
+    const char *workspace_id, const char *record_id, const char *column, const void *plain,
+    size_t plainlen, unsigned char **out, size_t *outlen)
+{
+	unsigned char aad[FIELD_AAD_MAX], *buf = NULL;
+	enum kr_vault_err rc = KR_VAULT_ERROR;
+	size_t aadlen;
+
+	*out = NULL;
+	*outlen = 0;
+	if (version == 0 || !valid_name(purpose) || !valid_name(workspace_id) ||
+	    !valid_name(record_id) || !valid_name(column) || (plain == NULL && plainlen > 0) ||
+	    plainlen > PLAIN_MAX)
+		goto out;
+	if ((buf = malloc(plainlen + KR_FIELD_OVERHEAD)) == NULL)
+		goto out;
+	buf[0] = FIELD_FORMAT;
+	put_be32(buf + 1, version);
+	if (kr_random(buf + HDR_LEN, NONCE_LEN) != KR_CRYPTO_OK)
+		goto out;
+	aadlen = field_aad(aad, buf, purpose, workspace_id, record_id, column);
+	rc = gcm_seal(key, buf + HDR_LEN, aad, aadlen, plain, plainlen,
+	    buf + HDR_LEN + NONCE_LEN, buf + HDR_LEN + NONCE_LEN + plainlen);
+	if (rc != KR_VAULT_OK)
+		goto out;
+	*out = buf;
+	*outlen = plainlen + KR_FIELD_OVERHEAD;
+	buf = NULL;
+out:
+	free(buf);
+	return rc;
+}
+
+enum kr_vault_err
+kr_vault_open_raw(const unsigned char key[KR_KEY_LEN], const char *purpose,
+    const char *workspace_id, const char *record_id, const char *column,
+    const unsigned char *ct, size_t ctlen, char **plain, size_t *plainlen)
+{
+	unsigned char aad[FIELD_AAD_MAX], *tmp = NULL;
+	enum kr_vault_err rc = KR_VAULT_ERROR;
+	uint32_t version;
+	size_t aadlen, n;
+
+	*plain = NULL;
+	*plainlen = 0;
+	if (!valid_name(purpose) || !valid_name(workspace_id) || !valid_name(record_id) ||
+	    !valid_name(column))
+		goto out;
+	if ((rc = kr_vault_field_version(ct, ctlen, &version)) != KR_VAULT_OK)
+		goto out;
+	rc = KR_VAULT_ERROR;
+	n = ctlen - KR_FIELD_OVERHEAD;
+	if ((tmp = malloc(n + 1)) == NULL)
+		goto out;
+	aadlen = field_aad(aad, ct, purpose, workspace_id, record_id, column);
+	rc = gcm_open(key, ct + HDR_LEN, aad, aadlen, ct + HDR_LEN + NONCE_LEN, n,
+	    ct + HDR_LEN + NONCE_LEN + n, tmp);
+	if (rc != KR_VAULT_OK)
+		goto out;
+	tmp[n] = '\0';
+	*plain = (char *)tmp;
+	*plainlen = n;
+	tmp = NULL;
+out:
+	free(tmp);	/* gcm_open wiped it */
+	return rc;
+}
+
+/* ---- wrapped data keys --------------------------------------------------------------- */
+
+static size_t
+wrap_aad(unsigned char aad[WRAP_AAD_MAX], const char *ws, uint32_t version, const char *mid)
+{
+	size_t o = add_part(aad, 0, ws, 0);
+
+	aad[o++] = '|';
+	put_be32(aad + o, version);
+	return add_part(aad, o + 4, mid, 1);
+}
+
+enum kr_vault_err
+kr_vault_wrap_raw(const unsigned char master[KR_KEY_LEN], const char *master_id,
+    const char *workspace_id, uint32_t version, const unsigned char dk[KR_KEY_LEN],
+    unsigned char out[KR_WRAPPED_LEN])
+{
+	unsigned char aad[WRAP_AAD_MAX];
+	size_t aadlen;
+
+	if (master_id == NULL || !valid_id(master_id, strlen(master_id)) ||
+	    !valid_name(workspace_id) || version == 0)
+		return KR_VAULT_ERROR;
+	if (kr_random(out, NONCE_LEN) != KR_CRYPTO_OK)
+		return KR_VAULT_ERROR;
+	aadlen = wrap_aad(aad, workspace_id, version, master_id);
+	return gcm_seal(master, out, aad, aadlen, dk, KR_KEY_LEN, out + NONCE_LEN,
+	    out + NONCE_LEN + KR_KEY_LEN);
+}
+
+enum kr_vault_err
+kr_vault_unwrap_raw(const unsigned char master[KR_KEY_LEN], const char *master_id,
+    const char *workspace_id, uint32_t version, const unsigned char wrapped[KR_WRAPPED_LEN],
+    unsigned char dk[KR_KEY_LEN])
+{
+	unsigned char aad[WRAP_AAD_MAX];
+	size_t aadlen;
+
+	memset(dk, 0, KR_KEY_LEN);
+	if (master_id == NULL || !valid_id(master_id, strlen(master_id)) ||
+	    !valid_name(workspace_id) || version == 0)
+		return KR_VAULT_ERROR;
+	aadlen = wrap_aad(aad, workspace_id, version, master_id);
+	return gcm_open(master, wrapped, aad, aadlen, wrapped + NONCE_LEN, KR_KEY_LEN,
+	    wrapped + NONCE_LEN + KR_KEY_LEN, dk);
+}
+
+/* ---- data keys in the database ------------------------------------------------------- */
+
+static uint32_t
+cell_version(const struct kr_db_res *res, unsigned row, unsigned col)
+{
+	long long v = kr_db_cell_int(res, row, col, 0);
+
+	return v > 0 && v <= (long long)UINT32_MAX ? (uint32_t)v : 0;
+}
+
+/* Unwrap a data key row; the master key it names must be loaded. */
+static enum kr_vault_err
+unwrap_row(const char *ws, uint32_t version, const char *mid, const char *wrapped,
+    size_t wlen, unsigned char dk[KR_KEY_LEN])
+{
+	const struct master_key *mk = find_master(mid);
+	enum kr_vault_err rc;
+
+	memset(dk, 0, KR_KEY_LEN);
+	if (mk == NULL) {
+		kr_error("data key %u of workspace %s is wrapped under master key '%s', which "
+		    "is not loaded", version, ws, mid != NULL ? mid : "");
+		return KR_VAULT_NOKEY;
+	}
+	if (version == 0 || wrapped == NULL || wlen != KR_WRAPPED_LEN)
+		rc = KR_VAULT_CORRUPT;
+	else
+		rc = kr_vault_unwrap_raw(mk->key, mid, ws, version,
+		    (const unsigned char *)wrapped, dk);
+	if (rc == KR_VAULT_CORRUPT)
+		kr_error("data key %u of workspace %s does not verify under master key '%s'",
+		    version, ws, mid);
+	return rc;
+}
+
+/* Unwrap row 0 of a (version, master_key_id, wrapped) result. */
+static enum kr_vault_err
+unwrap_res(const struct kr_db_res *res, const char *ws, uint32_t *version,
+    unsigned char dk[KR_KEY_LEN])
+{
+	*version = cell_version(res, 0, 0);
+	return unwrap_row(ws, *version, kr_db_cell(res, 0, 1), kr_db_cell(res, 0, 2),
+	    res->lens[2], dk);
+}
+
+/* Data key version of the workspace: KR_VAULT_NOKEY when there is no such row. */
+static enum kr_vault_err
+dk_get(struct kr_db *db, const char *ws, uint32_t version, unsigned char dk[KR_KEY_LEN])
+{
+	struct kr_dbp p[2] = { KR_P_STR(ws), KR_P_INT(version) };
+	struct kr_db_res res;
+	enum kr_vault_err rc;
+	uint32_t v;
+
+	memset(dk, 0, KR_KEY_LEN);
+	if (kr_db_exec(db, sql_dk_get, p, 2, &res, NULL) != KR_DB_OK)
+		return KR_VAULT_DB;
+	if (res.nrows == 0)
+		rc = KR_VAULT_NOKEY;
+	else if ((rc = unwrap_res(&res, ws, &v, dk)) == KR_VAULT_OK && v != version)
+		rc = KR_VAULT_CORRUPT;
+	kr_db_res_free(&res);
+	if (rc != KR_VAULT_OK)
+		kr_wipe(dk, KR_KEY_LEN);
+	return rc;
+}
+
+/*
+ * Make data key version for the workspace under the active master key. When the row exists
+ * already (another process made it first: PRIMARY KEY (workspace_id, version)), that row's
+ * key is the one returned, so every process seals under the same key.
+ */
+static enum kr_vault_err
+dk_create(struct kr_db *db, const char *ws, uint32_t version, unsigned char dk[KR_KEY_LEN])
+{
+	const struct master_key *mk = active_master();
+	unsigned char wrapped[KR_WRAPPED_LEN];
+	enum kr_vault_err rc = KR_VAULT_NOKEY;
+	enum kr_db_err drc;
+	struct kr_dbp p[4];
+
+	if (mk == NULL)
+		goto out;
+	rc = KR_VAULT_ERROR;
+	if (kr_random(dk, KR_KEY_LEN) != KR_CRYPTO_OK ||
+	    kr_vault_wrap_raw(mk->key, mk->id, ws, version, dk, wrapped) != KR_VAULT_OK)
+		goto out;
+	p[0] = KR_P_STR(ws);
+	p[1] = KR_P_INT(version);
+	p[2] = KR_P_STR(mk->id);
+	p[3] = KR_P_BLOB(wrapped, sizeof(wrapped));
+	drc = kr_db_exec(db, sql_dk_insert, p, 4, NULL, NULL);
+	if (drc == KR_DB_DUPLICATE)
+		rc = dk_get(db, ws, version, dk);
+	else
+		rc = drc == KR_DB_OK ? KR_VAULT_OK : KR_VAULT_DB;
+out:
+	if (rc != KR_VAULT_OK)
+		kr_wipe(dk, KR_KEY_LEN);
+	return rc;
+}
+
+/*
+ * The workspace's current (highest) data key. With create, version 1 is made when the
+ * workspace has none; without, that is KR_VAULT_NOKEY. *version 0 means none.
+ */
+static enum kr_vault_err
+dk_current(struct kr_db *db, const char *ws, int create, uint32_t *version,
+    unsigned char dk[KR_KEY_LEN])
+{
+	struct kr_dbp p[1] = { KR_P_STR(ws) };
+	struct kr_db_res res;
+	enum kr_vault_err rc;
+
+	*version = 0;
+	memset(dk, 0, KR_KEY_LEN);
+	if (kr_db_exec(db, sql_dk_current, p, 1, &res, NULL) != KR_DB_OK)
+		return KR_VAULT_DB;
+	if (res.nrows > 0)
+		rc = unwrap_res(&res, ws, version, dk);
+	else if (create && (rc = dk_create(db, ws, 1, dk)) == KR_VAULT_OK)
+		*version = 1;
+	else if (!create)
+		rc = KR_VAULT_NOKEY;
+	kr_db_res_free(&res);
+	if (rc != KR_VAULT_OK)
+		kr_wipe(dk, KR_KEY_LEN);
+	return rc;
+}
+
+enum kr_vault_err
+kr_vault_seal(struct kr_db *db, const char *workspace_id, const char *purpose,
+    const char *record_id, const char *column, const void *plain, size_t plainlen,
+    unsigned char **out, size_t *outlen)
+{
+	unsigned char dk[KR_KEY_LEN];
+	enum kr_vault_err rc;
+	uint32_t version;
+
+	*out = NULL;
+	*outlen = 0;
+	if (!valid_name(workspace_id) || !valid_name(purpose) || !valid_name(record_id) ||
+	    !valid_name(column))
+		return KR_VAULT_ERROR;
+	if ((rc = dk_current(db, workspace_id, 1, &version, dk)) == KR_VAULT_OK)
+		rc = kr_vault_seal_raw(dk, version, purpose, workspace_id, record_id, column,
+		    plain, plainlen, out, outlen);
+	kr_wipe(dk, sizeof(dk));
+	return rc;
+}
+
+enum kr_vault_err
+kr_vault_open(struct kr_db *db, const char *workspace_id, const char *purpose,
+    const char *record_id, const char *column, const unsigned char *ct, size_t ctlen,
+    char **plain, size_t *plainlen)
+{
+	unsigned char dk[KR_KEY_LEN];
+	enum kr_vault_err rc;
+	uint32_t version;
+
+	*plain = NULL;
+	*plainlen = 0;
+	if (!valid_name(workspace_id) || !valid_name(purpose) || !valid_name(record_id) ||
+	    !valid_name(column))
+		return KR_VAULT_ERROR;
+	if ((rc = kr_vault_field_version(ct, ctlen, &version)) != KR_VAULT_OK)
+		return rc;
+	if ((rc = dk_get(db, workspace_id, version, dk)) == KR_VAULT_OK)
+		rc = kr_vault_open_raw(dk, purpose, workspace_id, record_id, column, ct, ctlen,
+		    plain, plainlen);
+	kr_wipe(dk, sizeof(dk));
+	return rc;
+}
+
+enum kr_vault_err
+kr_vault_new_data_key(struct kr_db *db, const char *workspace_id, uint32_t *version)
+{
+	unsigned char dk[KR_KEY_LEN];
+	enum kr_vault_err rc;
+	uint32_t cur;
+
+	*version = 0;
+	if (!valid_name(workspace_id))
+		return KR_VAULT_ERROR;
+	rc = dk_current(db, workspace_id, 0, &cur, dk);
+	if (rc == KR_VAULT_NOKEY && cur == 0)
+		rc = KR_VAULT_OK;	/* no data key yet: this makes version 1 */
+	if (rc == KR_VAULT_OK && cur == UINT32_MAX)
+		rc = KR_VAULT_ERROR;
+	if (rc == KR_VAULT_OK && (rc = dk_create(db, workspace_id, cur + 1, dk)) == KR_VAULT_OK)
+		*version = cur + 1;
+	kr_wipe(dk, sizeof(dk));
+	return rc;
+}
+
+/* HKDF-SHA256 (RFC 5869) of ikm without salt, through EVP_KDF "HKDF". */
+static enum kr_vault_err
+hkdf_sha256(const unsigned char *ikm, size_t ikmlen, const char *info,
+    unsigned char out[KR_SHA256_LEN])
+{
+	char digest[] = "SHA256";
+	enum kr_vault_err rc = KR_VAULT_ERROR;
+	EVP_KDF_CTX *kctx = NULL;
+	EVP_KDF *kdf;
+	OSSL_PARAM params[4];
+
+	if ((kdf = EVP_KDF_fetch(NULL, "HKDF", NULL)) == NULL)
+		goto out;
+	kctx = EVP_KDF_CTX_new(kdf);
+	EVP_KDF_free(kdf);
+	if (kctx == NULL)
+		goto out;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
+	    (void *)(uintptr_t)ikm, ikmlen);
+	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
+	    (void *)(uintptr_t)info, strlen(info));
+	params[3] = OSSL_PARAM_construct_end();
+	if (EVP_KDF_derive(kctx, out, KR_SHA256_LEN, params) != 1)
+		goto out;
+	rc = KR_VAULT_OK;
+out:
+	EVP_KDF_CTX_free(kctx);
+	if (rc != KR_VAULT_OK)
+		kr_wipe(out, KR_SHA256_LEN);
+	return rc;
+}
+
+enum kr_vault_err
+kr_vault_fingerprint(struct kr_db *db, const char *workspace_id, const char *provider,
+    const char *secret, size_t len, char out[65])
+{
+	unsigned char dk[KR_KEY_LEN], kfp[KR_SHA256_LEN], mac[KR_SHA256_LEN], *msg = NULL;
+	enum kr_vault_err rc = KR_VAULT_ERROR;
+	size_t wl, pl, n = 0;
+	uint32_t version;
+
+	out[0] = '\0';
+	memset(dk, 0, sizeof(dk));
+	memset(kfp, 0, sizeof(kfp));
+	if (!valid_name(workspace_id) || !valid_name(provider) || (secret == NULL && len > 0) ||
+	    len > PLAIN_MAX)
+		goto out;
+	/* Version 1, which exists as long as the workspace has data keys at all. */
+	rc = dk_current(db, workspace_id, 1, &version, dk);
+	if (rc == KR_VAULT_OK && version != 1)
+		rc = dk_get(db, workspace_id, 1, dk);
+	if (rc != KR_VAULT_OK || (rc = hkdf_sha256(dk, sizeof(dk), fingerprint_info, kfp)) !=
+	    KR_VAULT_OK)
+		goto out;
+	rc = KR_VAULT_ERROR;
+	wl = strlen(workspace_id);
+	pl = strlen(provider);
+	n = wl + 1 + pl + 1 + len;
+	if ((msg = malloc(n)) == NULL)
+		goto out;
+	memcpy(msg, workspace_id, wl);
+	msg[wl] = '|';
+	memcpy(msg + wl + 1, provider, pl);
+	msg[wl + 1 + pl] = '|';
+	if (len > 0)
+		memcpy(msg + wl + pl + 2, secret, len);
+	if (kr_hmac_sha256(kfp, sizeof(kfp), msg, n, mac) != KR_CRYPTO_OK)
+		goto out;
+	kr_hex_encode(mac, sizeof(mac), out);
+	rc = KR_VAULT_OK;
+out:
+	if (msg != NULL)
+		kr_wipe(msg, n);
+	free(msg);
+	kr_wipe(dk, sizeof(dk));
+	kr_wipe(kfp, sizeof(kfp));
+	kr_wipe(mac, sizeof(mac));
+	return rc;
+}
+
+/* ---- verification, rekey, shredding -------------------------------------------------- */
+
+/*
+ * Record or compare the check of one loaded master key, then make sure it unwraps one of the
+ * data keys wrapped under its id: that catches a wrong key even when its check row is gone.
+ */
+static enum kr_vault_err
+check_master(struct kr_db *db, const struct master_key *mk, char *err, size_t errlen)
+{
+	struct kr_dbp p[2];
+	struct kr_db_res res;
+	enum kr_vault_err rc;
+	enum kr_db_err drc;
+	unsigned char dk[KR_KEY_LEN];
+	char check[65];
+	const char *have;
+
+	memset(&res, 0, sizeof(res));
+	if ((rc = kr_vault_master_check(mk->id, check)) != KR_VAULT_OK)
+		goto out;
+	rc = KR_VAULT_DB;
+	p[0] = KR_P_STR(mk->id);
+	p[1] = KR_P_STR(check);
+	drc = kr_db_exec(db, sql_mk_insert, p, 2, NULL, NULL);
+	if ((drc != KR_DB_OK && drc != KR_DB_DUPLICATE) ||
+	    kr_db_exec(db, sql_mk_get, p, 1, &res, NULL) != KR_DB_OK || res.nrows != 1) {
+		seterr(err, errlen, "database error while checking master key '%s'", mk->id);
+		goto out;
+	}
+	have = kr_db_cell(&res, 0, 0);
+	if (have == NULL || res.lens[0] != 64 || !kr_ct_equal(have, check, 64)) {
+		seterr(err, errlen, "master key '%s' is not the key this database recorded for "
+		    "that id", mk->id);
+		rc = KR_VAULT_MISMATCH;
+		goto out;
+	}
+	kr_db_res_free(&res);
+	if (kr_db_exec(db, sql_dk_sample, p, 1, &res, NULL) != KR_DB_OK) {
+		seterr(err, errlen, "database error while checking master key '%s'", mk->id);
+		goto out;
+	}
+	rc = KR_VAULT_OK;
+	if (res.nrows > 0 && kr_db_cell(&res, 0, 0) != NULL &&
+	    (rc = unwrap_row(kr_db_cell(&res, 0, 0), cell_version(&res, 0, 1), mk->id,
+	    kr_db_cell(&res, 0, 2), res.lens[2], dk)) != KR_VAULT_OK) {
+		seterr(err, errlen, "master key '%s' does not unwrap data key %s of workspace "
+		    "%s", mk->id, kr_db_cell(&res, 0, 1), kr_db_cell(&res, 0, 0));
+		rc = KR_VAULT_MISMATCH;
+	}
+	kr_wipe(dk, sizeof(dk));
+out:
+	kr_db_res_free(&res);
+	return rc;
+}
+
+enum kr_vault_err
+kr_vault_verify(struct kr_db *db, char *err, size_t errlen)
+{
+	struct kr_db_res res;
+	enum kr_vault_err rc;
+
+	seterr(err, errlen, "%s", "");
+	if (vault == NULL) {
+		seterr(err, errlen, "no master key is loaded");
+		return KR_VAULT_NOKEY;
+	}
+	for (unsigned i = 0; i < vault->n; i++)
+		if ((rc = check_master(db, &vault->k[i], err, errlen)) != KR_VAULT_OK)
+			return rc;
+	if (kr_db_exec(db, sql_dk_master_ids, NULL, 0, &res, NULL) != KR_DB_OK) {
+		seterr(err, errlen, "database error while listing data key master ids");
+		return KR_VAULT_DB;
+	}
+	rc = KR_VAULT_OK;
+	for (unsigned r = 0; r < res.nrows && rc == KR_VAULT_OK; r++) {
+		const char *mid = kr_db_cell(&res, r, 0);
+		if (find_master(mid) == NULL) {
+			seterr(err, errlen, "data keys are wrapped under master key '%s', which "
+			    "is not loaded", mid != NULL ? mid : "");
+			rc = KR_VAULT_NOKEY;
+		}
+	}
+	kr_db_res_free(&res);
+	return rc;
+}
+
+enum { REKEY_DONE, REKEY_SKIPPED };
+
+/* Rewrap row r of a rekey batch under mk; *outcome says whether this run changed it. */
+static enum kr_vault_err
+rekey_row(struct kr_db *db, const struct master_key *mk, const struct kr_db_res *res,
+    unsigned r, int *outcome)
+{
+	const char *ws = kr_db_cell(res, r, 0), *mid = kr_db_cell(res, r, 2);
+	const char *old = kr_db_cell(res, r, 3);
+	uint32_t version = cell_version(res, r, 1);
+	unsigned char dk[KR_KEY_LEN], wrapped[KR_WRAPPED_LEN];
+	enum kr_vault_err rc;
+	uint64_t affected = 0;
+	struct kr_dbp p[6];
+
+	if (ws == NULL || !valid_name(ws))
+		return KR_VAULT_CORRUPT;
+	if ((rc = unwrap_row(ws, version, mid, old, res->lens[r * res->ncols + 3], dk)) !=
+	    KR_VAULT_OK)
+		goto out;
+	if ((rc = kr_vault_wrap_raw(mk->key, mk->id, ws, version, dk, wrapped)) != KR_VAULT_OK)
+		goto out;
+	p[0] = KR_P_STR(mk->id);
+	p[1] = KR_P_BLOB(wrapped, sizeof(wrapped));
+	p[2] = KR_P_STR(ws);
+	p[3] = KR_P_INT(version);
+	p[4] = KR_P_STR(mid);
+	p[5] = KR_P_BLOB(old, KR_WRAPPED_LEN);
+	if (kr_db_exec(db, sql_dk_rewrap, p, 6, NULL, &affected) != KR_DB_OK) {
+		kr_error("rekey: database error on data key %u of workspace %s", version, ws);
+		rc = KR_VAULT_DB;
+		goto out;
+	}
+	*outcome = affected > 0 ? REKEY_DONE : REKEY_SKIPPED;
+out:
+	kr_wipe(dk, sizeof(dk));
+	return rc;
+}
+
+enum kr_vault_err
+kr_vault_rekey_counted(struct kr_db *db,
+    void (*progress)(unsigned long done, unsigned long total, void *), void *arg,
+    struct kr_vault_rekey_counts *counts)
+{
+	struct kr_vault_rekey_counts c = { 0, 0, 0 };
+	const struct master_key *mk = active_master();
+	char last_ws[KR_VAULT_NAME_MAX + 1] = "", msg[512];
+	struct kr_db_res res;
+	enum kr_vault_err rc = KR_VAULT_NOKEY;
+	long long last_ver = 0;
+	struct kr_dbp p[4];
+	int outcome = REKEY_SKIPPED;
+
+	memset(&res, 0, sizeof(res));
+	if (mk == NULL)
+		goto out;
+	/* Never rewrap under a key the database does not know, nor with an old one that
+	 * does not match: both are checked as at start. */
+	for (unsigned i = 0; i < vault->n; i++)
+		if ((rc = check_master(db, &vault->k[i], msg, sizeof(msg))) != KR_VAULT_OK) {
+			kr_error("rekey: %s", msg);
+			goto out;
+		}
+	rc = KR_VAULT_DB;
+	p[0] = KR_P_STR(mk->id);
+	if (kr_db_exec(db, sql_dk_count_old, p, 1, &res, NULL) != KR_DB_OK)
+		goto out;
+	c.total = (unsigned long)kr_db_cell_int(&res, 0, 0, 0);
+	for (;;) {
+		kr_db_res_free(&res);
+		p[1] = KR_P_STR(last_ws);
+		p[2] = KR_P_STR(last_ws);
+		p[3] = KR_P_INT(last_ver);
+		if (kr_db_exec(db, sql_dk_list_old, p, 4, &res, NULL) != KR_DB_OK)
+			goto out;
+		if (res.nrows == 0)
+			break;
+		for (unsigned r = 0; r < res.nrows; r++) {
+			if ((rc = rekey_row(db, mk, &res, r, &outcome)) != KR_VAULT_OK)
+				goto out;
+			if (outcome == REKEY_DONE)
+				c.rewrapped++;
+			else
+				c.skipped++;
+			if (progress != NULL)
+				progress(c.rewrapped + c.skipped, c.total, arg);
+		}
+		/* rekey_row checked that the workspace id fits. */
+		memcpy(last_ws, kr_db_cell(&res, res.nrows - 1, 0),
+		    strlen(kr_db_cell(&res, res.nrows - 1, 0)) + 1);
+		last_ver = kr_db_cell_int(&res, res.nrows - 1, 1, 0);
+		rc = KR_VAULT_DB;
+	}
+	rc = KR_VAULT_OK;
+out:
+	kr_db_res_free(&res);
+	if (counts != NULL)
+		*counts = c;
+	return rc;
+}
+
+enum kr_vault_err
+kr_vault_rekey(struct kr_db *db,
+    void (*progress)(unsigned long done, unsigned long total, void *), void *arg)
+{
+	return kr_vault_rekey_counted(db, progress, arg, NULL);
+}
+
+enum kr_vault_err
+kr_vault_shred(struct kr_db *db, const char *workspace_id)
+{
+	struct kr_dbp p[1] = { KR_P_STR(workspace_id) };
+
+	if (!valid_name(workspace_id))
+		return KR_VAULT_ERROR;
+	return kr_db_exec(db, sql_dk_delete, p, 1, NULL, NULL) == KR_DB_OK ? KR_VAULT_OK :
+	    KR_VAULT_DB;
+}

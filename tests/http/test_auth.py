@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Authentication: login, session cookie, me, logout, CSRF, login throttling, secrets in logs.
+
+Runs against the shared stack ($KEYRELAY_TEST_STACK); creates its own users and workspace.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+
+import krstack  # noqa: E402
+from krclient import (Client, CheckError, add_member, admin_client, create_user,  # noqa: E402
+                      create_workspace, eq, expect, expect_error, parse_set_cookie, run, true,
+                      unique_email)
+
+# Defaults of the configuration (auth.login_max_failures, per e-mail, in the window).
+MAX_FAILURES = 5
+MAX_TRIES = 12
+
+
+def kr_session_cookie(resp):
+    """(value, attrs) of the kr_session Set-Cookie of resp; fails unless exactly one."""
+    found = [parse_set_cookie(v) for v in resp.header_all("Set-Cookie")]
+    found = [(val, attrs) for name, val, attrs in found if name == "kr_session"]
+    if len(found) != 1:
+        raise CheckError("expected one Set-Cookie kr_session, got %r"
+                         % resp.header_all("Set-Cookie"))
+    return found[0]
+
+
+def body(t):
+    s = krstack.Stack.from_env()
+    base = s.base_url
+    secrets_seen = [s.admin_password]       # must never show up in the logs
+
+    with t.setup("setup: admin login, a workspace and a member user"):
+        admin = admin_client(s)
+        secrets_seen.append(admin.session)
+        ws = create_workspace(admin)
+        user, email, password = create_user(admin, name="Auth Tester")
+        secrets_seen.append(password)
+        add_member(admin, ws["slug"], email, "member")
+
+    c = Client(base)
+    with t("login answers 200"):
+        r = c.login(email, password)
+        expect(200, r)
+        login = r.json
+        secrets_seen.append(c.session)
+
+    with t("login answer: user {id,email,name,isInstanceAdmin}"):
+        u = login["user"]
+        true(isinstance(u, dict), "user is not an object: %r" % (u,))
+        for k in ("id", "email", "name", "isInstanceAdmin"):
+            true(k in u, "user lacks %r: %r" % (k, u))
+        eq(u["id"], user["id"], "user.id (same as from POST /api/users)")
+        eq(u["email"], email, "user.email")
+        eq(u["name"], "Auth Tester", "user.name")
+        eq(u["isInstanceAdmin"], False, "user.isInstanceAdmin")
+        leaked = [k for k in u if "password" in k.lower() or "hash" in k.lower()]
+        eq(leaked, [], "password-like fields in user")
+
+    with t("login answer: workspaces [{slug,name,role}] lists exactly the user's workspace"):
+        wss = login["workspaces"]
+        true(isinstance(wss, list), "workspaces is not a list: %r" % (wss,))
+        eq(len(wss), 1, "number of workspaces")
+        eq(wss[0].get("slug"), ws["slug"], "workspaces[0].slug")
+        eq(wss[0].get("name"), ws["name"], "workspaces[0].name")
+        eq(wss[0].get("role"), "member", "workspaces[0].role")
+
+    with t("login answer: csrfToken is a non-empty string"):
+        tok = login["csrfToken"]
+        true(isinstance(tok, str) and len(tok) >= 16, "csrfToken %r" % (tok,))
+        secrets_seen.append(tok)
+
+    with t("login sets kr_session; HttpOnly; SameSite=Strict; Path=/"):
+        val, attrs = kr_session_cookie(r)
+        true(len(val) >= 32, "session id too short for 256 random bits: %r" % val)
+        true(attrs.get("httponly") is True, "no HttpOnly: %r" % attrs)
+        eq(str(attrs.get("samesite", "")).lower(), "strict", "SameSite")
+        eq(attrs.get("path"), "/", "Path")
+
+    with t("no Secure attribute on a plain-HTTP login"):
+        val, attrs = kr_session_cookie(r)
+        true("secure" not in attrs, "Secure set over plain HTTP: %r" % r.header_all("Set-Cookie"))
+
+    with t("a second login gets a new session id and both sessions work"):
+        c2 = Client(base)
+        r2 = c2.login(email, password)
+        expect(200, r2)
+        secrets_seen.append(c2.session)
+        true(c2.session and c2.session != c.session, "same session id twice: %r" % c2.session)
+        true(r2.json["csrfToken"] != login["csrfToken"], "same csrfToken for two sessions")
+        expect(200, c.get("/api/auth/me"), "first session")
+        expect(200, c2.get("/api/auth/me"), "second session")
+
+    # -- wrong credentials ------------------------------------------------------------------
+    with t("wrong password and unknown e-mail: both 401 unauthorized, identical message"):
+        _, email_w, password_w = create_user(admin)
+        secrets_seen.append(password_w)
+        wrong_pw = "wrong-" + password_w
+        secrets_seen.append(wrong_pw)
+        a = Client(base).login(email_w, wrong_pw)
+        b = Client(base).login(unique_email("nobody"), wrong_pw)
+        ea = expect_error(a, 401, "unauthorized", what="wrong password")
+        eb = expect_error(b, 401, "unauthorized", what="unknown e-mail")
+        eq(ea["message"], eb["message"], "messages of wrong password vs unknown e-mail")
+        eq(a.header_all("Set-Cookie"), [], "Set-Cookie on failed login")
+
+    with t("login without a password field: 422 (or 401), never 200"):
+        r3 = Client(base).post("/api/auth/login", json={"email": email})
+        true(r3.status in (401, 422), "got %s" % r3.describe())
+        expect_error(r3, r3.status, {401: "unauthorized", 422: "validation_failed"}[r3.status])
+
+    # -- me -----------------------------------------------------------------------------------
+    with t("GET /api/auth/me answers like login, without Set-Cookie"):
+        m = c.get("/api/auth/me")
+        expect(200, m)
+        eq(m.json.get("user"), login["user"], "me.user")
+        eq(m.json.get("workspaces"), login["workspaces"], "me.workspaces")
+        eq(m.header_all("Set-Cookie"), [], "Set-Cookie on me")
+
+    with t("GET /api/auth/me carries the session's csrfToken"):
+        m = c.get("/api/auth/me")
+        expect(200, m)
+        eq(m.json.get("csrfToken"), login["csrfToken"], "me.csrfToken")
+
+    with t("GET /api/auth/me without a session: 401 unauthorized"):
+        expect_error(Client(base).get("/api/auth/me"), 401, "unauthorized")
+
+    with t("GET /api/auth/me with a made-up session id: 401 unauthorized"):
+        fake = Client(base)
+        fake.cookies["kr_session"] = "A" * 43
+        expect_error(fake.get("/api/auth/me"), 401, "unauthorized")
+
+    # -- CSRF ---------------------------------------------------------------------------------
+    with t("cookie POST without X-CSRF-Token: 403 forbidden and nothing happens"):
+        r4 = c.post("/api/auth/logout", csrf=None)
+        expect_error(r4, 403, "forbidden")
+        expect(200, c.get("/api/auth/me"), "session still alive after refused logout")
+
+    with t("cookie POST with a wrong X-CSRF-Token: 403 forbidden"):
+        r5 = c.post("/api/auth/logout", csrf="x" + login["csrfToken"][1:])
+        expect_error(r5, 403, "forbidden")
+        expect(200, c.get("/api/auth/me"), "session still alive after refused logout")
+
+    with t("cookie POST with another session's X-CSRF-Token: 403 forbidden"):
+        r6 = c.post("/api/auth/logout", csrf=c2.csrf_token)
+        expect_error(r6, 403, "forbidden")
+        expect(200, c.get("/api/auth/me"), "session still alive")
+
+    with t("state change (admin POST tokens) without X-CSRF-Token: 403, token not created"):
+        tname = "csrf-probe"
+        r7 = admin.post("/api/workspaces/%s/tokens" % ws["slug"],
+                        json={"name": tname, "role": "viewer"}, csrf=None)
+        expect_error(r7, 403, "forbidden")
+        lst = admin.get("/api/workspaces/%s/tokens" % ws["slug"])
+        expect(200, lst)
+        eq([x for x in lst.json["tokens"] if x.get("name") == tname], [], "tokens named csrf-probe")
+
+    with t("state change (admin DELETE member) without X-CSRF-Token: 403"):
+        r8 = admin.delete("/api/workspaces/%s/members/%s" % (ws["slug"], user["id"]), csrf=None)
+        expect_error(r8, 403, "forbidden")
+        mem = admin.get("/api/workspaces/%s/members" % ws["slug"])
+        expect(200, mem)
+        true(any(m.get("email") == email for m in mem.json["members"]),
+             "member removed despite 403: %s" % mem.describe())
+
+    # design.md: cookie writes also need no cross-site Sec-Fetch-Site and no foreign Origin.
+    tok_path = "/api/workspaces/%s/tokens" % ws["slug"]
+    for label, hdrs in (("Origin: http://evil.example", {"Origin": "http://evil.example"}),
+                        ("Sec-Fetch-Site: cross-site", {"Sec-Fetch-Site": "cross-site"})):
+        with t("cookie POST with the right CSRF token but %s: 403, nothing created" % label):
+            tname = "xsite-" + label.split(":")[0].lower()
+            rx = admin.post(tok_path, json={"name": tname, "role": "viewer"}, headers=hdrs)
+            expect_error(rx, 403, "forbidden")
+            lst = admin.get(tok_path)
+            expect(200, lst)
+            eq([x for x in lst.json["tokens"] if x.get("name") == tname], [], "tokens created")
+
+    with t("cookie POST from its own origin (Origin = base URL, Sec-Fetch-Site: same-origin): 201"):
+        rx = admin.post(tok_path, json={"name": "same-origin", "role": "viewer"},
+                        headers={"Origin": base, "Sec-Fetch-Site": "same-origin"})
+        expect(201, rx)
+        secrets_seen.append(rx.json.get("secret"))
+
+    # -- logout -------------------------------------------------------------------------------
+    with t("logout with CSRF: 2xx; the old cookie is then 401 on me"):
+        old = c.session
+        r9 = c.logout()
+        expect((200, 204), r9)
+        stale = Client(base)
+        stale.cookies["kr_session"] = old
+        expect_error(stale.get("/api/auth/me"), 401, "unauthorized")
+
+    with t("logout ends only its own session"):
+        expect(200, c2.get("/api/auth/me"))
+
+    # -- throttling ---------------------------------------------------------------------------
+    with t("repeated wrong passwords for one e-mail end in 429 rate_limited"):
+        _, email_t, password_t = create_user(admin)
+        secrets_seen.append(password_t)
+        statuses = []
+        got = None
+        for i in range(MAX_TRIES):
+            bad = "bad-%d-%s" % (i, password_t)
+            secrets_seen.append(bad)
+            rr = Client(base).login(email_t, bad)
+            statuses.append(rr.status)
+            if rr.status == 429:
+                got = rr
+                break
+            if rr.status != 401:
+                raise CheckError("attempt %d: expected 401 or 429, got %s"
+                                 % (i + 1, rr.describe()))
+        true(got is not None, "no 429 after %d wrong passwords: %r" % (MAX_TRIES, statuses))
+        expect_error(got, 429, "rate_limited")
+
+    with t("the 429 comes right after login_max_failures (%d) failures" % MAX_FAILURES):
+        true(len(statuses) == MAX_FAILURES + 1,
+             "429 expected at attempt %d (login_max_failures=%d), came at attempt %d: %r"
+             % (MAX_FAILURES + 1, MAX_FAILURES, len(statuses), statuses))
+
+    with t("while throttled, the right password is refused with 429 too"):
+        rr = Client(base).login(email_t, password_t)
+        expect_error(rr, 429, "rate_limited")
+        eq(rr.header_all("Set-Cookie"), [], "Set-Cookie while throttled")
+
+    with t("throttling one e-mail does not lock out another user from the same address"):
+        c3 = Client(base)
+        expect(200, c3.login(email, password))
+        secrets_seen.append(c3.session)
+
+    # -- logs ---------------------------------------------------------------------------------
+    with t("no password, session id or CSRF token in the stack logs"):
+        logs = s.log_text()
+        true(len(logs) > 0, "log_text() is empty: cannot check")
+        leaked = [x for x in secrets_seen if x and x in logs]
+        eq(["%s...(%d chars)" % (x[:6], len(x)) for x in leaked], [], "secrets found in logs")
+
+
+if __name__ == "__main__":
+    run("auth", body)
