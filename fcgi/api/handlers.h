@@ -42,6 +42,33 @@ void	h_keys_delete(struct kr_req *, struct kr_resp *);
 /* h_providers.c */
 void	h_providers_get(struct kr_req *, struct kr_resp *);
 void	h_providers_put(struct kr_req *, struct kr_resp *);
+/* h_chats.c */
+void	h_chats_list(struct kr_req *, struct kr_resp *);
+void	h_chats_create(struct kr_req *, struct kr_resp *);
+void	h_messages_list(struct kr_req *, struct kr_resp *);
+void	h_messages_post(struct kr_req *, struct kr_resp *);
+/* h_jobs.c */
+void	h_jobs_list(struct kr_req *, struct kr_resp *);
+void	h_jobs_create(struct kr_req *, struct kr_resp *);
+void	h_jobs_get(struct kr_req *, struct kr_resp *);
+void	h_jobs_cancel(struct kr_req *, struct kr_resp *);
+void	h_jobs_retry(struct kr_req *, struct kr_resp *);
+/* h_schedules.c */
+void	h_schedules_list(struct kr_req *, struct kr_resp *);
+void	h_schedules_create(struct kr_req *, struct kr_resp *);
+void	h_schedules_get(struct kr_req *, struct kr_resp *);
+void	h_schedules_update(struct kr_req *, struct kr_resp *);
+void	h_schedules_delete(struct kr_req *, struct kr_resp *);
+/* h_notifications.c */
+void	h_notifications_list(struct kr_req *, struct kr_resp *);
+void	h_notifications_create(struct kr_req *, struct kr_resp *);
+void	h_notifications_update(struct kr_req *, struct kr_resp *);
+void	h_notifications_delete(struct kr_req *, struct kr_resp *);
+void	h_notifications_test(struct kr_req *, struct kr_resp *);
+/* h_usage.c */
+void	h_usage(struct kr_req *, struct kr_resp *);
+/* h_events.c: a server-sent events stream (events pool) */
+void	h_events(struct kr_req *, struct kr_resp *);
 /* h_audit.c */
 void	h_audit_list(struct kr_req *, struct kr_resp *);
 /* h_ops.c */

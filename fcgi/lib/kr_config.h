@@ -39,6 +39,13 @@ struct kr_config {
 
 	char	*runner_name;
 	unsigned runner_heartbeat_seconds;
+	unsigned runner_max_in_flight;		/* provider calls at once */
+	unsigned runner_workspace_cap;		/* of those, for one workspace */
+	unsigned runner_lease_seconds;		/* a job's lease; heartbeats extend it */
+	unsigned runner_attempt_timeout_seconds;
+	unsigned runner_drain_seconds;		/* SIGTERM: time to finish calls in hand */
+	unsigned runner_backoff_max_seconds;
+	unsigned events_retention_hours;
 
 	unsigned auth_session_hours;
 	unsigned auth_hash_concurrency;

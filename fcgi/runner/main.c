@@ -1,12 +1,17 @@
 /*
- * keyrelay-runner: the long-lived job runner. For now a daemon skeleton: it registers in
- * the runners table, heartbeats every runner.heartbeat_seconds (reconnecting by itself
- * when the database comes and goes), and on SIGTERM or SIGINT marks itself stopped and
- * exits 0. Jobs come in a later step.
+ * keyrelay-runner: the long-lived job runner.
+ *
+ * One thread, one MariaDB connection, one curl multi handle with up to
+ * runner.max_in_flight provider calls at once. The loop claims due jobs into free slots,
+ * drives the transfers, and on timers heartbeats (extending its leases), rescues jobs of
+ * runners that died, notices cancelled jobs, fires due schedules and prunes old events.
+ * SIGTERM or SIGINT: stop claiming, finish the calls in hand for up to
+ * runner.drain_seconds, hand back what is left, mark the runner stopped, exit 0.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,12 +21,18 @@
 
 #include "kr_config.h"
 #include "kr_db.h"
+#include "kr_events.h"
 #include "kr_log.h"
 #include "kr_startup.h"
-#include "kr_vault.h"
 #include "kr_time.h"
+#include "kr_vault.h"
+#include "runner.h"
 
-#define PROG	"keyrelay-runner"
+#define PROG		"keyrelay-runner"
+#define CLAIM_BATCH	128
+#define HELD_MS		500
+#define RESCUE_MS	2000
+#define PRUNE_MS	(10 * 60 * 1000)
 
 static const char sql_register[] =
     "INSERT INTO runners (id, name, pid, version) VALUES (?,?,?,?) "
@@ -31,31 +42,147 @@ static const char sql_heartbeat[] =
 static const char sql_stopped[] =
     "UPDATE runners SET stopped_at = NOW(3), heartbeat_at = NOW(3) WHERE id = ?";
 
-struct runner {
-	const struct kr_config	*cfg;
-	struct kr_db		*db;
-	char			 id[KR_UUID_MAX];
-	int			 registered;
-};
-
-/* Register (first time, or again after the row went missing) or heartbeat. */
+/* Register (first time, or again after the row went missing), heartbeat, extend leases. */
 static void
 beat(struct runner *r)
 {
 	struct kr_dbp p[4] = { KR_P_STR(r->id), KR_P_STR(r->cfg->runner_name),
 	    KR_P_INT(getpid()), KR_P_STR(PROJECT_VERSION) };
+	enum kr_db_err rc = KR_DB_ERROR;
 	uint64_t n = 0;
-	enum kr_db_err rc;
 
-	if (r->registered) {
-		rc = kr_db_exec(r->db, sql_heartbeat, p, 1, NULL, &n);
-		if (rc == KR_DB_OK && n > 0)
-			return;
-	}
+	if (r->registered && (rc = kr_db_exec(r->db, sql_heartbeat, p, 1, NULL, &n)) ==
+	    KR_DB_OK && n > 0)
+		goto leases;
 	rc = kr_db_exec(r->db, sql_register, p, 4, NULL, NULL);
 	if (rc == KR_DB_OK && !r->registered)
 		kr_info("registered as runner %s (%s)", r->id, r->cfg->runner_name);
 	r->registered = rc == KR_DB_OK;
+leases:
+	if (rc == KR_DB_OK && r->nflying > 0)
+		(void)kr_queue_extend(r->db, r->id, r->cfg->runner_lease_seconds);
+}
+
+static void
+claim(struct runner *r)
+{
+	size_t free_slots = r->cfg->runner_max_in_flight - r->nflying, n = 0;
+	struct kr_claimed *jobs = NULL;
+
+	if (r->stopping || free_slots == 0)
+		return;
+	if (free_slots > CLAIM_BATCH)
+		free_slots = CLAIM_BATCH;
+	if (kr_queue_claim(r->db, r->id, r->cfg->runner_lease_seconds, (unsigned)free_slots,
+	    flight_may_take, r, &jobs, &n) == KR_DB_OK) {
+		flight_claim_done(r);
+		for (size_t i = 0; i < n; i++)
+			flight_start(r, &jobs[i]);	/* the flight owns the job now */
+	} else
+		flight_claim_done(r);
+	free(jobs);
+}
+
+static void
+drive_transfers(struct runner *r, int wait_ms)
+{
+	struct CURLMsg *m;
+	int running = 0, left = 0;
+
+	curl_multi_poll(r->multi, NULL, 0, wait_ms, NULL);
+	curl_multi_perform(r->multi, &running);
+	while ((m = curl_multi_info_read(r->multi, &left)) != NULL)
+		if (m->msg == CURLMSG_DONE)
+			flight_transfer_done(r, m->easy_handle, m->data.result);
+}
+
+struct timers {
+	int64_t	beat, held, rescue, prune, claim;
+};
+
+static void
+housekeeping(struct runner *r, struct timers *t, int64_t now)
+{
+	unsigned rescued = 0;
+	uint64_t pruned = 0;
+
+	if (now - t->beat >= (int64_t)r->cfg->runner_heartbeat_seconds * 1000) {
+		t->beat = now;
+		beat(r);
+	}
+	if (now - t->held >= HELD_MS) {
+		t->held = now;
+		flight_check_held(r);
+	}
+	if (now - t->rescue >= RESCUE_MS) {
+		t->rescue = now;
+		if (kr_queue_rescue(r->db, 100, &rescued) == KR_DB_OK && rescued > 0)
+			kr_info("requeued %u job(s) whose runner stopped answering", rescued);
+	}
+	if (now - t->prune >= PRUNE_MS) {
+		t->prune = now;
+		if (kr_events_prune(r->db, r->cfg->events_retention_hours, &pruned) == KR_DB_OK &&
+		    pruned > 0)
+			kr_info("pruned %llu old event(s)", (unsigned long long)pruned);
+	}
+}
+
+/* The main loop; returns when stopped and drained. */
+static void
+run(struct runner *r, const sigset_t *sigs)
+{
+	struct timers t = { INT64_MIN / 2, 0, 0, 0, 0 };
+	struct timespec zero = { 0, 0 };
+	int64_t drain_until = 0, now;
+	int sig;
+
+	for (;;) {
+		now = kr_time_mono_ms();
+		sig = sigtimedwait(sigs, NULL, &zero);
+		if ((sig == SIGTERM || sig == SIGINT) && !r->stopping) {
+			kr_info("signal %d: no new jobs; finishing %zu in hand", sig, r->nflying);
+			r->stopping = 1;
+			drain_until = now + (int64_t)r->cfg->runner_drain_seconds * 1000;
+		}
+		if (r->stopping && (r->nflying == 0 || now >= drain_until))
+			break;
+		housekeeping(r, &t, now);
+		if (!r->stopping && r->nflying < r->cfg->runner_max_in_flight &&
+		    (now - t.claim >= 20 || r->nflying == 0)) {
+			t.claim = now;
+			claim(r);
+		}
+		drive_transfers(r, r->nflying > 0 ? 20 : 200);
+	}
+	if (r->nflying > 0)
+		kr_info("handing back %zu job(s)", r->nflying);
+	flight_release_all(r);
+}
+
+static int
+setup(struct runner *r, const struct kr_config *cfg)
+{
+	memset(r, 0, sizeof(*r));
+	r->cfg = cfg;
+	kr_uuid_new(r->id);
+	r->flights = calloc(cfg->runner_max_in_flight, sizeof(*r->flights));
+	r->ws = calloc(cfg->runner_max_in_flight, sizeof(*r->ws));
+	if (r->flights == NULL || r->ws == NULL || (r->db = kr_db_new(cfg)) == NULL ||
+	    (r->multi = curl_multi_init()) == NULL)
+		return -1;
+	curl_multi_setopt(r->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+	    (long)cfg->runner_max_in_flight);
+	return 0;
+}
+
+static void
+teardown(struct runner *r)
+{
+	if (r->multi != NULL)
+		curl_multi_cleanup(r->multi);
+	kr_db_free(&r->db);
+	free(r->flights);
+	free(r->ws);
 }
 
 int
@@ -63,10 +190,9 @@ main(int argc, char **argv)
 {
 	struct kr_config cfg;
 	struct runner r;
-	struct timespec wait;
 	char err[512];
 	sigset_t sigs;
-	int sig, rc = 1;
+	int rc = 1;
 	const char *path = kr_config_path(&argc, argv);
 
 	if (argc > 1) {
@@ -78,35 +204,29 @@ main(int argc, char **argv)
 		return 1;
 	}
 	kr_log_init(PROG, cfg.log_level);
+	memset(&r, 0, sizeof(r));
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigprocmask(SIG_BLOCK, &sigs, NULL);
-	memset(&r, 0, sizeof(r));
-	r.cfg = &cfg;
-	kr_uuid_new(r.id);
+	signal(SIGPIPE, SIG_IGN);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
-	    mysql_library_init(0, NULL, NULL) != 0 || (r.db = kr_db_new(&cfg)) == NULL) {
+	    mysql_library_init(0, NULL, NULL) != 0 || setup(&r, &cfg) != 0) {
 		kr_error("initialisation failed");
 		goto out;
 	}
 	if (kr_startup_vault(&cfg, PROG) != 0)
 		goto out;
-	wait = (struct timespec){ (time_t)cfg.runner_heartbeat_seconds, 0 };
-	for (;;) {
-		beat(&r);
-		sig = sigtimedwait(&sigs, NULL, &wait);
-		if (sig == SIGTERM || sig == SIGINT)
-			break;
-	}
-	kr_info("signal %d: stopping", sig);
+	run(&r, &sigs);
 	if (kr_db_exec(r.db, sql_stopped, (struct kr_dbp[]){ KR_P_STR(r.id) }, 1, NULL, NULL) !=
 	    KR_DB_OK)
 		kr_warn("could not mark runner %s stopped", r.id);
+	kr_info("stopped (%llu answered, %llu failed)", (unsigned long long)r.done_ok,
+	    (unsigned long long)r.done_failed);
 	rc = 0;
 out:
+	teardown(&r);
 	kr_vault_unload();
-	kr_db_free(&r.db);
 	mysql_library_end();
 	curl_global_cleanup();
 	kr_config_release(&cfg);

@@ -1,0 +1,560 @@
+#include "kr_queue.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kr_events.h"
+#include "kr_json.h"
+#include "kr_log.h"
+
+#define N(a)		((unsigned)(sizeof(a) / sizeof((a)[0])))
+#define TX_TRIES	5
+#define CLAIM_SCAN	4	/* rows looked at per job wanted, for per-workspace caps */
+
+static const char sql_claim_scan[] =
+    "SELECT id, workspace_id, type, COALESCE(chat_id, ''), COALESCE(requested_provider, ''), "
+    "COALESCE(requested_model, ''), created_at, input, system_prompt, attempts, max_attempts "
+    "FROM jobs WHERE claimable = 1 AND run_at <= NOW(3) "
+    "ORDER BY claimable, priority DESC, run_at LIMIT ? FOR UPDATE SKIP LOCKED";
+static const char sql_claim_take[] =
+    "UPDATE jobs SET status = 'running', lease_token = ?, runner_id = ?, "
+    "lease_expires_at = NOW(3) + INTERVAL ? SECOND, started_at = COALESCE(started_at, NOW(3)), "
+    "updated_at = NOW(3) WHERE id = ?";
+static const char sql_price[] =
+    "SELECT input_per_mtok, output_per_mtok FROM model_prices WHERE provider = ? AND model = ?";
+static const char sql_message_insert[] =
+    "INSERT INTO messages (id, workspace_id, chat_id, direction, sender, content, job_id) "
+    "VALUES (?, ?, ?, 'out', ?, ?, ?)";
+static const char sql_message_get[] =
+    "SELECT id, chat_id, direction, sender, content, job_id, created_at FROM messages "
+    "WHERE id = ?";
+static const char sql_succeed[] =
+    "UPDATE jobs SET status = 'succeeded', result = ?, error = NULL, finished_at = NOW(3), "
+    "delivered_at = NOW(3), provider = ?, model = ?, key_id = ?, used_fallback = ?, "
+    "attempts = attempts + 1, input_tokens = input_tokens + ?, "
+    "output_tokens = output_tokens + ?, cost_usd = cost_usd + ?, lease_token = NULL, "
+    "updated_at = NOW(3) WHERE id = ? AND lease_token = ? AND status = 'running'";
+static const char sql_attempt_counted[] =
+    "UPDATE jobs SET attempts = attempts + 1, provider = ?, model = ?, key_id = ?, "
+    "used_fallback = ?, error = ?, updated_at = NOW(3) "
+    "WHERE id = ? AND lease_token = ? AND status = 'running'";
+static const char sql_attempt_insert[] =
+    "INSERT INTO job_attempts (job_id, workspace_id, attempt, provider, key_id, system_key, "
+    "model, is_fallback, started_at, finished_at, outcome, http_status, error, input_tokens, "
+    "output_tokens, cost_usd, latency_ms) "
+    "SELECT ?, ?, attempts, ?, ?, ?, ?, ?, ?, NOW(3), ?, ?, ?, ?, ?, ?, ? FROM jobs WHERE id = ?";
+static const char sql_retry_later[] =
+    "UPDATE jobs SET status = 'retrying', run_at = NOW(3) + INTERVAL ? MICROSECOND, "
+    "error = ?, lease_token = NULL, runner_id = NULL, lease_expires_at = NULL, "
+    "updated_at = NOW(3) WHERE id = ? AND lease_token = ? AND status = 'running'";
+static const char sql_fail[] =
+    "UPDATE jobs SET status = 'failed', error = ?, finished_at = NOW(3), lease_token = NULL, "
+    "lease_expires_at = NULL, updated_at = NOW(3) "
+    "WHERE id = ? AND lease_token = ? AND status = 'running'";
+static const char sql_release[] =
+    "UPDATE jobs SET status = 'queued', lease_token = NULL, runner_id = NULL, "
+    "lease_expires_at = NULL, run_at = NOW(3), updated_at = NOW(3) "
+    "WHERE id = ? AND lease_token = ? AND status = 'running'";
+static const char sql_extend[] =
+    "UPDATE jobs SET lease_expires_at = NOW(3) + INTERVAL ? SECOND "
+    "WHERE runner_id = ? AND status = 'running'";
+static const char sql_expired[] =
+    "SELECT id, workspace_id, lease_token FROM jobs WHERE status = 'running' "
+    "AND lease_expires_at < NOW(3) LIMIT ? FOR UPDATE SKIP LOCKED";
+static const char sql_rescue[] =
+    "UPDATE jobs SET status = 'queued', lease_token = NULL, runner_id = NULL, "
+    "lease_expires_at = NULL, run_at = NOW(3), updated_at = NOW(3) "
+    "WHERE id = ? AND lease_token = ? AND status = 'running'";
+static const char sql_held[] =
+    "SELECT id, lease_token FROM jobs WHERE runner_id = ? AND status = 'running'";
+static const char sql_transient[] =
+    "SELECT provider FROM job_attempts WHERE job_id = ? AND outcome = 'transient' "
+    "GROUP BY provider HAVING COUNT(*) >= ?";
+static const char sql_history[] =
+    "SELECT direction, content FROM (SELECT direction, content, created_at, id FROM messages "
+    "WHERE workspace_id = ? AND chat_id = ? AND created_at <= ? "
+    "ORDER BY created_at DESC, id DESC LIMIT ?) h ORDER BY created_at, id";
+
+void
+kr_claimed_release(struct kr_claimed *j)
+{
+	free(j->input);
+	free(j->system_prompt);
+	j->input = j->system_prompt = NULL;
+}
+
+/*
+ * Run body in a transaction, again on deadlock, lock wait or a lost connection (with a
+ * short growing pause), up to TX_TRIES times. body returns KR_DB_OK and may set *res to
+ * KR_QUEUE_LOST, in which case the transaction is rolled back.
+ */
+static enum kr_db_err
+in_tx(struct kr_db *db, enum kr_db_err (*body)(struct kr_db *, void *, enum kr_queue_result *),
+    void *arg, enum kr_queue_result *res)
+{
+	enum kr_db_err rc = KR_DB_ERROR;
+
+	for (int i = 0; i < TX_TRIES; i++) {
+		*res = KR_QUEUE_DONE;
+		if (i > 0) {
+			struct timespec d = { 0, 20000000L * i };
+			nanosleep(&d, NULL);
+		}
+		if ((rc = kr_db_begin(db)) == KR_DB_OK && (rc = body(db, arg, res)) == KR_DB_OK) {
+			if (*res == KR_QUEUE_LOST) {
+				kr_db_rollback(db);
+				return KR_DB_OK;
+			}
+			if ((rc = kr_db_commit(db)) == KR_DB_OK)
+				return KR_DB_OK;
+		}
+		kr_db_rollback(db);
+		if (rc != KR_DB_RETRY && rc != KR_DB_DOWN)
+			return rc;
+	}
+	return rc;
+}
+
+/* {"jobId", "job": {"id","status","attempts","provider","model","keyId","usedFallback","error"}} */
+static json_object *
+job_payload(const struct kr_claimed *j, const char *status, const struct kr_attempt *a,
+    const char *error, int attempts_delta)
+{
+	json_object *o = json_object_new_object(), *job = json_object_new_object();
+
+	kr_json_add_str(o, "jobId", j->id);
+	kr_json_add_str(job, "id", j->id);
+	kr_json_add_str(job, "type", j->type);
+	kr_json_add_str(job, "status", status);
+	kr_json_add_str(job, "chatId", j->chat_id[0] ? j->chat_id : NULL);
+	kr_json_add_int(job, "attempts", (long long)j->attempts + attempts_delta);
+	kr_json_add_int(job, "maxAttempts", j->max_attempts);
+	if (a != NULL) {
+		kr_json_add_str(job, "provider", a->provider);
+		kr_json_add_str(job, "model", a->model);
+		kr_json_add_str(job, "keyId", a->key_id);
+		kr_json_add_bool(job, "usedFallback", a->is_fallback);
+	}
+	kr_json_add_str(job, "error", error);
+	json_object_object_add(o, "job", job);
+	return o;
+}
+
+static enum kr_db_err
+job_event(struct kr_db *db, const struct kr_claimed *j, const char *type, const char *status,
+    const struct kr_attempt *a, const char *error, int attempts_delta)
+{
+	json_object *o = job_payload(j, status, a, error, attempts_delta);
+	enum kr_db_err rc = kr_event_append(db, j->ws_id, type, o, NULL);
+
+	json_object_put(o);
+	return rc;
+}
+
+static char *
+dup_cell(const struct kr_db_res *res, unsigned row, unsigned col)
+{
+	const char *s = kr_db_cell(res, row, col);
+
+	return s != NULL ? strdup(s) : NULL;
+}
+
+static void
+claimed_from_row(struct kr_claimed *j, const struct kr_db_res *res, unsigned r)
+{
+	memset(j, 0, sizeof(*j));
+	snprintf(j->id, sizeof(j->id), "%s", kr_db_cell(res, r, 0));
+	snprintf(j->ws_id, sizeof(j->ws_id), "%s", kr_db_cell(res, r, 1));
+	snprintf(j->type, sizeof(j->type), "%s", kr_db_cell(res, r, 2));
+	snprintf(j->chat_id, sizeof(j->chat_id), "%s", kr_db_cell(res, r, 3));
+	snprintf(j->requested_provider, sizeof(j->requested_provider), "%s",
+	    kr_db_cell(res, r, 4));
+	snprintf(j->requested_model, sizeof(j->requested_model), "%s", kr_db_cell(res, r, 5));
+	snprintf(j->created_at, sizeof(j->created_at), "%s", kr_db_cell(res, r, 6));
+	j->input = dup_cell(res, r, 7);
+	j->system_prompt = dup_cell(res, r, 8);
+	j->attempts = (unsigned)kr_db_cell_int(res, r, 9, 0);
+	j->max_attempts = (unsigned)kr_db_cell_int(res, r, 10, 5);
+}
+
+struct claim_ctx {
+	const char	*runner_id;
+	unsigned	 lease_seconds, max;
+	int		(*may_take)(const char *, void *);
+	void		*arg;
+	struct kr_claimed *out;
+	size_t		 n;
+};
+
+static void
+claim_reset(struct claim_ctx *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		kr_claimed_release(&c->out[i]);
+	c->n = 0;
+}
+
+static enum kr_db_err
+claim_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
+{
+	struct claim_ctx *c = arg;
+	struct kr_dbp p[4];
+	struct kr_db_res rows;
+	enum kr_db_err rc;
+
+	(void)res;
+	claim_reset(c);
+	p[0] = KR_P_INT((long long)c->max * CLAIM_SCAN);
+	if ((rc = kr_db_exec(db, sql_claim_scan, p, 1, &rows, NULL)) != KR_DB_OK)
+		return rc;
+	for (unsigned r = 0; r < rows.nrows && c->n < c->max && rc == KR_DB_OK; r++) {
+		struct kr_claimed *j = &c->out[c->n];
+		if (c->may_take != NULL && !c->may_take(kr_db_cell(&rows, r, 1), c->arg))
+			continue;
+		claimed_from_row(j, &rows, r);
+		kr_uuid_new(j->lease);
+		c->n++;
+		p[0] = KR_P_STR(j->lease);
+		p[1] = KR_P_STR(c->runner_id);
+		p[2] = KR_P_INT(c->lease_seconds);
+		p[3] = KR_P_STR(j->id);
+		if ((rc = kr_db_exec(db, sql_claim_take, p, 4, NULL, NULL)) == KR_DB_OK)
+			rc = job_event(db, j, "job_started", "running", NULL, NULL, 0);
+	}
+	kr_db_res_free(&rows);
+	return rc;
+}
+
+enum kr_db_err
+kr_queue_claim(struct kr_db *db, const char *runner_id, unsigned lease_seconds, unsigned max,
+    int (*may_take)(const char *ws_id, void *arg), void *arg, struct kr_claimed **out,
+    size_t *n)
+{
+	struct claim_ctx c = { runner_id, lease_seconds, max, may_take, arg, NULL, 0 };
+	enum kr_queue_result res;
+	enum kr_db_err rc;
+
+	*out = NULL;
+	*n = 0;
+	if (max == 0)
+		return KR_DB_OK;
+	if ((c.out = calloc(max, sizeof(*c.out))) == NULL)
+		return KR_DB_ERROR;
+	rc = in_tx(db, claim_body, &c, &res);
+	if (rc != KR_DB_OK) {
+		claim_reset(&c);
+		free(c.out);
+		return rc;
+	}
+	*out = c.out;
+	*n = c.n;
+	return KR_DB_OK;
+}
+
+/* Cost in USD of an attempt from the price table (0 for unknown models). */
+static double
+attempt_cost(struct kr_db *db, const struct kr_attempt *a)
+{
+	struct kr_dbp p[2] = { KR_P_STR(a->provider), KR_P_STR(a->model) };
+	long long in = a->r->input_tokens > 0 ? a->r->input_tokens : 0;
+	long long outt = a->r->output_tokens > 0 ? a->r->output_tokens : 0;
+	struct kr_db_res res;
+	double cost = 0;
+
+	if (kr_db_exec(db, sql_price, p, 2, &res, NULL) != KR_DB_OK)
+		return 0;
+	if (res.nrows == 1)
+		cost = ((double)in * strtod(kr_db_cell(&res, 0, 0), NULL) +
+		    (double)outt * strtod(kr_db_cell(&res, 0, 1), NULL)) / 1e6;
+	kr_db_res_free(&res);
+	return cost;
+}
+
+/* Insert the attempt row (its number is the job's attempts counter, already advanced). */
+static enum kr_db_err
+insert_attempt(struct kr_db *db, const struct kr_claimed *j, const struct kr_attempt *a,
+    double cost)
+{
+	const struct kr_llm_result *r = a->r;
+	char costs[32];
+	struct kr_dbp p[17] = {
+		KR_P_STR(j->id), KR_P_STR(j->ws_id), KR_P_STR(a->provider), KR_P_STR(a->key_id),
+		KR_P_INT(a->key_id == NULL), KR_P_STR(a->model), KR_P_INT(a->is_fallback),
+		KR_P_STR(a->started_at), KR_P_STR(a->outcome),
+		r->http_status > 0 ? KR_P_INT(r->http_status) : KR_P_NULL,
+		KR_P_STR(r->cls == KR_LLM_OK ? NULL : r->message),
+		KR_P_INT(r->input_tokens > 0 ? r->input_tokens : 0),
+		KR_P_INT(r->output_tokens > 0 ? r->output_tokens : 0),
+		KR_P_STR(costs), KR_P_INT(r->latency_ms > 0 ? r->latency_ms : 0),
+		KR_P_STR(j->id),
+	};
+
+	snprintf(costs, sizeof(costs), "%.6f", cost);
+	p[13] = KR_P_STR(costs);
+	return kr_db_exec(db, sql_attempt_insert, p, 16, NULL, NULL);
+}
+
+struct succeed_ctx {
+	const struct kr_claimed	*j;
+	const struct kr_attempt	*a;
+	double			 cost;
+};
+
+/* The delivered message as an event. */
+static enum kr_db_err
+message_event(struct kr_db *db, const struct kr_claimed *j, const char *msg_id)
+{
+	struct kr_dbp p[1] = { KR_P_STR(msg_id) };
+	json_object *o, *m;
+	struct kr_db_res res;
+	enum kr_db_err rc;
+
+	if ((rc = kr_db_exec(db, sql_message_get, p, 1, &res, NULL)) != KR_DB_OK)
+		return rc;
+	o = json_object_new_object();
+	m = json_object_new_object();
+	kr_json_add_str(m, "id", kr_db_cell(&res, 0, 0));
+	kr_json_add_str(m, "chatId", kr_db_cell(&res, 0, 1));
+	kr_json_add_str(m, "direction", kr_db_cell(&res, 0, 2));
+	kr_json_add_str(m, "sender", kr_db_cell(&res, 0, 3));
+	kr_json_add_str(m, "content", kr_db_cell(&res, 0, 4));
+	kr_json_add_str(m, "jobId", kr_db_cell(&res, 0, 5));
+	kr_json_add_time(m, "createdAt", kr_db_cell(&res, 0, 6));
+	kr_db_res_free(&res);
+	kr_json_add_str(o, "jobId", j->id);
+	json_object_object_add(o, "message", m);
+	rc = kr_event_append(db, j->ws_id, "message_created", o, NULL);
+	json_object_put(o);
+	return rc;
+}
+
+static enum kr_db_err
+succeed_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
+{
+	struct succeed_ctx *c = arg;
+	const struct kr_claimed *j = c->j;
+	const struct kr_attempt *a = c->a;
+	const char *text = a->r->text != NULL ? a->r->text : "";
+	char msg_id[KR_UUID_MAX], costs[32];
+	enum kr_db_err rc;
+	uint64_t n = 0;
+
+	snprintf(costs, sizeof(costs), "%.6f", c->cost);
+	if (j->chat_id[0] != '\0') {
+		struct kr_dbp m[6] = { KR_P_STR(msg_id), KR_P_STR(j->ws_id), KR_P_STR(j->chat_id),
+		    KR_P_STR(a->model), KR_P_STR(text), KR_P_STR(j->id) };
+		kr_uuid_new(msg_id);
+		m[0] = KR_P_STR(msg_id);
+		rc = kr_db_exec(db, sql_message_insert, m, 6, NULL, NULL);
+		if (rc == KR_DB_DUPLICATE) {	/* delivered already: never twice */
+			*res = KR_QUEUE_LOST;
+			return KR_DB_OK;
+		}
+		if (rc != KR_DB_OK)
+			return rc;
+	}
+	{
+		struct kr_dbp p[10] = { KR_P_STR(text), KR_P_STR(a->provider), KR_P_STR(a->model),
+		    KR_P_STR(a->key_id), KR_P_INT(a->is_fallback),
+		    KR_P_INT(a->r->input_tokens > 0 ? a->r->input_tokens : 0),
+		    KR_P_INT(a->r->output_tokens > 0 ? a->r->output_tokens : 0), KR_P_STR(costs),
+		    KR_P_STR(j->id), KR_P_STR(j->lease) };
+		if ((rc = kr_db_exec(db, sql_succeed, p, 10, NULL, &n)) != KR_DB_OK)
+			return rc;
+	}
+	if (n == 0) {
+		*res = KR_QUEUE_LOST;
+		return KR_DB_OK;
+	}
+	if ((rc = insert_attempt(db, j, a, c->cost)) != KR_DB_OK)
+		return rc;
+	if (j->chat_id[0] != '\0' && (rc = message_event(db, j, msg_id)) != KR_DB_OK)
+		return rc;
+	return job_event(db, j, "job_succeeded", "succeeded", a, NULL, 1);
+}
+
+enum kr_db_err
+kr_queue_succeed(struct kr_db *db, const struct kr_claimed *j, const struct kr_attempt *a,
+    enum kr_queue_result *res)
+{
+	struct succeed_ctx c = { j, a, attempt_cost(db, a) };
+
+	return in_tx(db, succeed_body, &c, res);
+}
+
+static enum kr_db_err
+failed_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
+{
+	const struct succeed_ctx *c = arg;
+	const struct kr_attempt *a = c->a;
+	struct kr_dbp p[7] = { KR_P_STR(a->provider), KR_P_STR(a->model), KR_P_STR(a->key_id),
+	    KR_P_INT(a->is_fallback), KR_P_STR(a->r->message), KR_P_STR(c->j->id),
+	    KR_P_STR(c->j->lease) };
+	enum kr_db_err rc;
+	uint64_t n = 0;
+
+	if ((rc = kr_db_exec(db, sql_attempt_counted, p, 7, NULL, &n)) != KR_DB_OK)
+		return rc;
+	if (n == 0) {
+		*res = KR_QUEUE_LOST;
+		return KR_DB_OK;
+	}
+	return insert_attempt(db, c->j, a, c->cost);
+}
+
+enum kr_db_err
+kr_queue_attempt_failed(struct kr_db *db, const struct kr_claimed *j,
+    const struct kr_attempt *a, enum kr_queue_result *res)
+{
+	struct succeed_ctx c = { j, a, attempt_cost(db, a) };
+
+	return in_tx(db, failed_body, &c, res);
+}
+
+struct end_ctx {
+	const struct kr_claimed	*j;
+	const char		*error;
+	long			 delay_ms;
+};
+
+static enum kr_db_err
+retry_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
+{
+	const struct end_ctx *c = arg;
+	struct kr_dbp p[4] = { KR_P_INT((long long)c->delay_ms * 1000), KR_P_STR(c->error),
+	    KR_P_STR(c->j->id), KR_P_STR(c->j->lease) };
+	enum kr_db_err rc;
+	uint64_t n = 0;
+
+	if ((rc = kr_db_exec(db, sql_retry_later, p, 4, NULL, &n)) != KR_DB_OK)
+		return rc;
+	if (n == 0) {
+		*res = KR_QUEUE_LOST;
+		return KR_DB_OK;
+	}
+	return job_event(db, c->j, "job_retrying", "retrying", NULL, c->error, 0);
+}
+
+enum kr_db_err
+kr_queue_retry_later(struct kr_db *db, const struct kr_claimed *j, long delay_ms,
+    const char *error, enum kr_queue_result *res)
+{
+	struct end_ctx c = { j, error, delay_ms };
+
+	return in_tx(db, retry_body, &c, res);
+}
+
+static enum kr_db_err
+fail_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
+{
+	const struct end_ctx *c = arg;
+	struct kr_dbp p[3] = { KR_P_STR(c->error), KR_P_STR(c->j->id), KR_P_STR(c->j->lease) };
+	enum kr_db_err rc;
+	uint64_t n = 0;
+
+	if ((rc = kr_db_exec(db, sql_fail, p, 3, NULL, &n)) != KR_DB_OK)
+		return rc;
+	if (n == 0) {
+		*res = KR_QUEUE_LOST;
+		return KR_DB_OK;
+	}
+	return job_event(db, c->j, "job_failed", "failed", NULL, c->error, 0);
+}
+
+enum kr_db_err
+kr_queue_fail(struct kr_db *db, const struct kr_claimed *j, const char *error,
+    enum kr_queue_result *res)
+{
+	struct end_ctx c = { j, error, 0 };
+
+	return in_tx(db, fail_body, &c, res);
+}
+
+enum kr_db_err
+kr_queue_release(struct kr_db *db, const struct kr_claimed *j)
+{
+	struct kr_dbp p[2] = { KR_P_STR(j->id), KR_P_STR(j->lease) };
+
+	return kr_db_exec(db, sql_release, p, 2, NULL, NULL);
+}
+
+enum kr_db_err
+kr_queue_extend(struct kr_db *db, const char *runner_id, unsigned lease_seconds)
+{
+	struct kr_dbp p[2] = { KR_P_INT(lease_seconds), KR_P_STR(runner_id) };
+
+	return kr_db_exec(db, sql_extend, p, 2, NULL, NULL);
+}
+
+struct rescue_ctx {
+	unsigned	max, rescued;
+};
+
+static enum kr_db_err
+rescue_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
+{
+	struct rescue_ctx *c = arg;
+	struct kr_dbp p[2] = { KR_P_INT(c->max) };
+	struct kr_db_res rows;
+	enum kr_db_err rc;
+
+	(void)res;
+	c->rescued = 0;
+	if ((rc = kr_db_exec(db, sql_expired, p, 1, &rows, NULL)) != KR_DB_OK)
+		return rc;
+	for (unsigned r = 0; r < rows.nrows && rc == KR_DB_OK; r++) {
+		struct kr_claimed j;
+		memset(&j, 0, sizeof(j));
+		snprintf(j.id, sizeof(j.id), "%s", kr_db_cell(&rows, r, 0));
+		snprintf(j.ws_id, sizeof(j.ws_id), "%s", kr_db_cell(&rows, r, 1));
+		snprintf(j.type, sizeof(j.type), "job");
+		p[0] = KR_P_STR(j.id);
+		p[1] = KR_P_STR(kr_db_cell(&rows, r, 2));
+		if ((rc = kr_db_exec(db, sql_rescue, p, 2, NULL, NULL)) == KR_DB_OK)
+			rc = job_event(db, &j, "job_retrying", "queued", NULL,
+			    "its runner stopped answering; queued again", 0);
+		c->rescued++;
+	}
+	kr_db_res_free(&rows);
+	return rc;
+}
+
+enum kr_db_err
+kr_queue_rescue(struct kr_db *db, unsigned max, unsigned *rescued)
+{
+	struct rescue_ctx c = { max, 0 };
+	enum kr_queue_result res;
+	enum kr_db_err rc = in_tx(db, rescue_body, &c, &res);
+
+	*rescued = rc == KR_DB_OK ? c.rescued : 0;
+	return rc;
+}
+
+enum kr_db_err
+kr_queue_held(struct kr_db *db, const char *runner_id, struct kr_db_res *res)
+{
+	struct kr_dbp p[1] = { KR_P_STR(runner_id) };
+
+	return kr_db_exec(db, sql_held, p, 1, res, NULL);
+}
+
+enum kr_db_err
+kr_queue_transient_providers(struct kr_db *db, const char *job_id, unsigned times,
+    struct kr_db_res *res)
+{
+	struct kr_dbp p[2] = { KR_P_STR(job_id), KR_P_INT(times) };
+
+	return kr_db_exec(db, sql_transient, p, 2, res, NULL);
+}
+
+enum kr_db_err
+kr_queue_history(struct kr_db *db, const struct kr_claimed *j, unsigned max,
+    struct kr_db_res *res)
+{
+	struct kr_dbp p[4] = { KR_P_STR(j->ws_id), KR_P_STR(j->chat_id), KR_P_STR(j->created_at),
+	    KR_P_INT(max) };
+
+	return kr_db_exec(db, sql_history, p, 4, res, NULL);
+}

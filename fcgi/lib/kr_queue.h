@@ -1,0 +1,94 @@
+/*
+ * kr_queue: the runner's side of the job queue (design.md, "Job lifecycle").
+ *
+ * A claimed job carries a lease token; every later change of the job by this runner is
+ * fenced on that token (WHERE id = ? AND lease_token = ?), so once a lease has been lost
+ * (expired and rescued by another runner, or the job cancelled) nothing this runner does
+ * to the job lands. No transaction is held while a provider call is in flight: claim and
+ * each outcome are short transactions of their own, retried on deadlock or a lost
+ * connection.
+ */
+#ifndef KR_QUEUE_H
+#define KR_QUEUE_H
+
+#include <stddef.h>
+
+#include "kr_db.h"
+#include "kr_llm.h"
+#include "kr_time.h"
+
+struct kr_claimed {
+	char	id[KR_UUID_MAX];
+	char	ws_id[KR_UUID_MAX];
+	char	lease[KR_UUID_MAX];
+	char	type[16];
+	char	chat_id[KR_UUID_MAX];		/* "" when none */
+	char	requested_provider[33];		/* "" when none */
+	char	requested_model[129];		/* "" when none */
+	char	created_at[KR_TIME_MAX];
+	char	*input;				/* malloc'd */
+	char	*system_prompt;			/* malloc'd, NULL when none */
+	unsigned attempts;			/* provider calls made so far */
+	unsigned max_attempts;
+};
+
+void	kr_claimed_release(struct kr_claimed *j);
+
+/*
+ * Claim up to max due jobs for runner_id with a lease of lease_seconds, skipping jobs of
+ * workspaces for which may_take(ws_id, arg) says no (per-workspace caps). Each claimed job
+ * becomes running with a new lease token and gets a job_started event. *out is malloc'd.
+ */
+enum kr_db_err	kr_queue_claim(struct kr_db *db, const char *runner_id, unsigned lease_seconds,
+		    unsigned max, int (*may_take)(const char *ws_id, void *arg), void *arg,
+		    struct kr_claimed **out, size_t *n);
+
+/* One finished provider call, for the attempts log and the usage rows. */
+struct kr_attempt {
+	const char		*provider;
+	const char		*key_id;	/* NULL for a system key */
+	const char		*model;
+	int			 is_fallback;
+	char			 started_at[KR_TIME_MAX];	/* DATETIME(3) text */
+	const struct kr_llm_result *r;
+	const char		*outcome;	/* kr_llm_class_name, or "cancelled" */
+};
+
+enum kr_queue_result {
+	KR_QUEUE_DONE = 0,	/* the change landed */
+	KR_QUEUE_LOST,		/* the lease is gone (rescued, cancelled): nothing changed */
+};
+
+/*
+ * Success: deliver the answer (an `out` message for chat jobs, UNIQUE per job), mark the
+ * job succeeded, record the attempt and its usage, queue notifications, append
+ * message_created and job_succeeded: one transaction.
+ */
+enum kr_db_err	kr_queue_succeed(struct kr_db *db, const struct kr_claimed *j,
+		    const struct kr_attempt *a, enum kr_queue_result *res);
+/* Record a failed attempt (attempts + 1); the job stays running (the caller tries again). */
+enum kr_db_err	kr_queue_attempt_failed(struct kr_db *db, const struct kr_claimed *j,
+		    const struct kr_attempt *a, enum kr_queue_result *res);
+/* Give the job back for a later try at delay_ms from now: retrying + job_retrying. */
+enum kr_db_err	kr_queue_retry_later(struct kr_db *db, const struct kr_claimed *j, long delay_ms,
+		    const char *error, enum kr_queue_result *res);
+/* Fail the job with error: failed + job_failed. */
+enum kr_db_err	kr_queue_fail(struct kr_db *db, const struct kr_claimed *j, const char *error,
+		    enum kr_queue_result *res);
+/* Hand a job back untouched (shutdown): queued, lease dropped. */
+enum kr_db_err	kr_queue_release(struct kr_db *db, const struct kr_claimed *j);
+
+/* Extend the leases of every job this runner holds. */
+enum kr_db_err	kr_queue_extend(struct kr_db *db, const char *runner_id, unsigned lease_seconds);
+/* Requeue jobs whose lease expired (their runner died); *rescued gets the count. */
+enum kr_db_err	kr_queue_rescue(struct kr_db *db, unsigned max, unsigned *rescued);
+/* The jobs this runner still holds: columns id, lease_token. */
+enum kr_db_err	kr_queue_held(struct kr_db *db, const char *runner_id, struct kr_db_res *res);
+/* Providers that failed transiently at least `times` times for this job. */
+enum kr_db_err	kr_queue_transient_providers(struct kr_db *db, const char *job_id,
+		    unsigned times, struct kr_db_res *res);
+/* The chat history of a chat job, oldest first: columns direction, content. */
+enum kr_db_err	kr_queue_history(struct kr_db *db, const struct kr_claimed *j, unsigned max,
+		    struct kr_db_res *res);
+
+#endif

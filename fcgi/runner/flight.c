@@ -1,0 +1,393 @@
+/*
+ * The life of a job in the runner: pick the next key (read fresh), call the provider on the
+ * multi handle, and act on the answer (design.md, "Key selection" and "Job lifecycle"):
+ * success delivers; auth, quota and rate-limit failures mark the key and move on to the next
+ * key at once; transient failures back off and, after TRANSIENT_PER_PROVIDER of them, fall
+ * through to the next provider; request errors fail the job.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kr_crypto.h"
+#include "kr_events.h"
+#include "kr_json.h"
+#include "kr_keys.h"
+#include "kr_log.h"
+#include "runner.h"
+
+#define TRANSIENT_PER_PROVIDER	2	/* transient failures before the next provider */
+#define HISTORY_MAX		40	/* chat messages sent as context */
+
+static void flight_next(struct runner *r, struct flight *f);
+
+static struct ws_count *
+ws_find(struct runner *r, const char *ws_id, int create)
+{
+	for (size_t i = 0; i < r->nws; i++)
+		if (strcmp(r->ws[i].ws_id, ws_id) == 0)
+			return &r->ws[i];
+	if (!create || r->nws == r->cfg->runner_max_in_flight)
+		return NULL;
+	memset(&r->ws[r->nws], 0, sizeof(r->ws[0]));
+	snprintf(r->ws[r->nws].ws_id, sizeof(r->ws[0].ws_id), "%s", ws_id);
+	return &r->ws[r->nws++];
+}
+
+int
+flight_may_take(const char *ws_id, void *arg)
+{
+	struct runner *r = arg;
+	struct ws_count *w = ws_find(r, ws_id, 1);
+
+	if (w == NULL || w->flying + w->batch >= r->cfg->runner_workspace_cap)
+		return 0;
+	w->batch++;
+	return 1;
+}
+
+void
+flight_claim_done(struct runner *r)
+{
+	size_t i = 0;
+
+	/* Forget the batch counts, and workspaces with nothing in flight. */
+	while (i < r->nws) {
+		r->ws[i].batch = 0;
+		if (r->ws[i].flying == 0)
+			r->ws[i] = r->ws[--r->nws];
+		else
+			i++;
+	}
+}
+
+/* The slot is free again. */
+static void
+flight_end(struct runner *r, struct flight *f)
+{
+	struct ws_count *w = ws_find(r, f->job.ws_id, 0);
+
+	if (f->call != NULL) {
+		curl_multi_remove_handle(r->multi, kr_llm_call_easy(f->call));
+		kr_llm_call_free(&f->call);
+	}
+	if (w != NULL && w->flying > 0)
+		w->flying--;
+	kr_claimed_release(&f->job);
+	memset(f, 0, sizeof(*f));
+	r->nflying--;
+}
+
+void
+flight_start(struct runner *r, const struct kr_claimed *job)
+{
+	struct ws_count *w;
+	struct flight *f = NULL;
+
+	for (size_t i = 0; i < r->cfg->runner_max_in_flight && f == NULL; i++)
+		if (!r->flights[i].used)
+			f = &r->flights[i];
+	if (f == NULL) {	/* cannot happen: claims never exceed the free slots */
+		kr_error("no free slot for job %s", job->id);
+		return;
+	}
+	memset(f, 0, sizeof(*f));
+	f->job = *job;
+	f->used = 1;
+	r->nflying++;
+	if ((w = ws_find(r, job->ws_id, 1)) != NULL)
+		w->flying++;
+	flight_next(r, f);
+}
+
+static void
+db_time_now(char out[KR_TIME_MAX])
+{
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(out, KR_TIME_MAX, "%04u-%02u-%02u %02u:%02u:%02u.%03u",
+	    (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
+	    (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
+	    (unsigned)tm.tm_sec % 100u, (unsigned)(ts.tv_nsec / 1000000L) % 1000u);
+}
+
+/* Fail the job (the flight ends). */
+static void
+flight_fail(struct runner *r, struct flight *f, const char *error)
+{
+	enum kr_queue_result res;
+
+	if (kr_queue_fail(r->db, &f->job, error, &res) != KR_DB_OK)
+		kr_warn("job %s: could not record its failure; its lease will expire", f->job.id);
+	r->done_failed++;
+	flight_end(r, f);
+}
+
+/* Give the job back for a later attempt (the flight ends). */
+static void
+flight_later(struct runner *r, struct flight *f, long delay_ms, const char *error)
+{
+	enum kr_queue_result res;
+
+	if (kr_queue_retry_later(r->db, &f->job, delay_ms, error, &res) != KR_DB_OK)
+		kr_warn("job %s: could not reschedule it; its lease will expire", f->job.id);
+	flight_end(r, f);
+}
+
+/* Milliseconds until an RFC 3339 time (at least 100). */
+static long
+ms_until(const char *rfc3339)
+{
+	struct tm tm;
+	struct timespec now;
+	time_t t;
+
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(rfc3339, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+	    &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
+		return 1000;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	t = timegm(&tm) + 1;	/* round the milliseconds up */
+	clock_gettime(CLOCK_REALTIME, &now);
+	return t > now.tv_sec ? (long)(t - now.tv_sec) * 1000 : 100;
+}
+
+/* Drop candidates of providers that already failed transiently too often for this job. */
+static void
+drop_exhausted_providers(struct runner *r, struct flight *f, struct kr_candidates *c)
+{
+	struct kr_db_res res;
+	size_t k = 0;
+
+	if (f->job.attempts == 0 ||
+	    kr_queue_transient_providers(r->db, f->job.id, TRANSIENT_PER_PROVIDER, &res) !=
+	    KR_DB_OK)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		int gone = 0;
+		for (unsigned row = 0; row < res.nrows && !gone; row++)
+			gone = strcmp(kr_db_cell(&res, row, 0), c->v[i].prov->slug) == 0;
+		if (!gone)
+			c->v[k++] = c->v[i];
+	}
+	c->n = k;
+	kr_db_res_free(&res);
+}
+
+/* Build and add the call for the chosen candidate; -1 when its secret is gone. */
+static int
+flight_call(struct runner *r, struct flight *f, const struct kr_candidate *c)
+{
+	struct kr_llm_msg one = { "user", f->job.input }, *msgs = &one;
+	struct kr_llm_request req;
+	struct kr_db_res hist = { 0, 0, NULL, NULL };
+	size_t nmsgs = 1, len = 0;
+	char *secret = NULL, err[256];
+	int rc = -1;
+
+	if (kr_select_secret(r->db, f->job.ws_id, c, &secret, &len) != 0)
+		return -1;
+	if (f->job.chat_id[0] != '\0' &&
+	    kr_queue_history(r->db, &f->job, HISTORY_MAX, &hist) == KR_DB_OK && hist.nrows > 0 &&
+	    (msgs = calloc(hist.nrows, sizeof(*msgs))) != NULL) {
+		for (unsigned i = 0; i < hist.nrows; i++) {
+			msgs[i].role = strcmp(kr_db_cell(&hist, i, 0), "out") == 0 ? "assistant" :
+			    "user";
+			msgs[i].content = kr_db_cell(&hist, i, 1);
+		}
+		nmsgs = hist.nrows;
+	} else
+		msgs = &one;
+	memset(&req, 0, sizeof(req));
+	req.prov = c->prov;
+	req.base_url = c->base_url;
+	req.key = secret;
+	req.keylen = len;
+	req.model = !c->is_fallback && f->job.requested_model[0] ? f->job.requested_model :
+	    c->model;
+	req.system = f->job.system_prompt;
+	req.msgs = msgs;
+	req.nmsgs = nmsgs;
+	req.timeout_ms = (long)r->cfg->runner_attempt_timeout_seconds * 1000;
+	f->call = kr_llm_call_new(r->cfg, &req, 0, err, sizeof(err));
+	kr_wipe(secret, len);
+	free(secret);
+	if (f->call != NULL) {
+		f->cand = *c;
+		if (!c->is_fallback && f->job.requested_model[0])
+			snprintf(f->cand.model, sizeof(f->cand.model), "%s", f->job.requested_model);
+		db_time_now(f->started_at);
+		curl_easy_setopt(kr_llm_call_easy(f->call), CURLOPT_PRIVATE, f);
+		curl_multi_add_handle(r->multi, kr_llm_call_easy(f->call));
+		rc = 0;
+	} else
+		kr_warn("job %s: cannot call %s: %s", f->job.id, c->prov->slug, err);
+	if (msgs != &one)
+		free(msgs);
+	kr_db_res_free(&hist);
+	return rc;
+}
+
+/* Start the next attempt of a job in flight, or end it when there is nothing to try. */
+static void
+flight_next(struct runner *r, struct flight *f)
+{
+	const struct kr_provider *want = kr_provider_find(f->job.requested_provider);
+	struct kr_candidates c;
+	char msg[256];
+
+	if (r->stopping) {
+		(void)kr_queue_release(r->db, &f->job);
+		flight_end(r, f);
+		return;
+	}
+	if (kr_select_candidates(r->db, r->cfg, f->job.ws_id, want, &c) != KR_DB_OK) {
+		flight_later(r, f, 1000, "database error while choosing a key");
+		return;
+	}
+	drop_exhausted_providers(r, f, &c);
+	for (size_t i = 0; i < c.n; i++)
+		if (flight_call(r, f, &c.v[i]) == 0) {
+			kr_candidates_release(&c);
+			return;
+		}
+	if (c.earliest_cooldown[0] != '\0') {
+		snprintf(msg, sizeof(msg), "every usable key is rate limited until %s",
+		    c.earliest_cooldown);
+		flight_later(r, f, ms_until(c.earliest_cooldown), msg);
+	} else
+		flight_fail(r, f, f->job.attempts > 0 ? "no provider left to try after the "
+		    "failures above" : "no usable key: add a key for the primary provider or its "
+		    "fallback chain");
+	kr_candidates_release(&c);
+}
+
+/* Tell the key's health, and its status change as an event. */
+static void
+record_key(struct runner *r, struct flight *f, const struct kr_llm_result *res)
+{
+	json_object *o, *k;
+	int changed = 0;
+
+	if (f->cand.key_id[0] == '\0' ||
+	    kr_keys_record(r->db, f->job.ws_id, f->cand.key_id, res, 0, 1, &changed) !=
+	    KR_DB_OK || !changed)
+		return;
+	o = json_object_new_object();
+	k = json_object_new_object();
+	kr_json_add_str(k, "id", f->cand.key_id);
+	kr_json_add_str(k, "provider", f->cand.prov->slug);
+	kr_json_add_str(k, "status", res->cls == KR_LLM_AUTH ? "invalid" :
+	    res->cls == KR_LLM_QUOTA ? "exhausted" : "valid");
+	kr_json_add_str(k, "lastError", res->cls == KR_LLM_OK ? NULL : res->message);
+	json_object_object_add(o, "key", k);
+	(void)kr_event_append(r->db, f->job.ws_id, "key_status_changed", o, NULL);
+	json_object_put(o);
+}
+
+/* 1 s, 2 s, 4 s ... capped, ±25 % jitter, never below the provider's hint. */
+static long
+backoff_ms(const struct runner *r, unsigned attempt, long hint_ms)
+{
+	long cap = (long)r->cfg->runner_backoff_max_seconds * 1000, d = 1000;
+	unsigned char rnd[2];
+
+	for (unsigned i = 1; i < attempt && d < cap; i++)
+		d *= 2;
+	if (d > cap)
+		d = cap;
+	if (kr_random(rnd, sizeof(rnd)) == KR_CRYPTO_OK)
+		d = d * 3 / 4 + (long)(((unsigned)rnd[0] << 8 | rnd[1]) % (unsigned)(d / 2 + 1));
+	return hint_ms > d ? hint_ms : d;
+}
+
+static void
+flight_answered(struct runner *r, struct flight *f, struct kr_llm_result *res)
+{
+	struct kr_attempt a = { f->cand.prov->slug, f->cand.key_id[0] ? f->cand.key_id : NULL,
+	    f->cand.model, f->cand.is_fallback, "", res, kr_llm_class_name(res->cls) };
+	enum kr_queue_result out;
+
+	snprintf(a.started_at, sizeof(a.started_at), "%s", f->started_at);
+	record_key(r, f, res);
+	if (res->cls == KR_LLM_OK) {
+		if (kr_queue_succeed(r->db, &f->job, &a, &out) != KR_DB_OK)
+			kr_warn("job %s: could not store its answer; it will run again",
+			    f->job.id);
+		r->done_ok++;
+		flight_end(r, f);
+		return;
+	}
+	if (kr_queue_attempt_failed(r->db, &f->job, &a, &out) != KR_DB_OK || out == KR_QUEUE_LOST) {
+		flight_end(r, f);	/* cancelled, rescued, or the database is away */
+		return;
+	}
+	f->job.attempts++;
+	if (res->cls == KR_LLM_REQUEST)
+		flight_fail(r, f, res->message);
+	else if (f->job.attempts >= f->job.max_attempts)
+		flight_fail(r, f, res->message);
+	else if (res->cls == KR_LLM_TRANSIENT)
+		flight_later(r, f, backoff_ms(r, f->job.attempts, res->retry_after_ms),
+		    res->message);
+	else
+		flight_next(r, f);	/* auth, quota, rate limit: the next key at once */
+}
+
+void
+flight_transfer_done(struct runner *r, CURL *easy, CURLcode rc)
+{
+	struct kr_llm_result res;
+	struct flight *f = NULL;
+
+	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&f);
+	if (f == NULL || !f->used || f->call == NULL)
+		return;
+	memset(&res, 0, sizeof(res));
+	curl_multi_remove_handle(r->multi, easy);
+	if (kr_llm_call_finish(f->call, rc, &res) == 1) {
+		curl_multi_add_handle(r->multi, easy);	/* zai's check fallback */
+		return;
+	}
+	kr_llm_call_free(&f->call);
+	flight_answered(r, f, &res);
+	kr_llm_result_release(&res);
+}
+
+void
+flight_check_held(struct runner *r)
+{
+	struct kr_db_res res;
+
+	if (r->nflying == 0 || kr_queue_held(r->db, r->id, &res) != KR_DB_OK)
+		return;
+	for (size_t i = 0; i < r->cfg->runner_max_in_flight; i++) {
+		struct flight *f = &r->flights[i];
+		int held = 0;
+		if (!f->used)
+			continue;
+		for (unsigned row = 0; row < res.nrows && !held; row++)
+			held = strcmp(kr_db_cell(&res, row, 0), f->job.id) == 0 &&
+			    strcmp(kr_db_cell(&res, row, 1), f->job.lease) == 0;
+		if (!held) {
+			kr_info("job %s was cancelled or taken over: call aborted", f->job.id);
+			flight_end(r, f);
+		}
+	}
+	kr_db_res_free(&res);
+}
+
+void
+flight_release_all(struct runner *r)
+{
+	for (size_t i = 0; i < r->cfg->runner_max_in_flight; i++)
+		if (r->flights[i].used) {
+			(void)kr_queue_release(r->db, &r->flights[i].job);
+			flight_end(r, &r->flights[i]);
+		}
+}
