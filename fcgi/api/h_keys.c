@@ -9,6 +9,7 @@
 #include "handlers.h"
 #include "kr_audit.h"
 #include "kr_crypto.h"
+#include "kr_events.h"
 #include "kr_json.h"
 #include "kr_keys.h"
 #include "kr_llm.h"
@@ -115,8 +116,12 @@ req_provider(struct kr_req *req, struct kr_resp *resp, const char *field,
 }
 
 /* Answer the key row id with status (404 when it is not in this workspace). */
+static void key_event(struct kr_req *req, json_object *key);
+
+/* Answer the key row id with status (404 when it is not in this workspace); a change is
+ * also announced to the workspace's event streams. */
 static void
-answer_key(struct kr_req *req, struct kr_resp *resp, const char *id, int status)
+answer_key(struct kr_req *req, struct kr_resp *resp, const char *id, int status, int changed)
 {
 	struct kr_db_res res;
 	enum kr_db_err rc;
@@ -125,9 +130,12 @@ answer_key(struct kr_req *req, struct kr_resp *resp, const char *id, int status)
 		resp_db_error(resp, rc);
 		return;
 	}
-	if (res.nrows == 1)
-		resp_json(resp, status, view_key_row(&res, 0));
-	else
+	if (res.nrows == 1) {
+		json_object *k = view_key_row(&res, 0);
+		if (changed)
+			key_event(req, k);
+		resp_json(resp, status, k);
+	} else
 		resp_error(resp, 404, NULL, "no such key");
 	kr_db_res_free(&res);
 }
@@ -192,6 +200,17 @@ key_provider(struct kr_req *req, struct kr_resp *resp, const char *id)
 	if (p == NULL)
 		resp_error(resp, 404, NULL, "no such key");
 	return p;
+}
+
+/* key_status_changed with the key object (masked: it never holds the secret). */
+static void
+key_event(struct kr_req *req, json_object *key)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "key", json_object_get(key));
+	(void)kr_event_append(req->db, req->p.ws.id, "key_status_changed", o, NULL);
+	json_object_put(o);
 }
 
 void
@@ -333,6 +352,7 @@ store_keys(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p
 			kr_json_add_str(d, "maskedKey", json_object_get_string(
 			    json_object_object_get(o, "maskedKey")));
 			audit_key(req, "key.created", e[i].id, d);
+			key_event(req, o);
 			json_object_array_add(out, o);
 		}
 		kr_db_res_free(&res);
@@ -401,6 +421,8 @@ h_keys_test(struct kr_req *req, struct kr_resp *resp)
 		json_object *k = view_key_row(&res, 0);
 		json_object_object_add(o, "status", json_object_get(json_object_object_get(k,
 		    "status")));
+		if (changed)
+			key_event(req, k);
 		json_object_put(k);
 	}
 	kr_db_res_free(&res);
@@ -486,7 +508,7 @@ h_keys_update(struct kr_req *req, struct kr_resp *resp)
 	if (k.has_expires)
 		kr_json_add_str(d, "expiresAt", k.expires_at);
 	audit_key(req, "key.updated", id, d);
-	answer_key(req, resp, id, 200);
+	answer_key(req, resp, id, 200, 1);
 }
 
 void
@@ -513,7 +535,7 @@ h_keys_rotate(struct kr_req *req, struct kr_resp *resp)
 		keys_error(resp, rc, db_rc, rc == KR_KEYS_DUPLICATE ? "key" : NULL);
 	else {
 		audit_key(req, "key.rotated", id, NULL);
-		answer_key(req, resp, id, 200);
+		answer_key(req, resp, id, 200, 1);
 	}
 	entries_release(&e);
 }
@@ -579,6 +601,12 @@ h_keys_reorder(struct kr_req *req, struct kr_resp *resp)
 		json_object_array_add(a, x);
 	}
 	json_object_object_add(d, "keys", a);
+	{
+		json_object *e = json_object_new_object();
+		json_object_object_add(e, "keys", json_object_get(a));
+		(void)kr_event_append(req->db, req->p.ws.id, "key_status_changed", e, NULL);
+		json_object_put(e);
+	}
 	audit_key(req, "key.reordered", NULL, d);
 	answer_keys(req, resp, NULL, 200);
 }
@@ -595,5 +623,12 @@ h_keys_delete(struct kr_req *req, struct kr_resp *resp)
 		return;
 	}
 	audit_key(req, "key.deleted", id, NULL);
+	{
+		json_object *k = json_object_new_object();
+		kr_json_add_str(k, "id", id);
+		kr_json_add_bool(k, "deleted", 1);
+		key_event(req, k);
+		json_object_put(k);
+	}
 	resp_no_content(resp);
 }

@@ -7,6 +7,7 @@
 
 #include "handlers.h"
 #include "kr_audit.h"
+#include "kr_events.h"
 #include "kr_json.h"
 #include "kr_settings.h"
 
@@ -220,6 +221,11 @@ h_providers_put(struct kr_req *req, struct kr_resp *resp)
 	}
 	d = view_settings(&s);
 	(void)kr_audit(req->db, req->p.ws.id, &a, "settings.changed", NULL, d);
-	json_object_put(d);
+	{
+		json_object *e = json_object_new_object();
+		json_object_object_add(e, "settings", d);	/* takes d */
+		(void)kr_event_append(req->db, req->p.ws.id, "settings_changed", e, NULL);
+		json_object_put(e);
+	}
 	answer_settings(req, resp);
 }
