@@ -278,21 +278,26 @@ insert_attempt(struct kr_db *db, const struct kr_claimed *j, const struct kr_att
     double cost)
 {
 	const struct kr_llm_result *r = a->r;
+	struct kr_dbp p[16];
 	char costs[32];
-	struct kr_dbp p[17] = {
-		KR_P_STR(j->id), KR_P_STR(j->ws_id), KR_P_STR(a->provider), KR_P_STR(a->key_id),
-		KR_P_INT(a->key_id == NULL), KR_P_STR(a->model), KR_P_INT(a->is_fallback),
-		KR_P_STR(a->started_at), KR_P_STR(a->outcome),
-		r->http_status > 0 ? KR_P_INT(r->http_status) : KR_P_NULL,
-		KR_P_STR(r->cls == KR_LLM_OK ? NULL : r->message),
-		KR_P_INT(r->input_tokens > 0 ? r->input_tokens : 0),
-		KR_P_INT(r->output_tokens > 0 ? r->output_tokens : 0),
-		KR_P_STR(costs), KR_P_INT(r->latency_ms > 0 ? r->latency_ms : 0),
-		KR_P_STR(j->id),
-	};
 
 	snprintf(costs, sizeof(costs), "%.6f", cost);
+	p[0] = KR_P_STR(j->id);
+	p[1] = KR_P_STR(j->ws_id);
+	p[2] = KR_P_STR(a->provider);
+	p[3] = KR_P_STR(a->key_id);
+	p[4] = KR_P_INT(a->key_id == NULL);
+	p[5] = KR_P_STR(a->model);
+	p[6] = KR_P_INT(a->is_fallback);
+	p[7] = KR_P_STR(a->started_at);
+	p[8] = KR_P_STR(a->outcome);
+	p[9] = r->http_status > 0 ? KR_P_INT(r->http_status) : KR_P_NULL;
+	p[10] = KR_P_STR(r->cls == KR_LLM_OK ? NULL : r->message);
+	p[11] = KR_P_INT(r->input_tokens > 0 ? r->input_tokens : 0);
+	p[12] = KR_P_INT(r->output_tokens > 0 ? r->output_tokens : 0);
 	p[13] = KR_P_STR(costs);
+	p[14] = KR_P_INT(r->latency_ms > 0 ? r->latency_ms : 0);
+	p[15] = KR_P_STR(j->id);
 	return kr_db_exec(db, sql_attempt_insert, p, 16, NULL, NULL);
 }
 
@@ -343,10 +348,14 @@ succeed_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
 
 	snprintf(costs, sizeof(costs), "%.6f", c->cost);
 	if (j->chat_id[0] != '\0') {
-		struct kr_dbp m[6] = { KR_P_STR(msg_id), KR_P_STR(j->ws_id), KR_P_STR(j->chat_id),
-		    KR_P_STR(a->model), KR_P_STR(text), KR_P_STR(j->id) };
+		struct kr_dbp m[6];
 		kr_uuid_new(msg_id);
 		m[0] = KR_P_STR(msg_id);
+		m[1] = KR_P_STR(j->ws_id);
+		m[2] = KR_P_STR(j->chat_id);
+		m[3] = KR_P_STR(a->model);
+		m[4] = KR_P_STR(text);
+		m[5] = KR_P_STR(j->id);
 		rc = kr_db_exec(db, sql_message_insert, m, 6, NULL, NULL);
 		if (rc == KR_DB_DUPLICATE) {	/* delivered already: never twice */
 			*res = KR_QUEUE_LOST;
