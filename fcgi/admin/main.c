@@ -13,6 +13,8 @@
 #include <mysql.h>
 
 #include "kr_accounts.h"
+#include "kr_audit.h"
+#include "kr_json.h"
 #include "kr_keys.h"
 #include "kr_providers.h"
 #include "kr_select.h"
@@ -374,6 +376,24 @@ cmd_rekey(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* key.created in the workspace's audit trail, by the admin CLI (actor type "system"). */
+static void
+audit_import(struct ctx *c, const struct kr_workspace *ws, const struct kr_provider *p,
+    const struct kr_key_entry *e)
+{
+	struct kr_actor a = { KR_ACTOR_SYSTEM, NULL, "keyrelay-admin import-env", NULL };
+	char hint[KR_KEY_HINT_MAX];
+	json_object *d = json_object_new_object();
+
+	kr_key_hint(e->secret, e->len, hint);
+	kr_json_add_str(d, "provider", p->slug);
+	kr_json_add_str(d, "name", e->name);
+	kr_json_add_str(d, "maskedKey", hint);
+	kr_json_add_str(d, "source", p->env_var);
+	(void)kr_audit(c->db, ws->id, &a, "key.created", e->id, d);
+	json_object_put(d);
+}
+
 /* Import one provider's environment keys; counts go to *added and *skipped. */
 static int
 import_provider(struct ctx *c, const struct kr_workspace *ws, const struct kr_provider *p,
@@ -414,6 +434,7 @@ import_provider(struct ctx *c, const struct kr_workspace *ws, const struct kr_pr
 			    rc == KR_KEYS_DB ? "database error" : "encryption failed");
 			return -1;
 		}
+		audit_import(c, ws, p, &entry);
 		(*added)++;
 	}
 	return 0;

@@ -67,7 +67,9 @@ read_entries(struct kr_req *req, struct kr_resp *resp, const char *field, int re
 		for (size_t i = 0; i < json_object_array_length(v); i++) {
 			json_object *x = json_object_array_get_idx(v, i);
 			if (!json_object_is_type(x, json_type_string)) {
-				resp_error(resp, 422, field, "%s[%zu] must be a string", field, i);
+				char name[40];
+				snprintf(name, sizeof(name), "%s[%zu]", field, i);
+				resp_error(resp, 422, name, "%s must be a string", name);
 				return -1;
 			}
 			if (entries_add(e, json_object_get_string(x),

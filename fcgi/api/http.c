@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,6 +274,54 @@ req_query(const struct kr_req *req, const char *name, char *buf, size_t buflen)
 		p = amp != NULL ? amp + 1 : NULL;
 	}
 	return NULL;
+}
+
+int
+req_bytes(struct kr_req *req, struct kr_resp *resp, const char *field, int required,
+    size_t minbytes, size_t maxbytes, const char **out)
+{
+	const char *s = NULL;
+	size_t n;
+
+	if (req_str(req, resp, field, required, 0, SIZE_MAX, &s) != 0)
+		return -1;
+	n = s != NULL ? strlen(s) : 0;
+	if (s != NULL && (n < minbytes || n > maxbytes)) {
+		resp_error(resp, 422, field, "%s must be %zu to %zu bytes", field, minbytes,
+		    maxbytes);
+		return -1;
+	}
+	*out = n > 0 ? s : NULL;
+	return 0;
+}
+
+int
+req_query_has(const struct kr_req *req, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = req->query; p != NULL && *p != '\0';
+	    p = strchr(p, '&') != NULL ? strchr(p, '&') + 1 : NULL)
+		if (strncmp(p, name, n) == 0 && (p[n] == '=' || p[n] == '&' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
+int
+req_query_id(struct kr_req *req, struct kr_resp *resp, const char *name, char *buf,
+    size_t len, const char **out)
+{
+	const char *s = req_query(req, name, buf, len);
+
+	*out = NULL;
+	if ((s == NULL && req_query_has(req, name)) || (s != NULL && *s != '\0' &&
+	    !kr_uuid_valid(s))) {
+		resp_error(resp, 422, name, "%s must be an id", name);
+		return -1;
+	}
+	if (s != NULL && *s != '\0')
+		*out = s;
+	return 0;
 }
 
 int

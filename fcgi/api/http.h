@@ -34,6 +34,24 @@ struct kr_principal {
 	enum kr_role		role;		/* the caller's role in ws */
 };
 
+struct kr_resp;
+
+/*
+ * A response written as it goes (server-sent events). The FastCGI main sets req->stream
+ * for the requests of its events pool, NULL elsewhere. A streaming handler sets resp's
+ * status, content type and headers, calls begin() once (after which resp's body is never
+ * sent), then write()s and flush()es. Each returns 0, or -1 when the client has gone or
+ * stopped reading: end the stream then. alive() is 0 once the client has hung up.
+ */
+struct kr_stream {
+	int	(*begin)(void *ctx, const struct kr_resp *resp);
+	int	(*write)(void *ctx, const char *p, size_t n);
+	int	(*flush)(void *ctx);
+	int	(*alive)(void *ctx);
+	void	*ctx;
+	int	 begun;		/* set by begin() */
+};
+
 struct kr_req {
 	/* From the web server; any may be NULL except method and uri. */
 	const char	*method;
@@ -47,6 +65,7 @@ struct kr_req {
 	const char	*remote_addr;
 	const char	*host;		/* Host, without port (nginx passes $host) */
 	const char	*server_port;	/* the port the request came in on */
+	const char	*last_event_id;	/* Last-Event-ID (server-sent events) */
 	int		 https;
 	long long	 content_length;	/* -1 when absent */
 	const char	*body;
@@ -63,6 +82,7 @@ struct kr_req {
 
 	const struct kr_config	*cfg;
 	struct kr_db		*db;
+	struct kr_stream	*stream;	/* events pool only, else NULL */
 };
 
 struct kr_resp {
@@ -102,6 +122,20 @@ int	req_bool(struct kr_req *req, struct kr_resp *resp, const char *field, int re
 	    int *out);
 int	req_role(struct kr_req *req, struct kr_resp *resp, const char *field, int required,
 	    enum kr_role *out);
+/*
+ * A string of minbytes..maxbytes bytes (not characters: for long texts such as inputs and
+ * prompts); an empty string is left as NULL in *out. 0, or -1 after answering 422.
+ */
+int	req_bytes(struct kr_req *req, struct kr_resp *resp, const char *field, int required,
+	    size_t minbytes, size_t maxbytes, const char **out);
+/*
+ * ?name= holding an id: *out NULL when absent or empty, else the UUID (in buf). -1 after
+ * answering 422 naming it.
+ */
+int	req_query_id(struct kr_req *req, struct kr_resp *resp, const char *name, char *buf,
+	    size_t len, const char **out);
+/* 1 when the query string names the parameter at all (even with an undecodable value). */
+int	req_query_has(const struct kr_req *req, const char *name);
 /* A query-string parameter (decoded into buf); NULL when absent. */
 const char *req_query(const struct kr_req *req, const char *name, char *buf, size_t buflen);
 /* ?limit= between 1 and 200 (default 50); -1 after answering 422. */

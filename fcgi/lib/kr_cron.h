@@ -26,13 +26,32 @@ struct kr_cron {
 	int		wday_star;
 };
 
-/* Parse expr; 0, or -1 with err set to a message naming the field that is wrong. */
+/*
+ * Parse expr (exactly five fields separated by spaces or tabs, at most 200 characters);
+ * 0, or -1 with err (may be NULL) set to a message naming the field that is wrong, e.g.
+ * "hour: 24 is out of range 0-23". Refused: values out of range, empty list items, steps
+ * of 0 or longer than the field, reversed ranges ("MON-SUN" is fine: Sunday ending a
+ * range counts as 7), a step after a single value ("5/15": write "5-59/15"), anything
+ * else. Only a field that is exactly "*" counts as unrestricted for the day-of-month /
+ * day-of-week rule ("*\/2" is restricted, unlike Vixie cron's quirk).
+ */
 int	kr_cron_parse(const char *expr, struct kr_cron *c, char *err, size_t errlen);
-/* 1 when tz names a time zone this machine knows (a file under /usr/share/zoneinfo). */
+/*
+ * 1 when tz names a time zone this machine knows: a relative name of [A-Za-z0-9_+-]
+ * components joined by '/', at most 64 characters, naming a TZif file inside
+ * /usr/share/zoneinfo (links are followed but must stay inside it; "localtime", the
+ * machine's own zone, and the leap-second "right/" zones are refused). "UTC" and
+ * "Etc/UTC" are valid. Zones are read once and cached for the life of the process: after
+ * a tzdata upgrade, restart it.
+ */
 int	kr_tz_valid(const char *tz);
+/* The offset from UTC (seconds east) in effect in tz at t: 0, or -1 for an unknown zone. */
+int	kr_tz_utc_offset(const char *tz, time_t t, long *off);
 /*
  * The first fire time strictly after `after` (UTC seconds) in time zone tz; -1 when there
- * is none within about five years (e.g. "0 0 30 2 *").
+ * is none within about five years (e.g. "0 0 30 2 *"), for an unknown zone or for
+ * `after` outside years 1..9990. Safe to call from any number of threads; it reads the tz
+ * database itself and never touches TZ or the C library's local time.
  */
 time_t	kr_cron_next(const struct kr_cron *c, const char *tz, time_t after);
 

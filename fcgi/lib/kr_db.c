@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <mysql.h>
 #include <errmsg.h>
@@ -433,6 +434,29 @@ kr_db_rollback(struct kr_db *db)
 	db->in_tx = db->tx_broken = 0;
 	if (db->conn != NULL && mysql_rollback(db->conn) != 0)
 		disconnect(db);
+}
+
+#define TX_TRIES	4
+
+enum kr_db_err
+kr_db_tx(struct kr_db *db, enum kr_db_err (*body)(struct kr_db *, void *), void *arg,
+    int retry_down)
+{
+	enum kr_db_err rc = KR_DB_ERROR;
+
+	for (int run = 0; run < TX_TRIES; run++) {
+		if (run > 0) {
+			struct timespec d = { 0, 10000000L << run };	/* 20, 40, 80 ms */
+			nanosleep(&d, NULL);
+		}
+		if ((rc = kr_db_begin(db)) == KR_DB_OK && (rc = body(db, arg)) == KR_DB_OK &&
+		    (rc = kr_db_commit(db)) == KR_DB_OK)
+			return KR_DB_OK;
+		kr_db_rollback(db);
+		if (rc != KR_DB_RETRY && !(rc == KR_DB_DOWN && retry_down))
+			return rc;
+	}
+	return rc;
 }
 
 const char *

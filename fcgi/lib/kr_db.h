@@ -24,6 +24,7 @@ enum kr_db_err {
 	KR_DB_RETRY,		/* deadlock, lock wait timeout, snapshot conflict: retry the tx */
 	KR_DB_DOWN,		/* no connection; the next call reconnects */
 	KR_DB_ERROR,		/* anything else (bad SQL, constraint, ...): a bug or bad data */
+	KR_DB_ABORT,		/* kr_db_tx: the body chose to roll back; not an error */
 };
 
 enum kr_dbp_type { KR_DBP_NULL, KR_DBP_STR, KR_DBP_INT, KR_DBP_BLOB };
@@ -84,6 +85,16 @@ enum kr_db_err	 kr_db_begin(struct kr_db *db);
 enum kr_db_err	 kr_db_commit(struct kr_db *db);
 /* Always safe to call; a failure drops the connection. */
 void		 kr_db_rollback(struct kr_db *db);
+
+/*
+ * Run body inside a transaction and commit. On deadlock or lock wait timeout the whole
+ * transaction runs again (up to 4 times, with short growing pauses); after a lost
+ * connection too when retry_down is set, which is only safe for bodies whose effects can
+ * be recognised when they landed before the connection broke (UNIQUE keys, fenced updates).
+ * A body returning KR_DB_ABORT is rolled back and KR_DB_ABORT returned.
+ */
+enum kr_db_err	 kr_db_tx(struct kr_db *db, enum kr_db_err (*body)(struct kr_db *, void *),
+		    void *arg, int retry_down);
 
 const char	*kr_db_cell(const struct kr_db_res *res, unsigned row, unsigned col);
 /* The cell as a number; def for NULL or garbage. */

@@ -72,16 +72,5 @@ enum kr_db_err	kr_job_cancel(struct kr_db *db, const char *ws_id, const char *id
 enum kr_db_err	kr_job_retry(struct kr_db *db, const char *ws_id, const char *id,
 		    enum kr_job_change *result);
 
-#define KR_JOB_TX_TRIES		4	/* a transaction and up to three reruns */
-
-typedef enum kr_db_err (*kr_tx_fn)(struct kr_db *db, void *arg);
-/*
- * Run fn(db, arg) inside a transaction and commit it. When the database answers
- * KR_DB_RETRY (deadlock, lock wait timeout, snapshot conflict), at any statement or at the
- * commit, roll back and run the whole transaction again, at most KR_JOB_TX_TRIES times in
- * all, with a short backoff. Anything else but KR_DB_OK rolls back and is returned. fn must
- * be safe to run again (reset what it wrote into arg).
- */
-enum kr_db_err	kr_job_tx(struct kr_db *db, kr_tx_fn fn, void *arg);
 
 #endif

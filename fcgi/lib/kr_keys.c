@@ -26,6 +26,8 @@ static const char sql_list[] =
     "AND (? IS NULL OR provider = ?) ORDER BY provider, priority, created_at, id";
 static const char sql_get[] =
     "SELECT " KEY_COLUMNS " FROM provider_keys WHERE workspace_id = ? AND id = ?";
+/* Adds to one workspace take turns, so concurrent adds get distinct priorities. */
+static const char sql_lock_ws[] = "SELECT id FROM workspaces WHERE id = ? FOR UPDATE";
 static const char sql_next_priority[] =
     "SELECT COALESCE(MAX(priority) + 1, 0) FROM provider_keys "
     "WHERE workspace_id = ? AND provider = ? FOR UPDATE";
@@ -173,6 +175,9 @@ kr_keys_add(struct kr_db *db, const char *ws_id, const struct kr_provider *p,
 		return KR_KEYS_DB;
 	if ((*db_rc = kr_db_begin(db)) != KR_DB_OK)
 		goto out;
+	if ((*db_rc = kr_db_exec(db, sql_lock_ws, q, 1, &res, NULL)) != KR_DB_OK)
+		goto rollback;
+	kr_db_res_free(&res);
 	if ((*db_rc = kr_db_exec(db, sql_next_priority, q, 2, &res, NULL)) != KR_DB_OK)
 		goto rollback;
 	next = kr_db_cell_int(&res, 0, 0, 0);

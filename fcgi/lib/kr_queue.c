@@ -8,6 +8,7 @@
 #include "kr_events.h"
 #include "kr_json.h"
 #include "kr_log.h"
+#include "kr_notify.h"
 
 #define N(a)		((unsigned)(sizeof(a) / sizeof((a)[0])))
 #define TX_TRIES	5
@@ -86,35 +87,18 @@ kr_claimed_release(struct kr_claimed *j)
 }
 
 /*
- * Run body in a transaction, again on deadlock, lock wait or a lost connection (with a
- * short growing pause), up to TX_TRIES times. body returns KR_DB_OK and may set *res to
- * KR_QUEUE_LOST, in which case the transaction is rolled back.
+ * Run body in a transaction (again after deadlocks and lost connections: every change here
+ * is fenced on the lease token or a UNIQUE key, so a rerun finds out what landed). A body
+ * returns KR_DB_ABORT when the lease is gone: rolled back, and *res says KR_QUEUE_LOST.
  */
 static enum kr_db_err
-in_tx(struct kr_db *db, enum kr_db_err (*body)(struct kr_db *, void *, enum kr_queue_result *),
-    void *arg, enum kr_queue_result *res)
+fenced(struct kr_db *db, enum kr_db_err (*body)(struct kr_db *, void *), void *arg,
+    enum kr_queue_result *res)
 {
-	enum kr_db_err rc = KR_DB_ERROR;
+	enum kr_db_err rc = kr_db_tx(db, body, arg, 1);
 
-	for (int i = 0; i < TX_TRIES; i++) {
-		*res = KR_QUEUE_DONE;
-		if (i > 0) {
-			struct timespec d = { 0, 20000000L * i };
-			nanosleep(&d, NULL);
-		}
-		if ((rc = kr_db_begin(db)) == KR_DB_OK && (rc = body(db, arg, res)) == KR_DB_OK) {
-			if (*res == KR_QUEUE_LOST) {
-				kr_db_rollback(db);
-				return KR_DB_OK;
-			}
-			if ((rc = kr_db_commit(db)) == KR_DB_OK)
-				return KR_DB_OK;
-		}
-		kr_db_rollback(db);
-		if (rc != KR_DB_RETRY && rc != KR_DB_DOWN)
-			return rc;
-	}
-	return rc;
+	*res = rc == KR_DB_ABORT ? KR_QUEUE_LOST : KR_QUEUE_DONE;
+	return rc == KR_DB_ABORT ? KR_DB_OK : rc;
 }
 
 /* {"jobId", "job": {"id","status","attempts","provider","model","keyId","usedFallback","error"}} */
@@ -197,14 +181,13 @@ claim_reset(struct claim_ctx *c)
 }
 
 static enum kr_db_err
-claim_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
+claim_body(struct kr_db *db, void *arg)
 {
 	struct claim_ctx *c = arg;
 	struct kr_dbp p[4];
 	struct kr_db_res rows;
 	enum kr_db_err rc;
 
-	(void)res;
 	claim_reset(c);
 	p[0] = KR_P_INT((long long)c->max * CLAIM_SCAN);
 	if ((rc = kr_db_exec(db, sql_claim_scan, p, 1, &rows, NULL)) != KR_DB_OK)
@@ -242,7 +225,7 @@ kr_queue_claim(struct kr_db *db, const char *runner_id, unsigned lease_seconds, 
 		return KR_DB_OK;
 	if ((c.out = calloc(max, sizeof(*c.out))) == NULL)
 		return KR_DB_ERROR;
-	rc = in_tx(db, claim_body, &c, &res);
+	rc = fenced(db, claim_body, &c, &res);
 	if (rc != KR_DB_OK) {
 		claim_reset(&c);
 		free(c.out);
@@ -336,7 +319,7 @@ message_event(struct kr_db *db, const struct kr_claimed *j, const char *msg_id)
 }
 
 static enum kr_db_err
-succeed_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
+succeed_body(struct kr_db *db, void *arg)
 {
 	struct succeed_ctx *c = arg;
 	const struct kr_claimed *j = c->j;
@@ -357,10 +340,8 @@ succeed_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
 		m[4] = KR_P_STR(text);
 		m[5] = KR_P_STR(j->id);
 		rc = kr_db_exec(db, sql_message_insert, m, 6, NULL, NULL);
-		if (rc == KR_DB_DUPLICATE) {	/* delivered already: never twice */
-			*res = KR_QUEUE_LOST;
-			return KR_DB_OK;
-		}
+		if (rc == KR_DB_DUPLICATE)	/* delivered already: never twice */
+			return KR_DB_ABORT;
 		if (rc != KR_DB_OK)
 			return rc;
 	}
@@ -373,11 +354,13 @@ succeed_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
 		if ((rc = kr_db_exec(db, sql_succeed, p, 10, NULL, &n)) != KR_DB_OK)
 			return rc;
 	}
-	if (n == 0) {
-		*res = KR_QUEUE_LOST;
-		return KR_DB_OK;
-	}
+	if (n == 0)
+		return KR_DB_ABORT;
 	if ((rc = insert_attempt(db, j, a, c->cost)) != KR_DB_OK)
+		return rc;
+	/* Telegram and the like: queued here, sent on their own; never undoes the answer. */
+	if ((rc = kr_notify_enqueue(db, j->ws_id, j->id, text)) != KR_DB_OK &&
+	    rc != KR_DB_ERROR)
 		return rc;
 	if (j->chat_id[0] != '\0' && (rc = message_event(db, j, msg_id)) != KR_DB_OK)
 		return rc;
@@ -390,11 +373,11 @@ kr_queue_succeed(struct kr_db *db, const struct kr_claimed *j, const struct kr_a
 {
 	struct succeed_ctx c = { j, a, attempt_cost(db, a) };
 
-	return in_tx(db, succeed_body, &c, res);
+	return fenced(db, succeed_body, &c, res);
 }
 
 static enum kr_db_err
-failed_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
+failed_body(struct kr_db *db, void *arg)
 {
 	const struct succeed_ctx *c = arg;
 	const struct kr_attempt *a = c->a;
@@ -406,10 +389,8 @@ failed_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
 
 	if ((rc = kr_db_exec(db, sql_attempt_counted, p, 7, NULL, &n)) != KR_DB_OK)
 		return rc;
-	if (n == 0) {
-		*res = KR_QUEUE_LOST;
-		return KR_DB_OK;
-	}
+	if (n == 0)
+		return KR_DB_ABORT;
 	return insert_attempt(db, c->j, a, c->cost);
 }
 
@@ -419,7 +400,7 @@ kr_queue_attempt_failed(struct kr_db *db, const struct kr_claimed *j,
 {
 	struct succeed_ctx c = { j, a, attempt_cost(db, a) };
 
-	return in_tx(db, failed_body, &c, res);
+	return fenced(db, failed_body, &c, res);
 }
 
 struct end_ctx {
@@ -429,7 +410,7 @@ struct end_ctx {
 };
 
 static enum kr_db_err
-retry_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
+retry_body(struct kr_db *db, void *arg)
 {
 	const struct end_ctx *c = arg;
 	struct kr_dbp p[4] = { KR_P_INT((long long)c->delay_ms * 1000), KR_P_STR(c->error),
@@ -439,10 +420,8 @@ retry_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
 
 	if ((rc = kr_db_exec(db, sql_retry_later, p, 4, NULL, &n)) != KR_DB_OK)
 		return rc;
-	if (n == 0) {
-		*res = KR_QUEUE_LOST;
-		return KR_DB_OK;
-	}
+	if (n == 0)
+		return KR_DB_ABORT;
 	return job_event(db, c->j, "job_retrying", "retrying", NULL, c->error, 0);
 }
 
@@ -452,11 +431,11 @@ kr_queue_retry_later(struct kr_db *db, const struct kr_claimed *j, long delay_ms
 {
 	struct end_ctx c = { j, error, delay_ms };
 
-	return in_tx(db, retry_body, &c, res);
+	return fenced(db, retry_body, &c, res);
 }
 
 static enum kr_db_err
-fail_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
+fail_body(struct kr_db *db, void *arg)
 {
 	const struct end_ctx *c = arg;
 	struct kr_dbp p[3] = { KR_P_STR(c->error), KR_P_STR(c->j->id), KR_P_STR(c->j->lease) };
@@ -465,10 +444,8 @@ fail_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
 
 	if ((rc = kr_db_exec(db, sql_fail, p, 3, NULL, &n)) != KR_DB_OK)
 		return rc;
-	if (n == 0) {
-		*res = KR_QUEUE_LOST;
-		return KR_DB_OK;
-	}
+	if (n == 0)
+		return KR_DB_ABORT;
 	return job_event(db, c->j, "job_failed", "failed", NULL, c->error, 0);
 }
 
@@ -478,7 +455,7 @@ kr_queue_fail(struct kr_db *db, const struct kr_claimed *j, const char *error,
 {
 	struct end_ctx c = { j, error, 0 };
 
-	return in_tx(db, fail_body, &c, res);
+	return fenced(db, fail_body, &c, res);
 }
 
 enum kr_db_err
@@ -502,14 +479,13 @@ struct rescue_ctx {
 };
 
 static enum kr_db_err
-rescue_body(struct kr_db *db, void *arg, enum kr_queue_result *res)
+rescue_body(struct kr_db *db, void *arg)
 {
 	struct rescue_ctx *c = arg;
 	struct kr_dbp p[2] = { KR_P_INT(c->max) };
 	struct kr_db_res rows;
 	enum kr_db_err rc;
 
-	(void)res;
 	c->rescued = 0;
 	if ((rc = kr_db_exec(db, sql_expired, p, 1, &rows, NULL)) != KR_DB_OK)
 		return rc;
@@ -535,7 +511,7 @@ kr_queue_rescue(struct kr_db *db, unsigned max, unsigned *rescued)
 {
 	struct rescue_ctx c = { max, 0 };
 	enum kr_queue_result res;
-	enum kr_db_err rc = in_tx(db, rescue_body, &c, &res);
+	enum kr_db_err rc = fenced(db, rescue_body, &c, &res);
 
 	*rescued = rc == KR_DB_OK ? c.rescued : 0;
 	return rc;

@@ -12,9 +12,10 @@ static const char sql_usable[] =
     "AND (cooldown_until IS NULL OR cooldown_until <= NOW(3)) "
     "ORDER BY priority, created_at, id";
 static const char sql_cooling[] =
-    "SELECT MIN(cooldown_until) FROM provider_keys WHERE workspace_id = ? AND is_enabled = 1 "
-    "AND status IN ('untested', 'valid') AND (expires_at IS NULL OR expires_at > NOW(3)) "
-    "AND cooldown_until > NOW(3)";
+    "SELECT provider, MIN(cooldown_until) FROM provider_keys WHERE workspace_id = ? "
+    "AND is_enabled = 1 AND status IN ('untested', 'valid') "
+    "AND (expires_at IS NULL OR expires_at > NOW(3)) AND cooldown_until > NOW(3) "
+    "GROUP BY provider";
 
 /* The providers to try, in order, without repeats. Returns how many. */
 static unsigned
@@ -120,6 +121,25 @@ add_candidates(struct kr_candidates *out, size_t *cap, const struct kr_config *c
 	return 0;
 }
 
+/* The earliest cooldown end among the providers of the order ("" when none cools). */
+static void
+earliest_cooldown(const struct kr_db_res *cool, const struct kr_provider *const order[],
+    unsigned norder, char out[KR_TIME_MAX])
+{
+	const char *best = NULL;
+
+	for (unsigned r = 0; r < cool->nrows; r++)
+		for (unsigned i = 0; i < norder; i++) {
+			const char *t = kr_db_cell(cool, r, 1);
+			if (strcmp(kr_db_cell(cool, r, 0), order[i]->slug) == 0 && t != NULL &&
+			    (best == NULL || strcmp(t, best) < 0))
+				best = t;	/* DATETIME text sorts like time */
+		}
+	out[0] = '\0';
+	if (best != NULL)
+		kr_time_from_db(best, out);
+}
+
 enum kr_db_err
 kr_select_candidates(struct kr_db *db, const struct kr_config *cfg, const char *ws_id,
     const struct kr_provider *requested, struct kr_candidates *out)
@@ -144,7 +164,7 @@ kr_select_candidates(struct kr_db *db, const struct kr_config *cfg, const char *
 		rc = KR_DB_ERROR;
 	kr_db_res_free(&keys);
 	if (rc == KR_DB_OK && (rc = kr_db_exec(db, sql_cooling, p, 1, &cool, NULL)) == KR_DB_OK) {
-		kr_time_from_db(kr_db_cell(&cool, 0, 0), out->earliest_cooldown);
+		earliest_cooldown(&cool, order, norder, out->earliest_cooldown);
 		kr_db_res_free(&cool);
 	}
 	if (rc != KR_DB_OK)

@@ -64,13 +64,35 @@ kr_time_from_db(const char *s, char out[KR_TIME_MAX])
 	return 0;
 }
 
+/* 1 when the date and time in "YYYY-MM-DDTHH:MM:SS" exist (no February 30, no 24:00). */
+static int
+real_datetime(const char *s)
+{
+	struct tm tm, back;
+	time_t t;
+
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(s, "%4d-%2d-%2d%*c%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+	    &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6 || tm.tm_year < 1000)
+		return 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	back = tm;
+	if ((t = timegm(&tm)) == (time_t)-1)
+		return 0;
+	gmtime_r(&t, &tm);
+	return tm.tm_year == back.tm_year && tm.tm_mon == back.tm_mon &&
+	    tm.tm_mday == back.tm_mday && tm.tm_hour == back.tm_hour &&
+	    tm.tm_min == back.tm_min && tm.tm_sec == back.tm_sec;
+}
+
 int
 kr_time_to_db(const char *s, char out[KR_TIME_MAX])
 {
 	const char *p;
 	char ms[4];
 
-	if (s == NULL || datetime_prefix(s, 'T') != 0)
+	if (s == NULL || datetime_prefix(s, 'T') != 0 || !real_datetime(s))
 		return -1;
 	p = s + 19;
 	millis(p, ms);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,9 @@ _Static_assert(sizeof(struct master_set) <= 4096, "master keys fit in one page")
 static struct master_set *vault;	/* the mapped page; NULL when nothing is loaded */
 static size_t vault_len;
 static int mlock_warned;
+/* Whether the loaded keys passed kr_vault_verify in this process (under verify_lock). */
+static pthread_mutex_t verify_lock = PTHREAD_MUTEX_INITIALIZER;
+static int verified;
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -570,6 +574,7 @@ kr_vault_load(const char *spec, const char *active, char *err, size_t errlen)
 
 	seterr(err, errlen, "%s", "");
 	kr_vault_unload();
+	verified = 0;
 	if (spec == NULL) {
 		seterr(err, errlen, "no master keys configured");
 		return KR_VAULT_CONFIG;
@@ -910,6 +915,26 @@ unwrap_res(const struct kr_db_res *res, const char *ws, uint32_t *version,
 }
 
 /* Data key version of the workspace: KR_VAULT_NOKEY when there is no such row. */
+/*
+ * No data key is used, made or wrapped before the loaded master keys passed
+ * kr_vault_verify in this process: a program that started while the database was away
+ * checks them on first use instead, so a wrong key can never wrap a data key.
+ */
+static enum kr_vault_err
+ensure_verified(struct kr_db *db)
+{
+	enum kr_vault_err rc = KR_VAULT_OK;
+	char err[256];
+
+	pthread_mutex_lock(&verify_lock);
+	if (!verified) {
+		if ((rc = kr_vault_verify(db, err, sizeof(err))) != KR_VAULT_OK)
+			kr_error("master keys: %s", err);
+	}
+	pthread_mutex_unlock(&verify_lock);
+	return rc;
+}
+
 static enum kr_vault_err
 dk_get(struct kr_db *db, const char *ws, uint32_t version, unsigned char dk[KR_KEY_LEN])
 {
@@ -918,6 +943,8 @@ dk_get(struct kr_db *db, const char *ws, uint32_t version, unsigned char dk[KR_K
 	enum kr_vault_err rc;
 	uint32_t v;
 
+	if ((rc = ensure_verified(db)) != KR_VAULT_OK)
+		return rc;
 	memset(dk, 0, KR_KEY_LEN);
 	if (kr_db_exec(db, sql_dk_get, p, 2, &res, NULL) != KR_DB_OK)
 		return KR_VAULT_DB;
@@ -978,6 +1005,8 @@ dk_current(struct kr_db *db, const char *ws, int create, uint32_t *version,
 	struct kr_db_res res;
 	enum kr_vault_err rc;
 
+	if ((rc = ensure_verified(db)) != KR_VAULT_OK)
+		return rc;
 	*version = 0;
 	memset(dk, 0, KR_KEY_LEN);
 	if (kr_db_exec(db, sql_dk_current, p, 1, &res, NULL) != KR_DB_OK)
@@ -1151,11 +1180,12 @@ check_master(struct kr_db *db, const struct master_key *mk, char *err, size_t er
 {
 	struct kr_dbp p[2];
 	struct kr_db_res res;
-	enum kr_vault_err rc;
+	enum kr_vault_err rc = KR_VAULT_DB;
 	enum kr_db_err drc;
 	unsigned char dk[KR_KEY_LEN];
 	char check[65];
 	const char *have;
+	int recorded;
 
 	memset(&res, 0, sizeof(res));
 	if ((rc = kr_vault_master_check(mk->id, check)) != KR_VAULT_OK)
@@ -1163,34 +1193,50 @@ check_master(struct kr_db *db, const struct master_key *mk, char *err, size_t er
 	rc = KR_VAULT_DB;
 	p[0] = KR_P_STR(mk->id);
 	p[1] = KR_P_STR(check);
-	drc = kr_db_exec(db, sql_mk_insert, p, 2, NULL, NULL);
-	if ((drc != KR_DB_OK && drc != KR_DB_DUPLICATE) ||
-	    kr_db_exec(db, sql_mk_get, p, 1, &res, NULL) != KR_DB_OK || res.nrows != 1) {
-		seterr(err, errlen, "database error while checking master key '%s'", mk->id);
-		goto out;
-	}
+	if (kr_db_exec(db, sql_mk_get, p, 1, &res, NULL) != KR_DB_OK)
+		goto dberr;
 	have = kr_db_cell(&res, 0, 0);
-	if (have == NULL || res.lens[0] != 64 || !kr_ct_equal(have, check, 64)) {
-		seterr(err, errlen, "master key '%s' is not the key this database recorded for "
-		    "that id", mk->id);
+	recorded = res.nrows == 1;
+	if (recorded && (have == NULL || res.lens[0] != 64 || !kr_ct_equal(have, check, 64)))
+		goto mismatch;
+	kr_db_res_free(&res);
+	/* A data key wrapped under this id must unwrap, recorded check or not. */
+	if (kr_db_exec(db, sql_dk_sample, p, 1, &res, NULL) != KR_DB_OK)
+		goto dberr;
+	if (res.nrows > 0 && kr_db_cell(&res, 0, 0) != NULL &&
+	    unwrap_row(kr_db_cell(&res, 0, 0), cell_version(&res, 0, 1), mk->id,
+	    kr_db_cell(&res, 0, 2), res.lens[2], dk) != KR_VAULT_OK) {
+		seterr(err, errlen, "master key '%s' does not unwrap data key %s of workspace "
+		    "%s", mk->id, kr_db_cell(&res, 0, 1), kr_db_cell(&res, 0, 0));
 		rc = KR_VAULT_MISMATCH;
 		goto out;
 	}
 	kr_db_res_free(&res);
-	if (kr_db_exec(db, sql_dk_sample, p, 1, &res, NULL) != KR_DB_OK) {
-		seterr(err, errlen, "database error while checking master key '%s'", mk->id);
-		goto out;
+	/* Only a key that passed every check is recorded for its id. */
+	if (!recorded) {
+		drc = kr_db_exec(db, sql_mk_insert, p, 2, NULL, NULL);
+		if (drc == KR_DB_DUPLICATE) {	/* recorded meanwhile: compare with that */
+			if (kr_db_exec(db, sql_mk_get, p, 1, &res, NULL) != KR_DB_OK ||
+			    res.nrows != 1)
+				goto dberr;
+			have = kr_db_cell(&res, 0, 0);
+			if (have == NULL || res.lens[0] != 64 || !kr_ct_equal(have, check, 64))
+				goto mismatch;
+		} else if (drc != KR_DB_OK)
+			goto dberr;
 	}
 	rc = KR_VAULT_OK;
-	if (res.nrows > 0 && kr_db_cell(&res, 0, 0) != NULL &&
-	    (rc = unwrap_row(kr_db_cell(&res, 0, 0), cell_version(&res, 0, 1), mk->id,
-	    kr_db_cell(&res, 0, 2), res.lens[2], dk)) != KR_VAULT_OK) {
-		seterr(err, errlen, "master key '%s' does not unwrap data key %s of workspace "
-		    "%s", mk->id, kr_db_cell(&res, 0, 1), kr_db_cell(&res, 0, 0));
-		rc = KR_VAULT_MISMATCH;
-	}
-	kr_wipe(dk, sizeof(dk));
+	goto out;
+mismatch:
+	seterr(err, errlen, "master key '%s' is not the key this database recorded for that id",
+	    mk->id);
+	rc = KR_VAULT_MISMATCH;
+	goto out;
+dberr:
+	seterr(err, errlen, "database error while checking master key '%s'", mk->id);
+	rc = KR_VAULT_DB;
 out:
+	kr_wipe(dk, sizeof(dk));
 	kr_db_res_free(&res);
 	return rc;
 }
@@ -1223,6 +1269,8 @@ kr_vault_verify(struct kr_db *db, char *err, size_t errlen)
 		}
 	}
 	kr_db_res_free(&res);
+	if (rc == KR_VAULT_OK)
+		verified = 1;
 	return rc;
 }
 

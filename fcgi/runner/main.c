@@ -9,6 +9,7 @@
  * runner.drain_seconds, hand back what is left, mark the runner stopped, exit 0.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,8 @@
 #include "kr_db.h"
 #include "kr_events.h"
 #include "kr_log.h"
+#include "kr_notify.h"
+#include "kr_schedules.h"
 #include "kr_startup.h"
 #include "kr_time.h"
 #include "kr_vault.h"
@@ -33,6 +36,8 @@
 #define HELD_MS		500
 #define RESCUE_MS	2000
 #define PRUNE_MS	(10 * 60 * 1000)
+#define SCHEDULE_MS	1000
+#define NOTIFY_MS	1000
 
 static const char sql_register[] =
     "INSERT INTO runners (id, name, pid, version) VALUES (?,?,?,?) "
@@ -97,13 +102,79 @@ drive_transfers(struct runner *r, int wait_ms)
 }
 
 struct timers {
-	int64_t	beat, held, rescue, prune, claim;
+	int64_t	beat, held, rescue, prune, claim, schedule;
 };
+
+/*
+ * Notifications go out from a thread of their own with its own connection: a slow or
+ * failing Telegram never holds back the jobs (issue 4, G5 of seed 000).
+ */
+struct notifier {
+	const struct kr_config	*cfg;
+	pthread_t		 thread;
+	pthread_mutex_t		 lock;
+	pthread_cond_t		 cond;
+	int			 stop;
+	int			 started;
+};
+
+static void *
+notifier_main(void *arg)
+{
+	struct notifier *n = arg;
+	struct kr_db *db;
+	unsigned sent = 0;
+
+	mysql_thread_init();
+	db = kr_db_new(n->cfg);
+	pthread_mutex_lock(&n->lock);
+	while (!n->stop) {
+		struct timespec until;
+		pthread_mutex_unlock(&n->lock);
+		if (db != NULL && kr_notify_deliver_due(db, n->cfg, KR_NOTIFY_BATCH_MAX, &sent) ==
+		    KR_DB_OK && sent > 0)
+			kr_debug("delivered %u notification(s)", sent);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += NOTIFY_MS / 1000;
+		pthread_mutex_lock(&n->lock);
+		if (!n->stop)
+			pthread_cond_timedwait(&n->cond, &n->lock, &until);
+	}
+	pthread_mutex_unlock(&n->lock);
+	kr_db_free(&db);
+	mysql_thread_end();
+	return NULL;
+}
+
+static void
+notifier_start(struct notifier *n, const struct kr_config *cfg)
+{
+	memset(n, 0, sizeof(*n));
+	n->cfg = cfg;
+	pthread_mutex_init(&n->lock, NULL);
+	pthread_cond_init(&n->cond, NULL);
+	n->started = pthread_create(&n->thread, NULL, notifier_main, n) == 0;
+	if (!n->started)
+		kr_error("cannot start the notification thread; notifications wait");
+}
+
+static void
+notifier_stop(struct notifier *n)
+{
+	pthread_mutex_lock(&n->lock);
+	n->stop = 1;
+	pthread_cond_signal(&n->cond);
+	pthread_mutex_unlock(&n->lock);
+	if (n->started)
+		pthread_join(n->thread, NULL);
+	pthread_mutex_destroy(&n->lock);
+	pthread_cond_destroy(&n->cond);
+}
 
 static void
 housekeeping(struct runner *r, struct timers *t, int64_t now)
 {
-	unsigned rescued = 0;
+	unsigned rescued = 0, fired = 0;
 	uint64_t pruned = 0;
 
 	if (now - t->beat >= (int64_t)r->cfg->runner_heartbeat_seconds * 1000) {
@@ -119,6 +190,11 @@ housekeeping(struct runner *r, struct timers *t, int64_t now)
 		if (kr_queue_rescue(r->db, 100, &rescued) == KR_DB_OK && rescued > 0)
 			kr_info("requeued %u job(s) whose runner stopped answering", rescued);
 	}
+	if (!r->stopping && now - t->schedule >= SCHEDULE_MS) {
+		t->schedule = now;
+		if (kr_schedules_fire_due(r->db, 50, &fired) == KR_DB_OK && fired > 0)
+			kr_info("fired %u schedule(s)", fired);
+	}
 	if (now - t->prune >= PRUNE_MS) {
 		t->prune = now;
 		if (kr_events_prune(r->db, r->cfg->events_retention_hours, &pruned) == KR_DB_OK &&
@@ -131,7 +207,7 @@ housekeeping(struct runner *r, struct timers *t, int64_t now)
 static void
 run(struct runner *r, const sigset_t *sigs)
 {
-	struct timers t = { INT64_MIN / 2, 0, 0, 0, 0 };
+	struct timers t = { INT64_MIN / 2, 0, 0, 0, 0, 0 };
 	struct timespec zero = { 0, 0 };
 	int64_t drain_until = 0, now;
 	int sig;
@@ -189,6 +265,7 @@ int
 main(int argc, char **argv)
 {
 	struct kr_config cfg;
+	struct notifier notifier;
 	struct runner r;
 	char err[512];
 	sigset_t sigs;
@@ -217,7 +294,9 @@ main(int argc, char **argv)
 	}
 	if (kr_startup_vault(&cfg, PROG) != 0)
 		goto out;
+	notifier_start(&notifier, &cfg);
 	run(&r, &sigs);
+	notifier_stop(&notifier);
 	if (kr_db_exec(r.db, sql_stopped, (struct kr_dbp[]){ KR_P_STR(r.id) }, 1, NULL, NULL) !=
 	    KR_DB_OK)
 		kr_warn("could not mark runner %s stopped", r.id);

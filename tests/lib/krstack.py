@@ -18,10 +18,20 @@ Layout of DIR (mode 0700):
     stack.json (0600, holds the secrets)  keyrelay.conf (0600)  master.key (0400)  .krstack
     mariadb/ (datadir)  mariadb.sock  api.sock  events.sock
     nginx/ (nginx.conf, keyrelay-site.conf, pid, temp/)  run/*.pid  logs/*.log
+    stub/ (test stacks: the stub AI provider's stub.port, stub.pid, stub.log)
+
+Test stacks (`up`, Stack.start) also run the stub AI provider (tests/stub/stub_provider.py),
+started before the programs: they get KEYRELAY_PROVIDER_<ID>_BASE_URL pointing at the stub's
+per-provider URLs and KEYRELAY_BASE_URL_ALLOWLIST=<the stub's origin>, except where the
+caller's environment, Stack.start(env=...) or Stack.start(config=...) sets them. stack.json
+holds "stub_dir" and "stub_urls" {provider: url}; s.stub is a tests/stub/stubctl.Stub attached
+to it (s.stub.set_key(key, "auth")); s.stop_service("stub") / s.start_service("stub") stop it
+and start it again on the same port (its key modes and request log are lost); `down` stops it.
+The local stack (`local-up`) has no stub.
 
 Python API (see tests/http): Stack.from_env(), Stack.start(dir), s.sql(), s.admin(),
 s.stop_mariadb(), s.start_mariadb(), s.stop_service(name), s.start_service(name), s.down(),
-s.log_text().
+s.log_text(), s.stub, s.stub_urls.
 
 Environment: every variable of the caller reaches the programs (stub provider URLs, system
 provider keys, KEYRELAY_* overrides of config keys, ASAN_OPTIONS), except the KEYRELAY_*
@@ -72,6 +82,10 @@ SANITIZER_PATTERNS = re.compile(
     r"ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer|MemorySanitizer)"
     r"|runtime error: |SUMMARY: UndefinedBehaviorSanitizer")
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
+STUB = "stub"        # the stub AI provider of test stacks (a service besides SERVICES)
+STUB_DIR = REPO / "tests" / "stub"
+# Environment variable and configuration key of the allowlist of openai_compatible base URLs.
+ALLOWLIST_ENV, ALLOWLIST_KEY = "KEYRELAY_BASE_URL_ALLOWLIST", "base_url_allowlist"
 
 # Timeouts in seconds (sanitized builds start slowly on a 2-core machine).
 T_MARIADB = 90
@@ -80,6 +94,7 @@ T_NGINX = 20
 T_HEALTHZ = 90
 T_STOP = 25
 T_ADMIN = 180
+T_STUB = 30
 
 
 class StackError(Exception):
@@ -161,6 +176,20 @@ def _read_from(path, offset):
             return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
+
+
+def _stubctl():
+    """tests/stub/stubctl.py (imported on first use; the local stack never needs it)."""
+    if str(STUB_DIR) not in sys.path:
+        sys.path.insert(0, str(STUB_DIR))
+    import stubctl
+    return stubctl
+
+
+def _provider_env(provider):
+    """Environment variable and configuration key of a provider's base URL."""
+    return ("KEYRELAY_PROVIDER_%s_BASE_URL" % provider.upper(),
+            "provider.%s_base_url" % provider)
 
 
 def _plain_env():
@@ -321,6 +350,7 @@ class Stack:
         self._children = {}          # name -> Popen, for services this process started
         self._extra_env = dict(state.get("env") or {})
         self._down_done = False
+        self._stub = None            # stubctl.Stub attached to the stub (s.stub)
 
     # ---- construction -------------------------------------------------------------------
 
@@ -347,8 +377,13 @@ class Stack:
         """Starts a fresh private stack in dir and returns it. It is stopped when this
         process exits (or by the shared stack's `down` if this process is killed).
         env: extra environment for the programs; config: extra keyrelay.conf keys."""
-        s = cls._fresh(dir, mode="test", env=env, config=config, bin_dir=bin_dir)
         parent = os.environ.get("KEYRELAY_TEST_STACK")
+        if bin_dir is None and not os.environ.get("KEYRELAY_BIN_DIR") and parent:
+            try:  # the programs of the shared stack, rather than a guessed build directory
+                bin_dir = cls.load(parent).state.get("bin_dir")
+            except StackError:
+                pass
+        s = cls._fresh(dir, mode="test", env=env, config=config, bin_dir=bin_dir)
         if parent and Path(parent).resolve() != s.dir and (Path(parent) / ".krstack").exists():
             with open(Path(parent) / "private-stacks.txt", "a", encoding="utf-8") as f:
                 f.write(str(s.dir) + "\n")
@@ -401,6 +436,9 @@ class Stack:
             "workspace_created": False,
             "env": dict(env or {}),
             "config_extra": dict(config or {}),
+            "stub_dir": str(dir / "stub") if mode == "test" else None,
+            "stub_port": None,
+            "stub_urls": None,
         }
         s = cls(dir, state)
         s._make_dirs()
@@ -420,6 +458,17 @@ class Stack:
     db_name = property(lambda self: self.state["db_name"])
     db_user = property(lambda self: self.state["db_user"])
     db_password = property(lambda self: self.state["db_password"])
+    stub_urls = property(lambda self: dict(self.state.get("stub_urls") or {}))
+
+    @property
+    def stub(self):
+        """A tests/stub/stubctl.Stub attached to this stack's stub AI provider (test stacks):
+        s.stub.set_key(key, mode, ...), s.stub.requests(), s.stub.base_url(provider)."""
+        if not self.state.get("stub_dir"):
+            raise StackError("%s: this stack has no stub provider (a local stack)" % self.dir)
+        if self._stub is None:
+            self._stub = _stubctl().Stub.attach(self.state["stub_dir"])
+        return self._stub
 
     def __enter__(self):
         return self
@@ -452,6 +501,15 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if k not in ENV_BLOCKED}
         env.update(self._extra_env)
         env["KEYRELAY_CONFIG"] = self.config
+        # The stub provider (test stacks), unless the caller chose the URLs itself.
+        urls = self.state.get("stub_urls") or {}
+        cfg = self.state.get("config_extra") or {}
+        for provider, url in urls.items():
+            var, key = _provider_env(provider)
+            if var not in env and key not in cfg:
+                env[var] = url
+        if urls and ALLOWLIST_ENV not in env and ALLOWLIST_KEY not in cfg:
+            env[ALLOWLIST_ENV] = "http://127.0.0.1:%d" % self.state["stub_port"]
         return env
 
     def _write_config(self):
@@ -495,6 +553,8 @@ class Stack:
         if st["mode"] == "test" and st["admin_password"] is None:
             st["admin_password"] = _random_password(20)
         self._save()
+        if st.get("stub_dir"):
+            self.start_stub()  # before any program: their environment names its URLs
         if not self.p("mariadb", "mysql").is_dir():
             st["db_created"] = st["admin_created"] = st["workspace_created"] = False
             self._install_mariadb()
@@ -560,6 +620,7 @@ class Stack:
             _Stopper.stop_all_in(extra)
         for name in reversed(SERVICES):
             problems += self._stop(name)
+        problems += self.stop_stub()
         problems += self.sanitizer_reports()
         self._down_done = True
         return problems
@@ -621,6 +682,11 @@ class Stack:
             rec = _Stopper.read(self.p("run", name + ".pid"))
             lines.append("%-8s %s" % (name, "running (pid %d)" % rec[0] if self.running(name)
                                       else "stopped"))
+        if self.state.get("stub_dir"):
+            rec = _Stopper.read(self.p("run", STUB + ".pid"))
+            lines.append("%-8s %s" % (STUB, "running (pid %d) on http://127.0.0.1:%s"
+                                      % (rec[0], self.state.get("stub_port"))
+                                      if self.running(STUB) else "stopped"))
         if self.base_url:
             code, body = _http_get(self.base_url + "/healthz")
             lines.append("%-8s %s -> %s %s" % ("healthz", self.base_url + "/healthz",
@@ -752,8 +818,10 @@ class Stack:
         is ready (listening sockets; the runner: still alive after a moment)."""
         if name == "mariadb":
             return self.start_mariadb()
+        if name == STUB:
+            return self.start_stub()
         if name not in SERVICES:
-            raise ValueError("unknown service %r (mariadb|fcgi|runner|nginx)" % name)
+            raise ValueError("unknown service %r (mariadb|fcgi|runner|nginx|stub)" % name)
         if self.running(name):
             return
         if name == "nginx":
@@ -772,9 +840,53 @@ class Stack:
                 raise StackError("%s exited right after starting\n%s" % (prog, _tail(log)))
 
     def stop_service(self, name):
+        if name == STUB:
+            return self.stop_stub()
         if name not in SERVICES:
-            raise ValueError("unknown service %r (mariadb|fcgi|runner|nginx)" % name)
+            raise ValueError("unknown service %r (mariadb|fcgi|runner|nginx|stub)" % name)
         return self._stop(name)
+
+    # ---- stub AI provider (test stacks) -------------------------------------------------
+
+    def start_stub(self):
+        """Starts the stub provider in DIR/stub (no-op when it runs). The first start takes a
+        free port; a restart takes the same one, since the programs' URLs name it."""
+        st = self.state
+        if not st.get("stub_dir"):
+            raise StackError("%s: this stack has no stub provider (a local stack)" % self.dir)
+        if self.running(STUB):
+            return
+        stubctl = _stubctl()
+        extra = () if st.get("stub_port") is None else ("--port", str(st["stub_port"]))
+        try:
+            stub = stubctl.Stub.start(st["stub_dir"], detach=True, timeout=T_STUB,
+                                      extra_args=extra)
+        except stubctl.StubError as e:
+            raise StackError("stub provider: %s\n%s"
+                             % (e, _tail(Path(st["stub_dir"], "stub.log")))) from None
+        start = None
+        for _ in range(100):
+            start = _proc_start_time(stub.proc.pid)
+            if start is not None or stub.proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        self._children[STUB] = stub.proc
+        if start is not None:
+            _Stopper.write(self.p("run", STUB + ".pid"), stub.proc.pid, start)
+        st["stub_port"] = stub.port
+        st["stub_urls"] = stub.base_urls()
+        self._stub = None
+        self._save()
+
+    def stop_stub(self):
+        """Stops the stub provider (idempotent). Returns problems, like down()."""
+        problems = self._stop(STUB)
+        if self.state.get("stub_dir"):
+            try:
+                os.unlink(Path(self.state["stub_dir"], "stub.pid"))
+            except OSError:
+                pass
+        return problems
 
     def running(self, name):
         rec = _Stopper.read(self.p("run", name + ".pid"))
@@ -913,9 +1025,16 @@ class _Stopper:
                                 % (name, pid, timeout))
                 _Stopper._signal(pid, signal.SIGKILL)
                 _Stopper._wait_gone(pid, rec[1], child, 10)
-            elif child is not None and child.returncode != 0:
-                problems.append("%s (pid %d) exited with status %d after SIGTERM"
-                                % (name, pid, child.returncode))
+            elif child is not None:
+                # _wait_gone may see the zombie before child.poll() reaped it: reap it now,
+                # so that its exit status is known (returncode None is not a status).
+                try:
+                    status = child.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    status = None
+                if status is not None and status != 0:
+                    problems.append("%s (pid %d) exited with status %d after SIGTERM"
+                                    % (name, pid, status))
         try:
             os.unlink(path)
         except FileNotFoundError:

@@ -1,0 +1,745 @@
+#include "kr_notify.h"
+
+#include <ctype.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include <curl/curl.h>
+#include <json-c/json.h>
+
+#include "kr_buf.h"
+#include "kr_crypto.h"
+#include "kr_keys.h"
+#include "kr_llm.h"
+#include "kr_log.h"
+#include "kr_providers.h"
+#include "kr_vault.h"
+
+#define N(a)			((unsigned)(sizeof(a) / sizeof((a)[0])))
+#define PURPOSE			"telegram_token"
+#define COLUMN			"secret"
+#define TG_CONNECT_TIMEOUT_MS	5000L
+#define TG_TIMEOUT_MS		15000L
+#define TG_RESP_MAX		(64 * 1024)
+#define TG_URL_MAX		4096
+#define TG_TEXT_MAX		4096	/* UTF-16 code units Telegram takes in one message */
+#define TG_RETRY_AFTER_MAX_S	3600L
+#define CLAIM_LEASE_S		60	/* longer than a send can take */
+#define USER_AGENT		"keyrelay/0.1"
+
+#define TARGET_COLUMNS \
+    "id, type, chat_ref, hint, is_enabled, last_error, last_delivered_at, created_at"
+
+static const char sql_list[] =
+    "SELECT " TARGET_COLUMNS " FROM notification_targets WHERE workspace_id = ? "
+    "ORDER BY created_at DESC, id DESC";
+static const char sql_get[] =
+    "SELECT " TARGET_COLUMNS " FROM notification_targets WHERE workspace_id = ? AND id = ?";
+static const char sql_insert[] =
+    "INSERT INTO notification_targets (id, workspace_id, type, chat_ref, secret, hint, "
+    "is_enabled) VALUES (?, ?, 'telegram', ?, ?, ?, ?)";
+static const char sql_exists[] =
+    "SELECT 1 FROM notification_targets WHERE workspace_id = ? AND id = ?";
+static const char sql_update[] =
+    "UPDATE notification_targets SET is_enabled = IF(?, ?, is_enabled), "
+    "chat_ref = COALESCE(?, chat_ref) WHERE workspace_id = ? AND id = ?";
+static const char sql_delete[] =
+    "DELETE FROM notification_targets WHERE workspace_id = ? AND id = ?";
+static const char sql_secret[] =
+    "SELECT chat_ref, secret, is_enabled FROM notification_targets "
+    "WHERE workspace_id = ? AND id = ?";
+/* INSERT ... SELECT reads the targets without locking them at READ COMMITTED. */
+static const char sql_enqueue[] =
+    "INSERT INTO notification_outbox (target_id, workspace_id, job_id, text) "
+    "SELECT id, workspace_id, ?, ? FROM notification_targets "
+    "WHERE workspace_id = ? AND is_enabled = 1 "
+    "ON DUPLICATE KEY UPDATE notification_outbox.id = notification_outbox.id";
+/* Walks notification_outbox_due (delivered_at, next_try_at). */
+static const char sql_due[] =
+    "SELECT id, target_id, workspace_id, text, attempts FROM notification_outbox "
+    "WHERE delivered_at IS NULL AND next_try_at <= NOW(3) ORDER BY next_try_at LIMIT ? "
+    "FOR UPDATE SKIP LOCKED";
+static const char sql_claim[] =
+    "UPDATE notification_outbox SET attempts = attempts + 1, "
+    "next_try_at = NOW(3) + INTERVAL ? SECOND WHERE id = ?";
+/* Outcomes are fenced on the attempt that was claimed: a row claimed again is not ours. */
+static const char sql_sent[] =
+    "UPDATE notification_outbox SET delivered_at = NOW(3), last_error = NULL "
+    "WHERE id = ? AND attempts = ? AND delivered_at IS NULL";
+static const char sql_failed[] =
+    "UPDATE notification_outbox SET last_error = ?, next_try_at = "
+    "IF(?, CAST('9999-12-31 23:59:59' AS DATETIME(3)), NOW(3) + INTERVAL ? SECOND) "
+    "WHERE id = ? AND attempts = ? AND delivered_at IS NULL";
+static const char sql_target_sent[] =
+    "UPDATE notification_targets SET last_delivered_at = NOW(3), last_error = NULL "
+    "WHERE id = ?";
+static const char sql_target_failed[] =
+    "UPDATE notification_targets SET last_error = ? WHERE id = ?";
+
+enum due_col { DUE_ID, DUE_TARGET, DUE_WS, DUE_TEXT, DUE_ATTEMPTS };
+
+/* ---- validation ------------------------------------------------------------------------ */
+
+const char *
+kr_telegram_token_error(const char *token, size_t len)
+{
+	size_t id = strspn(token, "0123456789"), rest;
+
+	if (len < 3 || len > KR_NOTIFY_TOKEN_MAX || memchr(token, '\0', len) != NULL)
+		return "a bot token is 3 to 256 characters long";
+	rest = len - id - 1;
+	if (id == 0 || id > 20 || token[id] != ':' || rest < 1 ||
+	    strspn(token + id + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789_-") != rest)
+		return "a Telegram bot token looks like 123456789:AAF... (the bot id, a colon, "
+		    "then letters, digits, '_' and '-'), as @BotFather gives it";
+	return NULL;
+}
+
+const char *
+kr_telegram_chat_error(const char *chat)
+{
+	size_t n = strlen(chat);
+
+	if (n == 0 || n > KR_NOTIFY_CHAT_MAX)
+		return "a chat id is 1 to 64 characters long";
+	for (size_t i = 0; i < n; i++)
+		if (!isgraph((unsigned char)chat[i]))
+			return "a chat id is a number such as -1001234567890 or a @channelname, "
+			    "without spaces";
+	return NULL;
+}
+
+/* ---- targets --------------------------------------------------------------------------- */
+
+enum kr_db_err
+kr_notify_list(struct kr_db *db, const char *ws_id, struct kr_db_res *res)
+{
+	struct kr_dbp p[1] = { KR_P_STR(ws_id) };
+
+	return kr_db_exec(db, sql_list, p, N(p), res, NULL);
+}
+
+enum kr_db_err
+kr_notify_get(struct kr_db *db, const char *ws_id, const char *id, struct kr_db_res *res)
+{
+	struct kr_dbp p[2] = { KR_P_STR(ws_id), KR_P_STR(id) };
+
+	return kr_db_exec(db, sql_get, p, N(p), res, NULL);
+}
+
+enum kr_notify_err
+kr_notify_create(struct kr_db *db, const char *ws_id, const char *token, size_t tokenlen,
+    const char *chat_id, int enabled, char id[KR_UUID_MAX], enum kr_db_err *db_rc)
+{
+	char hint[KR_KEY_HINT_MAX];
+	unsigned char *ct = NULL;
+	size_t ctlen = 0;
+
+	*db_rc = KR_DB_OK;
+	kr_uuid_new(id);
+	if (kr_vault_seal(db, ws_id, PURPOSE, id, COLUMN, token, tokenlen, &ct, &ctlen) !=
+	    KR_VAULT_OK)
+		return KR_NOTIFY_VAULT;
+	kr_key_hint(token, tokenlen, hint);
+	{
+		struct kr_dbp p[6] = { KR_P_STR(id), KR_P_STR(ws_id), KR_P_STR(chat_id),
+		    KR_P_BLOB(ct, ctlen), KR_P_STR(hint), KR_P_INT(enabled ? 1 : 0) };
+		*db_rc = kr_db_exec(db, sql_insert, p, N(p), NULL, NULL);
+	}
+	free(ct);
+	return *db_rc == KR_DB_OK ? KR_NOTIFY_OK : KR_NOTIFY_DB;
+}
+
+enum kr_notify_err
+kr_notify_update(struct kr_db *db, const char *ws_id, const char *id, int has_enabled,
+    int enabled, const char *chat_id, enum kr_db_err *db_rc)
+{
+	struct kr_dbp q[2] = { KR_P_STR(ws_id), KR_P_STR(id) };
+	struct kr_dbp p[5] = { KR_P_INT(has_enabled ? 1 : 0), KR_P_INT(enabled ? 1 : 0),
+	    KR_P_STR(chat_id), KR_P_STR(ws_id), KR_P_STR(id) };
+	struct kr_db_res res;
+	unsigned n;
+
+	if ((*db_rc = kr_db_exec(db, sql_exists, q, N(q), &res, NULL)) != KR_DB_OK)
+		return KR_NOTIFY_DB;
+	n = res.nrows;
+	kr_db_res_free(&res);
+	if (n != 1)
+		return KR_NOTIFY_NOTFOUND;
+	*db_rc = kr_db_exec(db, sql_update, p, N(p), NULL, NULL);
+	return *db_rc == KR_DB_OK ? KR_NOTIFY_OK : KR_NOTIFY_DB;
+}
+
+enum kr_notify_err
+kr_notify_delete(struct kr_db *db, const char *ws_id, const char *id, enum kr_db_err *db_rc)
+{
+	struct kr_dbp p[2] = { KR_P_STR(ws_id), KR_P_STR(id) };
+	uint64_t n = 0;
+
+	if ((*db_rc = kr_db_exec(db, sql_delete, p, N(p), NULL, &n)) != KR_DB_OK)
+		return KR_NOTIFY_DB;
+	return n > 0 ? KR_NOTIFY_OK : KR_NOTIFY_NOTFOUND;
+}
+
+/* What a send needs of a target: its chat id, whether it is enabled, its token (secret). */
+struct target {
+	char	*chat;
+	int	 enabled;
+	char	*token;
+	size_t	 tokenlen;
+};
+
+static void
+target_release(struct target *t)
+{
+	if (t->token != NULL)
+		kr_wipe(t->token, t->tokenlen);
+	free(t->token);
+	free(t->chat);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Read and decrypt target id of the workspace. */
+static enum kr_notify_err
+target_open(struct kr_db *db, const char *ws_id, const char *id, struct target *t,
+    enum kr_db_err *db_rc)
+{
+	struct kr_dbp p[2] = { KR_P_STR(ws_id), KR_P_STR(id) };
+	enum kr_notify_err rc = KR_NOTIFY_NOTFOUND;
+	enum kr_vault_err vrc;
+	struct kr_db_res res;
+
+	memset(t, 0, sizeof(*t));
+	if ((*db_rc = kr_db_exec(db, sql_secret, p, N(p), &res, NULL)) != KR_DB_OK)
+		return KR_NOTIFY_DB;
+	if (res.nrows == 1 && kr_db_cell(&res, 0, 0) != NULL && kr_db_cell(&res, 0, 1) != NULL) {
+		t->enabled = kr_db_cell_int(&res, 0, 2, 0) != 0;
+		vrc = kr_vault_open(db, ws_id, PURPOSE, id, COLUMN,
+		    (const unsigned char *)kr_db_cell(&res, 0, 1), res.lens[1], &t->token,
+		    &t->tokenlen);
+		rc = vrc == KR_VAULT_OK ? KR_NOTIFY_OK : vrc == KR_VAULT_DB ? KR_NOTIFY_DB :
+		    KR_NOTIFY_VAULT;
+		if (vrc == KR_VAULT_DB)
+			*db_rc = KR_DB_DOWN;
+		if (rc == KR_NOTIFY_OK && (t->chat = strdup(kr_db_cell(&res, 0, 0))) == NULL)
+			rc = KR_NOTIFY_VAULT;
+	}
+	kr_db_res_free(&res);
+	if (rc != KR_NOTIFY_OK)
+		target_release(t);
+	return rc;
+}
+
+/* ---- Telegram -------------------------------------------------------------------------- */
+
+/* One sendMessage call, prepared as a curl easy handle (CURLOPT_PRIVATE is the tg_msg). */
+struct tg_msg {
+	CURL			*easy;
+	struct curl_slist	*hdrs;
+	char			*url;		/* holds the token: wiped on release */
+	size_t			 urllen;
+	char			*body;
+	char			*token;		/* our copy, to scrub messages; wiped on release */
+	size_t			 tokenlen;
+	struct kr_buf		 resp;
+	int			 allowlisted;
+	int			 refused;	/* the socket check refused the address */
+	int			 done;		/* the transfer ended with rc */
+	CURLcode		 rc;
+	char			 errbuf[CURL_ERROR_SIZE];
+};
+
+/* What a send came to. */
+struct tg_outcome {
+	int	ok;
+	int	permanent;		/* the request itself was refused: do not retry */
+	long	retry_after_s;		/* Telegram's hint, 0: none */
+	char	error[KR_NOTIFY_ERR_MAX + 1];
+};
+
+static void
+tg_release(struct tg_msg *m)
+{
+	if (m->easy != NULL)
+		curl_easy_cleanup(m->easy);
+	curl_slist_free_all(m->hdrs);
+	if (m->url != NULL)
+		kr_wipe(m->url, m->urllen);
+	free(m->url);
+	free(m->body);
+	if (m->token != NULL)
+		kr_wipe(m->token, m->tokenlen);
+	free(m->token);
+	kr_buf_release(&m->resp, 1);
+	memset(m, 0, sizeof(*m));
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: loopback and private addresses only when allowlisted. */
+static curl_socket_t
+tg_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct tg_msg *m = ud;
+
+	if (purpose != CURLSOCKTYPE_IPCXN)
+		return CURL_SOCKET_BAD;
+	if (!m->allowlisted && !kr_llm_addr_public(&a->addr, a->addrlen)) {
+		m->refused = 1;
+		return CURL_SOCKET_BAD;
+	}
+#ifdef SOCK_CLOEXEC
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+#else
+	return socket(a->family, a->socktype, a->protocol);
+#endif
+}
+
+/* CURLOPT_WRITEFUNCTION: keep the answer, up to TG_RESP_MAX. */
+static size_t
+tg_body(char *p, size_t size, size_t n, void *ud)
+{
+	struct tg_msg *m = ud;
+
+	if (size != 1 || kr_buf_add(&m->resp, p, n) != KR_BUF_OK)
+		return 0;
+	return n;
+}
+
+/*
+ * text cut to what Telegram takes (TG_TEXT_MAX UTF-16 code units), with "…" when cut;
+ * an empty text becomes "(empty answer)", which Telegram would refuse. malloc'd.
+ */
+static char *
+tg_text(const char *text)
+{
+	size_t len = strlen(text), units = 0, cut = 0, i, n;
+	char *out;
+
+	if (len == 0)
+		return strdup("(empty answer)");
+	for (i = 0; i < len; i += n) {
+		unsigned char c = (unsigned char)text[i];
+		n = c < 0xc0 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+		if (n > len - i)
+			n = len - i;
+		units += n == 4 ? 2 : 1;
+		if (units <= TG_TEXT_MAX - 1)
+			cut = i + n;
+	}
+	if (units <= TG_TEXT_MAX)
+		return strdup(text);
+	if ((out = malloc(cut + sizeof("\u2026"))) == NULL)
+		return NULL;
+	memcpy(out, text, cut);
+	memcpy(out + cut, "\u2026", sizeof("\u2026"));
+	return out;
+}
+
+/* The request's URL and body; -1 with err set. */
+static int
+tg_build(const struct kr_config *cfg, struct tg_msg *m, const char *chat, const char *text,
+    char *err, size_t errlen)
+{
+	const char *base = cfg->telegram_base_url;
+	json_object *o;
+	struct kr_buf u;
+	size_t blen;
+	char *t;
+
+	if (base == NULL || *base == '\0' || strpbrk(base, " \t\r\n\"'<>\\?#") != NULL) {
+		snprintf(err, errlen, "the Telegram base URL is not set or malformed");
+		return -1;
+	}
+	m->allowlisted = kr_base_url_allowlisted(cfg, base);
+	if (strncasecmp(base, "https://", 8) != 0 && !(m->allowlisted &&
+	    strncasecmp(base, "http://", 7) == 0)) {
+		snprintf(err, errlen, "the Telegram base URL must use https (plain http only "
+		    "for allowlisted origins)");
+		return -1;
+	}
+	for (blen = strlen(base); blen > 0 && base[blen - 1] == '/'; blen--)
+		;
+	kr_buf_init(&u, TG_URL_MAX);
+	kr_buf_add(&u, base, blen);
+	kr_buf_puts(&u, "/bot");
+	kr_buf_add(&u, m->token, m->tokenlen);
+	kr_buf_puts(&u, "/sendMessage");
+	if ((m->url = kr_buf_detach(&u, &m->urllen)) == NULL) {
+		kr_buf_release(&u, 1);
+		snprintf(err, errlen, "the Telegram URL is too long");
+		return -1;
+	}
+	if ((t = tg_text(text)) == NULL || (o = json_object_new_object()) == NULL) {
+		free(t);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	json_object_object_add(o, "chat_id", json_object_new_string(chat));
+	json_object_object_add(o, "text", json_object_new_string(t));
+	m->body = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	free(t);
+	if (m->body == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* The easy handle's options, by libcurl's security guide (as kr_llm does). */
+static CURLcode
+tg_setup(struct tg_msg *m)
+{
+	struct curl_slist *h;
+	CURL *e = m->easy;
+	CURLcode rc = CURLE_OK;
+
+	if ((h = curl_slist_append(NULL, "Content-Type: application/json")) == NULL)
+		return CURLE_OUT_OF_MEMORY;
+	m->hdrs = h;
+#define SET(opt, val)	do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
+	SET(CURLOPT_PROTOCOLS_STR, m->allowlisted ? "http,https" : "https");
+	SET(CURLOPT_REDIR_PROTOCOLS_STR, "https");
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, TG_CONNECT_TIMEOUT_MS);
+	SET(CURLOPT_TIMEOUT_MS, TG_TIMEOUT_MS);
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_SSL_VERIFYPEER, 1L);
+	SET(CURLOPT_SSL_VERIFYHOST, 2L);
+	SET(CURLOPT_USERAGENT, USER_AGENT);
+	SET(CURLOPT_PROXY, "");		/* a proxy would hide the destination from the check */
+	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)TG_RESP_MAX);
+	SET(CURLOPT_WRITEFUNCTION, tg_body);
+	SET(CURLOPT_WRITEDATA, m);
+	SET(CURLOPT_OPENSOCKETFUNCTION, tg_socket);
+	SET(CURLOPT_OPENSOCKETDATA, m);
+	SET(CURLOPT_ERRORBUFFER, m->errbuf);
+	SET(CURLOPT_PRIVATE, m);
+	SET(CURLOPT_URL, m->url);
+	SET(CURLOPT_HTTPHEADER, m->hdrs);
+	SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(m->body));
+	SET(CURLOPT_POSTFIELDS, m->body);
+#undef SET
+	return rc;
+}
+
+/*
+ * Prepare a sendMessage of text to chat with the bot token (copied; the caller still wipes
+ * its own). -1 with err set (no secret in it); m is released then.
+ */
+static int
+tg_prepare(const struct kr_config *cfg, const char *token, size_t tokenlen, const char *chat,
+    const char *text, struct tg_msg *m, char *err, size_t errlen)
+{
+	memset(m, 0, sizeof(*m));
+	kr_buf_init(&m->resp, TG_RESP_MAX);
+	if ((m->token = malloc(tokenlen + 1)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	memcpy(m->token, token, tokenlen);
+	m->token[tokenlen] = '\0';
+	m->tokenlen = tokenlen;
+	if (tg_build(cfg, m, chat, text, err, errlen) != 0)
+		goto fail;
+	if ((m->easy = curl_easy_init()) == NULL || tg_setup(m) != CURLE_OK) {
+		snprintf(err, errlen, "the HTTP client could not be set up");
+		goto fail;
+	}
+	return 0;
+fail:
+	tg_release(m);
+	return -1;
+}
+
+/* Make msg safe to store and show: the token scrubbed, printable ASCII only. */
+static void
+tg_clean(const struct tg_msg *m, char *msg, size_t cap)
+{
+	kr_llm_scrub(msg, cap, m->token, m->tokenlen);
+	for (char *p = msg; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			*p = '?';
+}
+
+/* Read the Bot API's answer {"ok", "description", "parameters": {"retry_after"}}. */
+static void
+tg_answer(const struct tg_msg *m, long status, struct tg_outcome *out)
+{
+	json_object *doc = json_tokener_parse(kr_buf_str(&m->resp)), *v = NULL, *prm = NULL;
+	const char *desc = NULL;
+
+	if (doc != NULL && json_object_is_type(doc, json_type_object)) {
+		out->ok = status == 200 && json_object_object_get_ex(doc, "ok", &v) &&
+		    json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
+		if (json_object_object_get_ex(doc, "description", &v) &&
+		    json_object_is_type(v, json_type_string))
+			desc = json_object_get_string(v);
+		if (json_object_object_get_ex(doc, "parameters", &prm) &&
+		    json_object_object_get_ex(prm, "retry_after", &v) &&
+		    json_object_is_type(v, json_type_int))
+			out->retry_after_s = (long)json_object_get_int64(v);
+	}
+	if (!out->ok) {
+		snprintf(out->error, sizeof(out->error), "telegram: HTTP %ld: %.300s", status,
+		    desc != NULL ? desc : status == 200 ? "unexpected answer" : "no description");
+		out->permanent = status == 400 || status == 401 || status == 403 || status == 404;
+	}
+	if (out->retry_after_s < 0 || out->retry_after_s > TG_RETRY_AFTER_MAX_S)
+		out->retry_after_s = out->retry_after_s < 0 ? 0 : TG_RETRY_AFTER_MAX_S;
+	json_object_put(doc);
+}
+
+/* What the transfer that ended with rc came to. */
+static void
+tg_finish(struct tg_msg *m, CURLcode rc, struct tg_outcome *out)
+{
+	long status = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (rc != CURLE_OK) {
+		if (m->refused)
+			snprintf(out->error, sizeof(out->error), "telegram: the Telegram API's "
+			    "address is not public (allowlist its origin to permit it)");
+		else
+			snprintf(out->error, sizeof(out->error), "telegram: %s", m->errbuf[0] !=
+			    '\0' ? m->errbuf : curl_easy_strerror(rc));
+	} else {
+		curl_easy_getinfo(m->easy, CURLINFO_RESPONSE_CODE, &status);
+		tg_answer(m, status, out);
+	}
+	tg_clean(m, out->error, sizeof(out->error));
+}
+
+enum kr_notify_err
+kr_notify_test(struct kr_db *db, const struct kr_config *cfg, const char *ws_id,
+    const char *id, char *err, size_t errlen, enum kr_db_err *db_rc)
+{
+	struct tg_outcome out;
+	struct target t;
+	struct tg_msg m;
+	enum kr_notify_err rc;
+
+	err[0] = '\0';
+	if ((rc = target_open(db, ws_id, id, &t, db_rc)) != KR_NOTIFY_OK)
+		return rc;
+	if (tg_prepare(cfg, t.token, t.tokenlen, t.chat, KR_NOTIFY_TEST_TEXT, &m, err, errlen)
+	    != 0) {
+		target_release(&t);
+		return KR_NOTIFY_SEND;
+	}
+	target_release(&t);
+	tg_finish(&m, curl_easy_perform(m.easy), &out);
+	tg_release(&m);
+	if (out.ok)
+		return KR_NOTIFY_OK;
+	snprintf(err, errlen, "%s", out.error);
+	return KR_NOTIFY_SEND;
+}
+
+/* ---- outbox ---------------------------------------------------------------------------- */
+
+enum kr_db_err
+kr_notify_enqueue(struct kr_db *db, const char *ws_id, const char *job_id, const char *text)
+{
+	struct kr_dbp p[3] = { KR_P_STR(job_id), KR_P_STR(text != NULL ? text : ""),
+	    KR_P_STR(ws_id) };
+
+	return kr_db_exec(db, sql_enqueue, p, N(p), NULL, NULL);
+}
+
+/* One claimed outbox row on its way. */
+struct delivery {
+	struct tg_msg		m;
+	int			prepared;	/* m holds a transfer to run */
+	int			record_target;	/* the outcome belongs on the target too */
+	long long		attempts;	/* the claimed attempt (fence) */
+	struct tg_outcome	out;
+};
+
+/* The claim, as a kr_db_tx body: up to max due rows into res, each pushed a lease ahead. */
+struct claim_tx {
+	unsigned		max;
+	struct kr_db_res	res;
+};
+
+static enum kr_db_err
+claim_in_tx(struct kr_db *db, void *arg)
+{
+	struct claim_tx *c = arg;
+	struct kr_dbp p[1] = { KR_P_INT(c->max) };
+	enum kr_db_err rc;
+
+	kr_db_res_free(&c->res);
+	if ((rc = kr_db_exec(db, sql_due, p, N(p), &c->res, NULL)) != KR_DB_OK)
+		return rc;
+	for (unsigned i = 0; i < c->res.nrows; i++) {
+		struct kr_dbp q[2] = { KR_P_INT(CLAIM_LEASE_S), KR_P_STR(kr_db_cell(&c->res, i,
+		    DUE_ID)) };
+		if ((rc = kr_db_exec(db, sql_claim, q, N(q), NULL, NULL)) != KR_DB_OK)
+			return rc;
+	}
+	return KR_DB_OK;
+}
+
+/* Claim up to max due rows into res (one short transaction); res is empty on failure. */
+static enum kr_db_err
+claim(struct kr_db *db, unsigned max, struct kr_db_res *res)
+{
+	struct claim_tx c = { max, { 0 } };
+	enum kr_db_err rc = kr_db_tx(db, claim_in_tx, &c, 0);
+
+	if (rc != KR_DB_OK)
+		kr_db_res_free(&c.res);
+	*res = c.res;
+	return rc;
+}
+
+/* Open row i's target and prepare its send, or settle its outcome now. */
+static void
+prepare(struct kr_db *db, const struct kr_config *cfg, const struct kr_db_res *res,
+    unsigned i, struct delivery *d)
+{
+	const char *ws = kr_db_cell(res, i, DUE_WS), *target = kr_db_cell(res, i, DUE_TARGET);
+	const char *text = kr_db_cell(res, i, DUE_TEXT);
+	enum kr_db_err db_rc;
+	enum kr_notify_err rc;
+	struct target t;
+
+	d->attempts = kr_db_cell_int(res, i, DUE_ATTEMPTS, 0) + 1;
+	rc = target_open(db, ws, target, &t, &db_rc);
+	d->record_target = rc != KR_NOTIFY_NOTFOUND;
+	if (rc == KR_NOTIFY_OK && !t.enabled) {
+		snprintf(d->out.error, sizeof(d->out.error), "the target is disabled");
+		d->out.permanent = 1;
+		d->record_target = 0;
+	} else if (rc == KR_NOTIFY_OK) {
+		if (tg_prepare(cfg, t.token, t.tokenlen, t.chat, text != NULL ? text : "",
+		    &d->m, d->out.error, sizeof(d->out.error)) == 0)
+			d->prepared = 1;
+	} else {
+		snprintf(d->out.error, sizeof(d->out.error), "%s", rc == KR_NOTIFY_NOTFOUND ?
+		    "the target was deleted" : rc == KR_NOTIFY_DB ? "the database was unavailable"
+		    : "the bot token could not be decrypted");
+		d->out.permanent = rc != KR_NOTIFY_DB;
+	}
+	target_release(&t);
+}
+
+/* Run every prepared transfer at once; each ends within its own timeout. */
+static void
+send_all(struct delivery *d, unsigned n)
+{
+	CURLM *multi = curl_multi_init();
+	struct tg_msg *m;
+	CURLMsg *msg;
+	int running = 0, left;
+
+	for (unsigned i = 0; multi != NULL && i < n; i++)
+		if (d[i].prepared && curl_multi_add_handle(multi, d[i].m.easy) == CURLM_OK)
+			running++;
+	while (multi != NULL && running > 0) {
+		if (curl_multi_perform(multi, &running) != CURLM_OK)
+			break;
+		if (running > 0 && curl_multi_poll(multi, NULL, 0, 1000, NULL) != CURLM_OK)
+			break;
+	}
+	while (multi != NULL && (msg = curl_multi_info_read(multi, &left)) != NULL) {
+		if (msg->msg != CURLMSG_DONE ||
+		    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&m) != CURLE_OK)
+			continue;
+		m->done = 1;
+		m->rc = msg->data.result;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (!d[i].prepared)
+			continue;
+		if (multi != NULL)
+			curl_multi_remove_handle(multi, d[i].m.easy);
+		tg_finish(&d[i].m, d[i].m.done ? d[i].m.rc : CURLE_FAILED_INIT, &d[i].out);
+	}
+	curl_multi_cleanup(multi);
+}
+
+/* 10 s, 20 s, 40 s ... capped; Telegram's retry_after when longer. */
+static long
+backoff_s(long long attempts, long hint)
+{
+	long s = KR_NOTIFY_BACKOFF_S;
+
+	for (long long i = 1; i < attempts && s < KR_NOTIFY_BACKOFF_MAX_S; i++)
+		s *= 2;
+	if (s > KR_NOTIFY_BACKOFF_MAX_S)
+		s = KR_NOTIFY_BACKOFF_MAX_S;
+	return hint > s ? hint : s;
+}
+
+/* Store row i's outcome on the row and its target. */
+static enum kr_db_err
+record(struct kr_db *db, const struct kr_db_res *res, unsigned i, const struct delivery *d)
+{
+	const char *id = kr_db_cell(res, i, DUE_ID), *target = kr_db_cell(res, i, DUE_TARGET);
+	int give_up = d->out.permanent || d->attempts >= KR_NOTIFY_MAX_ATTEMPTS;
+	struct kr_dbp t[2] = { KR_P_STR(d->out.error), KR_P_STR(target) };
+	enum kr_db_err rc;
+
+	if (d->out.ok) {
+		struct kr_dbp p[2] = { KR_P_STR(id), KR_P_INT(d->attempts) };
+		if ((rc = kr_db_exec(db, sql_sent, p, N(p), NULL, NULL)) != KR_DB_OK)
+			return rc;
+		return kr_db_exec(db, sql_target_sent, t + 1, 1, NULL, NULL);
+	}
+	{
+		struct kr_dbp p[5] = { KR_P_STR(d->out.error), KR_P_INT(give_up),
+		    KR_P_INT(backoff_s(d->attempts, d->out.retry_after_s)), KR_P_STR(id),
+		    KR_P_INT(d->attempts) };
+		if ((rc = kr_db_exec(db, sql_failed, p, N(p), NULL, NULL)) != KR_DB_OK)
+			return rc;
+	}
+	if (give_up)
+		kr_info("notification %s to target %s given up after %lld attempts", id, target,
+		    d->attempts);
+	return d->record_target ? kr_db_exec(db, sql_target_failed, t, N(t), NULL, NULL) :
+	    KR_DB_OK;
+}
+
+enum kr_db_err
+kr_notify_deliver_due(struct kr_db *db, const struct kr_config *cfg, unsigned max,
+    unsigned *delivered)
+{
+	struct kr_db_res res = { 0 };
+	struct delivery *d = NULL;
+	enum kr_db_err rc, first = KR_DB_OK;
+
+	*delivered = 0;
+	if (max > KR_NOTIFY_BATCH_MAX)
+		max = KR_NOTIFY_BATCH_MAX;
+	if (max == 0)
+		return KR_DB_OK;
+	if ((rc = claim(db, max, &res)) != KR_DB_OK || res.nrows == 0)
+		goto out;
+	if ((d = calloc(res.nrows, sizeof(*d))) == NULL) {
+		rc = KR_DB_ERROR;	/* the rows come back when their claim expires */
+		goto out;
+	}
+	for (unsigned i = 0; i < res.nrows; i++)
+		prepare(db, cfg, &res, i, &d[i]);
+	send_all(d, res.nrows);
+	for (unsigned i = 0; i < res.nrows; i++) {
+		if ((rc = record(db, &res, i, &d[i])) != KR_DB_OK && first == KR_DB_OK)
+			first = rc;
+		*delivered += d[i].out.ok ? 1u : 0u;
+		if (d[i].prepared)
+			tg_release(&d[i].m);
+	}
+	rc = first;
+out:
+	free(d);
+	kr_db_res_free(&res);
+	return rc;
+}
