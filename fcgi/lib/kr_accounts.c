@@ -221,10 +221,11 @@ static const char sql_token_insert[] =
     "INSERT INTO api_tokens (id, workspace_id, name, role, token_hash, prefix, created_by) "
     "VALUES (?,?,?,?,?,?,?)";
 static const char sql_token_lookup[] =
-    "SELECT id, workspace_id, name, role FROM api_tokens WHERE token_hash = ?";
+    "SELECT id, workspace_id, name, role, "
+    "(last_used_at IS NULL OR last_used_at < NOW(3) - INTERVAL 1 MINUTE) "
+    "FROM api_tokens WHERE token_hash = ?";
 static const char sql_token_used[] =
-    "UPDATE api_tokens SET last_used_at = NOW(3) WHERE id = ? "
-    "AND (last_used_at IS NULL OR last_used_at < NOW(3) - INTERVAL 1 MINUTE)";
+    "UPDATE api_tokens SET last_used_at = NOW(3) WHERE id = ?";
 static const char sql_token_list[] =
     "SELECT id, name, role, prefix, created_at, last_used_at FROM api_tokens "
     "WHERE workspace_id = ? ORDER BY created_at DESC, id DESC";
@@ -274,6 +275,7 @@ kr_token_lookup(struct kr_db *db, const char *secret, struct kr_token *t, int *f
 	struct kr_db_res res;
 	struct kr_dbp p[1];
 	enum kr_db_err rc;
+	int stale = 0;
 
 	*found = 0;
 	kr_sha256_hex(secret, strlen(secret), hash);
@@ -285,10 +287,12 @@ kr_token_lookup(struct kr_db *db, const char *secret, struct kr_token *t, int *f
 		cell_copy(t->workspace_id, sizeof(t->workspace_id), &res, 0, 1);
 		cell_copy(t->name, sizeof(t->name), &res, 0, 2);
 		t->role = kr_role_parse(kr_db_cell(&res, 0, 3));
+		stale = kr_db_cell_int(&res, 0, 4, 1) != 0;
 		*found = 1;
 	}
 	kr_db_res_free(&res);
-	if (*found) {
+	/* lastUsedAt is kept to the minute: a busy token does not write on every request. */
+	if (*found && stale) {
 		p[0] = KR_P_STR(t->id);
 		rc = kr_db_exec(db, sql_token_used, p, 1, NULL, NULL);
 	}
