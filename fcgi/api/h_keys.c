@@ -442,6 +442,12 @@ h_keys_test(struct kr_req *req, struct kr_resp *resp)
 	resp_json(resp, 200, o);
 }
 
+void
+h_keys_get(struct kr_req *req, struct kr_resp *resp)
+{
+	answer_key(req, resp, req->params[1], 200, 0);
+}
+
 /* expiresAt: absent (untouched), null (cleared) or an RFC 3339 time. -1 after 422. */
 static int
 req_expires(struct kr_req *req, struct kr_resp *resp, struct kr_key_patch *k, char *buf)

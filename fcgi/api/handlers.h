@@ -34,6 +34,7 @@ void	h_tokens_delete(struct kr_req *, struct kr_resp *);
 /* h_keys.c */
 void	h_keys_list(struct kr_req *, struct kr_resp *);
 void	h_keys_create(struct kr_req *, struct kr_resp *);
+void	h_keys_get(struct kr_req *, struct kr_resp *);
 void	h_keys_test(struct kr_req *, struct kr_resp *);
 void	h_keys_update(struct kr_req *, struct kr_resp *);
 void	h_keys_rotate(struct kr_req *, struct kr_resp *);

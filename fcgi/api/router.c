@@ -52,6 +52,7 @@ static const struct route routes[] = {
 	{ "GET", WS "/keys", AUTH_WORKSPACE, KR_ROLE_VIEWER, h_keys_list },
 	{ "POST", WS "/keys", AUTH_WORKSPACE, KR_ROLE_ADMIN, h_keys_create },
 	{ "PUT", WS "/keys/reorder", AUTH_WORKSPACE, KR_ROLE_ADMIN, h_keys_reorder },
+	{ "GET", WS "/keys/{id}", AUTH_WORKSPACE, KR_ROLE_VIEWER, h_keys_get },
 	{ "PATCH", WS "/keys/{id}", AUTH_WORKSPACE, KR_ROLE_ADMIN, h_keys_update },
 	{ "DELETE", WS "/keys/{id}", AUTH_WORKSPACE, KR_ROLE_ADMIN, h_keys_delete },
 	{ "POST", WS "/keys/{id}/test", AUTH_WORKSPACE, KR_ROLE_ADMIN, h_keys_test },
