@@ -5,6 +5,9 @@
 -- transaction as the event, so readers never skip an id that commits late.
 ALTER TABLE workspaces ADD COLUMN event_seq BIGINT UNSIGNED NOT NULL DEFAULT 0;
 
+-- Provider calls in flight per runner, reported with each heartbeat (for /metrics).
+ALTER TABLE runners ADD COLUMN in_flight INT UNSIGNED NOT NULL DEFAULT 0;
+
 CREATE TABLE chats (
   id           CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
   workspace_id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
@@ -137,6 +140,7 @@ CREATE TABLE job_attempts (
   PRIMARY KEY (id),
   KEY job_attempts_job (job_id, attempt),
   KEY job_attempts_usage (workspace_id, started_at),
+  KEY job_attempts_time (started_at),
   CONSTRAINT job_attempts_job_fk FOREIGN KEY (job_id) REFERENCES jobs (id) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 

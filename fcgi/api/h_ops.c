@@ -29,9 +29,9 @@ h_healthz(struct kr_req *req, struct kr_resp *resp)
 void
 h_metrics(struct kr_req *req, struct kr_resp *resp)
 {
-	(void)req;
 	resp->status = 200;
 	resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
 	kr_buf_reset(&resp->body);
 	kr_metrics_render(&resp->body);
+	kr_metrics_render_jobs(req->db, &resp->body);
 }

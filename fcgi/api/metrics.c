@@ -75,3 +75,78 @@ kr_metrics_render(struct kr_buf *out)
 	    "# TYPE keyrelay_db_errors_total counter\nkeyrelay_db_errors_total %llu\n",
 	    (unsigned long long)kr_db_error_count());
 }
+
+static const char sql_jobs_by_status[] = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
+static const char sql_in_flight[] =
+    "SELECT COALESCE(SUM(in_flight), 0), COUNT(*) FROM runners "
+    "WHERE stopped_at IS NULL AND heartbeat_at > NOW(3) - INTERVAL 1 MINUTE";
+static const char sql_attempts[] =
+    "SELECT outcome, COUNT(*) FROM job_attempts "
+    "WHERE started_at > NOW(3) - INTERVAL 5 MINUTE GROUP BY outcome";
+static const char sql_latency[] =
+    "SELECT SUM(latency_ms <= 100), SUM(latency_ms <= 250), SUM(latency_ms <= 500), "
+    "SUM(latency_ms <= 1000), SUM(latency_ms <= 2500), SUM(latency_ms <= 5000), "
+    "SUM(latency_ms <= 10000), SUM(latency_ms <= 30000), SUM(latency_ms <= 60000), "
+    "COUNT(*), COALESCE(SUM(latency_ms), 0) FROM job_attempts "
+    "WHERE started_at > NOW(3) - INTERVAL 5 MINUTE";
+static const char *const latency_le[] = { "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30",
+    "60" };
+
+static const char *const job_statuses[] = { "queued", "running", "retrying", "succeeded",
+    "failed", "cancelled", NULL };
+static const char *const outcomes[] = { "ok", "auth", "quota", "rate", "transient", "request",
+    "cancelled", NULL };
+
+/* One line per value of names (0 when the result has no row for it): stable series. */
+static void
+render_rows(struct kr_buf *out, const struct kr_db_res *res, const char *metric,
+    const char *label, const char *const names[])
+{
+	for (unsigned n = 0; names[n] != NULL; n++) {
+		const char *v = "0";
+		for (unsigned i = 0; i < res->nrows; i++)
+			if (strcmp(kr_db_cell(res, i, 0), names[n]) == 0)
+				v = kr_db_cell(res, i, 1);
+		kr_buf_printf(out, "%s{%s=\"%s\"} %s\n", metric, label, names[n], v);
+	}
+}
+
+void
+kr_metrics_render_jobs(struct kr_db *db, struct kr_buf *out)
+{
+	struct kr_db_res res;
+
+	if (kr_db_exec(db, sql_jobs_by_status, NULL, 0, &res, NULL) == KR_DB_OK) {
+		kr_buf_puts(out, "# HELP keyrelay_jobs Jobs by status (queue depth: queued and "
+		    "retrying).\n# TYPE keyrelay_jobs gauge\n");
+		render_rows(out, &res, "keyrelay_jobs", "status", job_statuses);
+		kr_db_res_free(&res);
+	}
+	if (kr_db_exec(db, sql_in_flight, NULL, 0, &res, NULL) == KR_DB_OK) {
+		kr_buf_printf(out, "# HELP keyrelay_runner_calls_in_flight Provider calls in flight "
+		    "on live runners.\n# TYPE keyrelay_runner_calls_in_flight gauge\n"
+		    "keyrelay_runner_calls_in_flight %s\n# HELP keyrelay_runners Live runners.\n"
+		    "# TYPE keyrelay_runners gauge\nkeyrelay_runners %s\n",
+		    kr_db_cell(&res, 0, 0), kr_db_cell(&res, 0, 1));
+		kr_db_res_free(&res);
+	}
+	if (kr_db_exec(db, sql_attempts, NULL, 0, &res, NULL) == KR_DB_OK) {
+		kr_buf_puts(out, "# HELP keyrelay_attempts_5m Provider calls of the last five "
+		    "minutes by outcome.\n# TYPE keyrelay_attempts_5m gauge\n");
+		render_rows(out, &res, "keyrelay_attempts_5m", "outcome", outcomes);
+		kr_db_res_free(&res);
+	}
+	if (kr_db_exec(db, sql_latency, NULL, 0, &res, NULL) == KR_DB_OK) {
+		kr_buf_puts(out, "# HELP keyrelay_attempt_latency_5m_seconds Provider call latency, "
+		    "last five minutes.\n# TYPE keyrelay_attempt_latency_5m_seconds histogram\n");
+		for (unsigned i = 0; i < 9; i++)
+			kr_buf_printf(out, "keyrelay_attempt_latency_5m_seconds_bucket{le=\"%s\"} "
+			    "%lld\n", latency_le[i], kr_db_cell_int(&res, 0, i, 0));
+		kr_buf_printf(out, "keyrelay_attempt_latency_5m_seconds_bucket{le=\"+Inf\"} %lld\n"
+		    "keyrelay_attempt_latency_5m_seconds_sum %.3f\n"
+		    "keyrelay_attempt_latency_5m_seconds_count %lld\n",
+		    kr_db_cell_int(&res, 0, 9, 0), (double)kr_db_cell_int(&res, 0, 10, 0) / 1000.0,
+		    kr_db_cell_int(&res, 0, 9, 0));
+		kr_db_res_free(&res);
+	}
+}

@@ -43,7 +43,7 @@ static const char sql_register[] =
     "INSERT INTO runners (id, name, pid, version) VALUES (?,?,?,?) "
     "ON DUPLICATE KEY UPDATE heartbeat_at = NOW(3), stopped_at = NULL";
 static const char sql_heartbeat[] =
-    "UPDATE runners SET heartbeat_at = NOW(3) WHERE id = ?";
+    "UPDATE runners SET heartbeat_at = NOW(3), in_flight = ? WHERE id = ?";
 static const char sql_stopped[] =
     "UPDATE runners SET stopped_at = NOW(3), heartbeat_at = NOW(3) WHERE id = ?";
 
@@ -53,10 +53,12 @@ beat(struct runner *r)
 {
 	struct kr_dbp p[4] = { KR_P_STR(r->id), KR_P_STR(r->cfg->runner_name),
 	    KR_P_INT(getpid()), KR_P_STR(PROJECT_VERSION) };
+	struct kr_dbp hb[2] = { KR_P_INT(r->nflying), KR_P_STR(r->id) };
 	enum kr_db_err rc = KR_DB_ERROR;
 	uint64_t n = 0;
 
-	if (r->registered && (rc = kr_db_exec(r->db, sql_heartbeat, p, 1, NULL, &n)) ==
+	/* heartbeat_at is NOW(3): it always changes, so 0 rows means the row is gone. */
+	if (r->registered && (rc = kr_db_exec(r->db, sql_heartbeat, hb, 2, NULL, &n)) ==
 	    KR_DB_OK && n > 0)
 		goto leases;
 	rc = kr_db_exec(r->db, sql_register, p, 4, NULL, NULL);

@@ -2,11 +2,12 @@
 """Operations: /healthz, and /metrics (Prometheus text) through nginx from 127.0.0.1:
 request counts by route and status, a latency histogram, a database error counter.
 
-Runs against the shared stack ($KEYRELAY_TEST_STACK); changes nothing.
+Runs against the shared stack ($KEYRELAY_TEST_STACK); adds one workspace and one job.
 """
 import os
 import re
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
@@ -153,6 +154,44 @@ def body(t):
         hits = [n for n, _, _ in samples if DB_ERROR_RE.search(n)
                 and family_type(types, n) == "counter"]
         true(hits, "no counter named like db/database..error; families: %s" % sorted(types))
+
+    with t("/metrics shows jobs by status, calls in flight, attempts and their latency"):
+        def sample(samples, name, **labels):
+            for n, lb, v in samples:
+                if n == name and all(lb.get(k) == x for k, x in labels.items()):
+                    return v
+            return None
+        _, before, _, _ = scrape(c)
+        ok_before = sample(before, "keyrelay_attempts_5m", outcome="ok")
+        done_before = sample(before, "keyrelay_jobs", status="succeeded")
+        true(ok_before is not None and done_before is not None,
+             "keyrelay_attempts_5m{outcome=ok} or keyrelay_jobs{status=succeeded} missing")
+        true(sample(before, "keyrelay_runners") >= 1, "no live runner counted")
+        true(sample(before, "keyrelay_runner_calls_in_flight") is not None, "no in-flight gauge")
+        # One job answered by the stub moves the counts.
+        admin = Client(s.base_url)
+        admin.login(s.admin_email, s.admin_password)
+        slug = "ops-" + os.urandom(4).hex()
+        expect(201, admin.post("/api/workspaces", json={"slug": slug, "name": "ops"}))
+        key = "sk-ant-api03-ops-" + os.urandom(8).hex()
+        s.stub.set_key(key, "ok")
+        expect(201, admin.post("/api/workspaces/%s/keys" % slug,
+                               json={"provider": "anthropic", "keys": key}))
+        job = admin.post("/api/workspaces/%s/jobs" % slug, json={"type": "task", "input": "x"})
+        expect(202, job)
+        for _ in range(100):
+            st = admin.get("/api/workspaces/%s/jobs/%s" % (slug, job.json["id"])).json["status"]
+            if st in ("succeeded", "failed"):
+                break
+            time.sleep(0.2)
+        eq(st, "succeeded", "the job")
+        _, after, _, _ = scrape(c)
+        true(sample(after, "keyrelay_jobs", status="succeeded") >= done_before + 1,
+             "keyrelay_jobs{status=succeeded} did not grow")
+        true(sample(after, "keyrelay_attempts_5m", outcome="ok") >= ok_before + 1,
+             "keyrelay_attempts_5m{outcome=ok} did not grow")
+        true(sample(after, "keyrelay_attempt_latency_5m_seconds_count") >= 1,
+             "no attempt in the latency histogram")
 
     with t("no sanitizer report or crash in the stack logs"):
         logs = s.log_text()
