@@ -182,3 +182,23 @@ auth_workspace(struct kr_req *req, struct kr_resp *resp, const char *slug,
 	}
 	return 0;
 }
+
+enum auth_check
+auth_recheck(struct kr_req *req, enum kr_role min_role)
+{
+	struct kr_principal before = req->p;
+	struct kr_resp scratch;
+	enum auth_check rc;
+
+	kr_resp_init(&scratch);
+	if (auth_principal(req, &scratch) == 0 &&
+	    auth_workspace(req, &scratch, req->params[0], min_role) == 0)
+		rc = strcmp(before.ws.id, req->p.ws.id) == 0 ? AUTH_VALID : AUTH_REVOKED;
+	else
+		rc = scratch.status >= 500 ? AUTH_UNKNOWN : AUTH_REVOKED;
+	if (rc != AUTH_VALID)
+		req->p = before;
+	kr_resp_release(&scratch);
+	kr_wipe(&before, sizeof(before));
+	return rc;
+}

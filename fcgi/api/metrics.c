@@ -39,11 +39,13 @@ kr_metrics_observe(const char *method, const char *route, int status, double sec
 		series[nseries++] = (struct series){ method, route, status, 0 };
 	if (i < nseries)
 		series[i].count++;
-	for (i = 0; i < NBUCKETS && seconds > buckets[i]; i++)
-		;
-	hist[i]++;
-	hist_count++;
-	hist_sum += seconds;
+	if (seconds >= 0) {	/* negative: not a latency (event streams) */
+		for (i = 0; i < NBUCKETS && seconds > buckets[i]; i++)
+			;
+		hist[i]++;
+		hist_count++;
+		hist_sum += seconds;
+	}
 	pthread_mutex_unlock(&lock);
 }
 

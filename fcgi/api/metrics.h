@@ -7,7 +7,10 @@
 
 #include "kr_buf.h"
 
-/* Count one answered request; route is the matched pattern (static) or "unmatched". */
+/*
+ * Count one answered request; route is the matched pattern (static) or "unmatched";
+ * seconds < 0 counts it without a latency.
+ */
 void	kr_metrics_observe(const char *method, const char *route, int status, double seconds);
 void	kr_metrics_render(struct kr_buf *out);
 /*

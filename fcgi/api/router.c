@@ -280,8 +280,9 @@ kr_dispatch(struct kr_req *req, struct kr_resp *resp)
 	if (resp->status == 0)
 		resp_error(resp, 500, NULL, "internal error");
 out:
+	/* A stream's lifetime is no request latency: count it, keep it out of the histogram. */
 	kr_metrics_observe(r != NULL ? r->method : "other", req->route, resp->status,
-	    elapsed(&t0));
+	    req->stream != NULL && req->stream->begun ? -1.0 : elapsed(&t0));
 	if (resp->status >= 500)
 		kr_warn("%s %s -> %d", r != NULL ? r->method : "-", req->route, resp->status);
 }

@@ -3,9 +3,10 @@
  *
  * A pool of threads per socket, each with its own MariaDB connection, each taking one
  * request at a time with FCGX_Accept_r. The API pool serves short requests; the events pool
- * (its own socket, so long-lived streams never starve API requests) is ready for the
- * server-sent events endpoint. SIGTERM or SIGINT: stop accepting, finish the requests in
- * hand, exit 0.
+ * (its own socket, so long-lived streams never starve API requests) serves the server-sent
+ * events streams, one per thread, fed by one events hub poller thread (events_hub.h).
+ * SIGTERM or SIGINT: stop accepting, end the open streams, finish the API requests in hand,
+ * exit 0.
  */
 #include <errno.h>
 #include <grp.h>
@@ -16,12 +17,14 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <fcgiapp.h>
 #include <curl/curl.h>
 #include <mysql.h>
 
+#include "events_hub.h"
 #include "http.h"
 #include "kr_config.h"
 #include "kr_crypto.h"
@@ -32,6 +35,12 @@
 
 #define API_BACKLOG	1024
 #define EVENTS_BACKLOG	4096	/* design.md: a burst of reconnecting streams needs room */
+/*
+ * A stream write blocked this long (a client that stopped reading, with nginx's buffers
+ * full) fails and ends the stream, so a stuck client can neither hold a thread for ever nor
+ * delay shutdown for more than this.
+ */
+#define EVENTS_SEND_TIMEOUT_S	5
 #define PROG		"keyrelay-fcgi"
 
 struct pool {
@@ -40,6 +49,13 @@ struct pool {
 	unsigned		 nthreads;
 	pthread_t		*threads;
 	const struct kr_config	*cfg;
+	int			 streaming;	/* the events pool: requests get a kr_stream */
+};
+
+/* The kr_stream of one events-pool request (see http.h). */
+struct fcgi_stream {
+	struct kr_stream	 s;
+	FCGX_Request		*r;
 };
 
 static volatile sig_atomic_t stopping;
@@ -91,6 +107,7 @@ fill_request(FCGX_Request *r, struct kr_req *req)
 	req->remote_addr = param(r, "REMOTE_ADDR");
 	req->host = param(r, "HTTP_HOST");
 	req->server_port = param(r, "SERVER_PORT");
+	req->last_event_id = param(r, "HTTP_LAST_EVENT_ID");
 	req->https = https != NULL && strcmp(https, "on") == 0;
 	if (cl != NULL && *cl != '\0') {
 		long long v = strtoll(cl, &end, 10);
@@ -122,7 +139,7 @@ reason(int status)
 }
 
 static void
-write_response(FCGX_Request *r, struct kr_resp *resp)
+write_head(FCGX_Request *r, const struct kr_resp *resp)
 {
 	FCGX_FPrintF(r->out, "Status: %d %s\r\n", resp->status, reason(resp->status));
 	if (resp->status != 204)
@@ -130,24 +147,87 @@ write_response(FCGX_Request *r, struct kr_resp *resp)
 	FCGX_PutS("Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n", r->out);
 	FCGX_PutStr(kr_buf_str(&resp->headers), (int)resp->headers.len, r->out);
 	FCGX_PutS("\r\n", r->out);
+}
+
+static void
+write_response(FCGX_Request *r, struct kr_resp *resp)
+{
+	write_head(r, resp);
 	if (resp->status != 204)
 		FCGX_PutStr(kr_buf_str(&resp->body), (int)resp->body.len, r->out);
 }
 
-static void
-serve(FCGX_Request *r, const struct kr_config *cfg, struct kr_db *db)
+/* kr_stream over FCGX: a failed write or flush means the client left (design.md). */
+static int
+stream_begin(void *ctx, const struct kr_resp *resp)
 {
+	struct fcgi_stream *fs = ctx;
+
+	fs->s.begun = 1;
+	write_head(fs->r, resp);
+	return FCGX_FFlush(fs->r->out) == 0 ? 0 : -1;
+}
+
+static int
+stream_write(void *ctx, const char *p, size_t n)
+{
+	struct fcgi_stream *fs = ctx;
+
+	while (n > 0) {
+		int k = n > 65536 ? 65536 : (int)n;
+		if (FCGX_PutStr(p, k, fs->r->out) != k)
+			return -1;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+static int
+stream_flush(void *ctx)
+{
+	struct fcgi_stream *fs = ctx;
+
+	return FCGX_FFlush(fs->r->out) == 0 ? 0 : -1;
+}
+
+/*
+ * nginx sends nothing after the request (no FCGI_ABORT_REQUEST either) and closes the
+ * connection when its client goes: end of file on our side.
+ */
+static int
+stream_alive(void *ctx)
+{
+	struct fcgi_stream *fs = ctx;
+	ssize_t n;
+	char c;
+
+	if (FCGX_GetError(fs->r->out) != 0)
+		return 0;
+	n = recv(fs->r->ipcFd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR));
+}
+
+static void
+serve(FCGX_Request *r, const struct pool *p, struct kr_db *db)
+{
+	struct fcgi_stream fs = { { stream_begin, stream_write, stream_flush, stream_alive,
+	    NULL, 0 }, r };
 	struct kr_buf body;
 	struct kr_resp resp;
 	struct kr_req req;
 
-	kr_req_init(&req, cfg, db);
+	fs.s.ctx = &fs;
+	kr_req_init(&req, p->cfg, db);
 	kr_resp_init(&resp);
 	kr_buf_init(&body, KR_BODY_MAX);
 	fill_request(r, &req);
+	if (p->streaming)
+		req.stream = &fs.s;
 	read_body(r, &req, &body);
 	kr_dispatch(&req, &resp);
-	write_response(r, &resp);
+	if (!fs.s.begun)
+		write_response(r, &resp);
 	kr_req_release(&req);
 	kr_resp_release(&resp);
 	kr_buf_release(&body, 1);
@@ -169,7 +249,11 @@ worker(void *arg)
 	}
 	(void)kr_db_connect(db);	/* early, but a database that is down is no error */
 	while (!stopping && FCGX_Accept_r(&r) >= 0) {
-		serve(&r, p->cfg, db);
+		if (p->streaming) {
+			struct timeval tv = { EVENTS_SEND_TIMEOUT_S, 0 };
+			(void)setsockopt(r.ipcFd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		}
+		serve(&r, p, db);
 		FCGX_Finish_r(&r);
 	}
 	FCGX_Free(&r, 0);
@@ -243,25 +327,59 @@ start_pool(struct pool *p)
 	return 0;
 }
 
+/* Wake the threads blocked in accept (stopping is set): they finish and return. */
 static void
-stop_pool(struct pool *p)
+wake_pool(const struct pool *p)
 {
 	if (p->sock >= 0)
-		shutdown(p->sock, SHUT_RDWR);	/* wakes the threads blocked in accept */
-	for (unsigned i = 0; i < p->nthreads; i++)
+		shutdown(p->sock, SHUT_RDWR);
+}
+
+static void
+join_pool(struct pool *p)
+{
+	for (unsigned i = 0; p->threads != NULL && i < p->nthreads; i++)
 		pthread_join(p->threads[i], NULL);
 	free(p->threads);
 	p->threads = NULL;
 	if (p->sock >= 0)
 		close(p->sock);
+	p->sock = -1;
+}
+
+/*
+ * Stop everything: the streams end at once (the hub wakes them), both pools stop accepting
+ * in parallel, so the API pool never waits for the events pool, then the poller goes.
+ */
+static void
+stop_all(struct pool *api, struct pool *events, pthread_t *poller, int have_poller)
+{
+	stopping = 1;
+	hub_stop();
+	wake_pool(api);
+	wake_pool(events);
+	join_pool(api);
+	join_pool(events);
+	if (have_poller)
+		pthread_join(*poller, NULL);
+	hub_release();
+}
+
+static void *
+poller_main(void *arg)
+{
+	mysql_thread_init();
+	(void)hub_run(arg);
+	mysql_thread_end();
+	return NULL;
 }
 
 static int
 open_pools(const struct kr_config *cfg, struct pool *api, struct pool *events)
 {
-	*api = (struct pool){ "api", inherited_socket(0), cfg->fcgi_threads, NULL, cfg };
+	*api = (struct pool){ "api", inherited_socket(0), cfg->fcgi_threads, NULL, cfg, 0 };
 	*events = (struct pool){ "events", inherited_socket(1), cfg->fcgi_events_threads, NULL,
-	    cfg };
+	    cfg, 1 };
 	if (api->sock < 0)
 		api->sock = open_socket(cfg, cfg->fcgi_socket, API_BACKLOG);
 	if (events->sock < 0 && cfg->fcgi_events_socket != NULL)
@@ -278,9 +396,10 @@ main(int argc, char **argv)
 {
 	struct kr_config cfg;
 	struct pool api, events;
+	pthread_t poller;
 	char err[512];
 	sigset_t sigs;
-	int sig = 0, rc = 1;
+	int sig = 0, rc = 1, have_poller = 0;
 	const char *path = kr_config_path(&argc, argv);
 
 	if (argc > 1) {
@@ -310,19 +429,22 @@ main(int argc, char **argv)
 	kr_password_dummy("", 0);
 	if (open_pools(&cfg, &api, &events) != 0)
 		goto out;
+	if (events.nthreads > 0) {
+		if (pthread_create(&poller, NULL, poller_main, &cfg) != 0) {
+			kr_error("cannot start the events poller");
+			goto out;
+		}
+		have_poller = 1;
+	}
 	if (start_pool(&api) != 0 || start_pool(&events) != 0) {
-		stopping = 1;
-		stop_pool(&api);
-		stop_pool(&events);
+		stop_all(&api, &events, &poller, have_poller);
 		goto out;
 	}
 	kr_info("listening (api threads %u, events threads %u)", api.nthreads, events.nthreads);
 	while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
 		;
-	kr_info("signal %d: finishing requests in hand", sig);
-	stopping = 1;
-	stop_pool(&api);
-	stop_pool(&events);
+	kr_info("signal %d: ending streams, finishing requests in hand", sig);
+	stop_all(&api, &events, &poller, have_poller);
 	rc = 0;
 	kr_info("stopped");
 out:

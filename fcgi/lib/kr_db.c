@@ -413,6 +413,12 @@ kr_db_begin(struct kr_db *db)
 	return rc;
 }
 
+int
+kr_db_in_tx(const struct kr_db *db)
+{
+	return db->in_tx;
+}
+
 enum kr_db_err
 kr_db_commit(struct kr_db *db)
 {

@@ -82,6 +82,8 @@ enum kr_db_err	 kr_db_exec(struct kr_db *db, const char *sql, const struct kr_db
 enum kr_db_err	 kr_db_query(struct kr_db *db, const char *sql);
 
 enum kr_db_err	 kr_db_begin(struct kr_db *db);
+/* 1 between kr_db_begin and kr_db_commit / kr_db_rollback. */
+int		 kr_db_in_tx(const struct kr_db *db);
 enum kr_db_err	 kr_db_commit(struct kr_db *db);
 /* Always safe to call; a failure drops the connection. */
 void		 kr_db_rollback(struct kr_db *db);

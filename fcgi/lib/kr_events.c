@@ -19,8 +19,40 @@ static const char sql_last_seq[] = "SELECT event_seq FROM workspaces WHERE id = 
 static const char sql_prune[] =
     "DELETE FROM events WHERE created_at < NOW(3) - INTERVAL ? HOUR LIMIT 10000";
 
+struct append {
+	const char	*ws_id, *type;
+	json_object	*payload;
+	uint64_t	*seq;
+};
+
+static enum kr_db_err append_in_tx(struct kr_db *db, const char *ws_id, const char *type,
+    json_object *payload, uint64_t *seq);
+
+static enum kr_db_err
+append_body(struct kr_db *db, void *arg)
+{
+	struct append *a = arg;
+
+	return append_in_tx(db, a->ws_id, a->type, a->payload, a->seq);
+}
+
+/*
+ * Outside a transaction the sequence step and the row get one of their own: the id must
+ * never be visible before its row, and a failed insert must not leave a hole.
+ */
 enum kr_db_err
 kr_event_append(struct kr_db *db, const char *ws_id, const char *type, json_object *payload,
+    uint64_t *seq)
+{
+	struct append a = { ws_id, type, payload, seq };
+
+	if (kr_db_in_tx(db))
+		return append_in_tx(db, ws_id, type, payload, seq);
+	return kr_db_tx(db, append_body, &a, 0);
+}
+
+static enum kr_db_err
+append_in_tx(struct kr_db *db, const char *ws_id, const char *type, json_object *payload,
     uint64_t *seq)
 {
 	json_object *o = payload != NULL ? json_object_get(payload) : json_object_new_object();
