@@ -148,6 +148,21 @@ auth_csrf(struct kr_req *req, struct kr_resp *resp)
 	return 0;
 }
 
+/* A token carries its workspace (kr_token_lookup joined it): no query needed. */
+static void
+token_workspace(struct kr_req *req, const char *slug)
+{
+	const struct kr_token *t = &req->p.token;
+
+	if (strcmp(t->ws_slug, slug) != 0)
+		return;
+	snprintf(req->p.ws.id, sizeof(req->p.ws.id), "%s", t->workspace_id);
+	snprintf(req->p.ws.slug, sizeof(req->p.ws.slug), "%s", t->ws_slug);
+	snprintf(req->p.ws.name, sizeof(req->p.ws.name), "%s", t->ws_name);
+	snprintf(req->p.ws.created_at, sizeof(req->p.ws.created_at), "%s", t->ws_created_at);
+	req->p.role = t->role;
+}
+
 int
 auth_workspace(struct kr_req *req, struct kr_resp *resp, const char *slug,
     enum kr_role min_role)
@@ -155,21 +170,14 @@ auth_workspace(struct kr_req *req, struct kr_resp *resp, const char *slug,
 	enum kr_db_err rc;
 	int found = 0;
 
-	if (kr_slug_valid(slug) &&
-	    (rc = kr_ws_by_slug(req->db, slug, &req->p.ws, &found)) != KR_DB_OK) {
+	req->p.role = KR_ROLE_NONE;
+	if (req->p.kind == KR_PRINCIPAL_TOKEN)
+		token_workspace(req, slug);
+	else if (req->p.kind == KR_PRINCIPAL_SESSION && kr_slug_valid(slug) &&
+	    (rc = kr_ws_with_role(req->db, slug, req->p.user.id, &req->p.ws, &req->p.role,
+	    &found)) != KR_DB_OK) {
 		resp_db_error(resp, rc);
 		return -1;
-	}
-	req->p.role = KR_ROLE_NONE;
-	if (found && req->p.kind == KR_PRINCIPAL_TOKEN) {
-		if (strcmp(req->p.token.workspace_id, req->p.ws.id) == 0)
-			req->p.role = req->p.token.role;
-	} else if (found && req->p.kind == KR_PRINCIPAL_SESSION) {
-		rc = kr_member_role(req->db, req->p.ws.id, req->p.user.id, &req->p.role);
-		if (rc != KR_DB_OK) {
-			resp_db_error(resp, rc);
-			return -1;
-		}
 	}
 	if (req->p.role == KR_ROLE_NONE) {
 		resp_error(resp, 404, NULL, "no such workspace");

@@ -12,12 +12,20 @@ h_workspaces_list(struct kr_req *req, struct kr_resp *resp)
 	struct kr_db_res res;
 	enum kr_db_err rc;
 
-	if (req->p.kind == KR_PRINCIPAL_TOKEN)
-		rc = kr_ws_list_for_token(req->db, req->p.token.workspace_id, req->p.token.role,
-		    &res);
-	else
-		rc = kr_ws_list_for_user(req->db, req->p.user.id, &res);
-	if (rc != KR_DB_OK) {
+	if (req->p.kind == KR_PRINCIPAL_TOKEN) {	/* its one workspace, known already */
+		const struct kr_token *t = &req->p.token;
+		json_object *o = json_object_new_object(), *a = json_object_new_array();
+		json_object *w = json_object_new_object();
+		kr_json_add_str(w, "slug", t->ws_slug);
+		kr_json_add_str(w, "name", t->ws_name);
+		kr_json_add_str(w, "role", kr_role_name(t->role));
+		kr_json_add_time(w, "createdAt", t->ws_created_at);
+		json_object_array_add(a, w);
+		json_object_object_add(o, "workspaces", a);
+		resp_json(resp, 200, o);
+		return;
+	}
+	if ((rc = kr_ws_list_for_user(req->db, req->p.user.id, &res)) != KR_DB_OK) {
 		resp_db_error(resp, rc);
 		return;
 	}

@@ -221,9 +221,10 @@ static const char sql_token_insert[] =
     "INSERT INTO api_tokens (id, workspace_id, name, role, token_hash, prefix, created_by) "
     "VALUES (?,?,?,?,?,?,?)";
 static const char sql_token_lookup[] =
-    "SELECT id, workspace_id, name, role, "
-    "(last_used_at IS NULL OR last_used_at < NOW(3) - INTERVAL 1 MINUTE) "
-    "FROM api_tokens WHERE token_hash = ?";
+    "SELECT t.id, t.workspace_id, t.name, t.role, "
+    "(t.last_used_at IS NULL OR t.last_used_at < NOW(3) - INTERVAL 1 MINUTE), "
+    "w.slug, w.name, w.created_at "
+    "FROM api_tokens t JOIN workspaces w ON w.id = t.workspace_id WHERE t.token_hash = ?";
 static const char sql_token_used[] =
     "UPDATE api_tokens SET last_used_at = NOW(3) WHERE id = ?";
 static const char sql_token_list[] =
@@ -288,6 +289,9 @@ kr_token_lookup(struct kr_db *db, const char *secret, struct kr_token *t, int *f
 		cell_copy(t->name, sizeof(t->name), &res, 0, 2);
 		t->role = kr_role_parse(kr_db_cell(&res, 0, 3));
 		stale = kr_db_cell_int(&res, 0, 4, 1) != 0;
+		cell_copy(t->ws_slug, sizeof(t->ws_slug), &res, 0, 5);
+		cell_copy(t->ws_name, sizeof(t->ws_name), &res, 0, 6);
+		cell_copy(t->ws_created_at, sizeof(t->ws_created_at), &res, 0, 7);
 		*found = 1;
 	}
 	kr_db_res_free(&res);

@@ -76,13 +76,17 @@ struct kr_token {
 	char		workspace_id[KR_UUID_MAX];
 	char		name[KR_NAME_MAX * 4 + 1];
 	enum kr_role	role;
+	/* The token's workspace, filled by kr_token_lookup (one query for both). */
+	char		ws_slug[64];
+	char		ws_name[KR_NAME_MAX * 4 + 1];
+	char		ws_created_at[KR_TIME_MAX];
 };
 
 /* Create a token; secret gets "krt_..." (shown once). */
 enum kr_db_err	kr_token_create(struct kr_db *db, const char *workspace_id, const char *name,
 		    enum kr_role role, const char *created_by, struct kr_token *out,
 		    char secret[KR_SECRET_MAX]);
-/* Find the token for a presented secret and note its use. */
+/* Find the token for a presented secret, with its workspace, and note its use. */
 enum kr_db_err	kr_token_lookup(struct kr_db *db, const char *secret, struct kr_token *t,
 		    int *found);
 /* Columns id, name, role, prefix, created_at, last_used_at; newest first. */

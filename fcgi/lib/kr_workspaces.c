@@ -28,8 +28,9 @@ static const char sql_ws_delete[] = "DELETE FROM workspaces WHERE id = ?";
 static const char sql_ws_for_user[] =
     "SELECT w.slug, w.name, m.role, w.created_at FROM memberships m "
     "JOIN workspaces w ON w.id = m.workspace_id WHERE m.user_id = ? ORDER BY w.name, w.slug";
-static const char sql_ws_for_token[] =
-    "SELECT slug, name, ?, created_at FROM workspaces WHERE id = ?";
+static const char sql_ws_with_role[] =
+    "SELECT w.id, w.slug, w.name, w.created_at, m.role FROM workspaces w "
+    "LEFT JOIN memberships m ON m.workspace_id = w.id AND m.user_id = ? WHERE w.slug = ?";
 static const char sql_member_insert[] =
     "INSERT INTO memberships (workspace_id, user_id, role) VALUES (?,?,?)";
 static const char sql_member_role[] =
@@ -119,12 +120,27 @@ kr_ws_list_for_user(struct kr_db *db, const char *user_id, struct kr_db_res *res
 }
 
 enum kr_db_err
-kr_ws_list_for_token(struct kr_db *db, const char *ws_id, enum kr_role role,
-    struct kr_db_res *res)
+kr_ws_with_role(struct kr_db *db, const char *slug, const char *user_id,
+    struct kr_workspace *ws, enum kr_role *role, int *found)
 {
-	struct kr_dbp p[2] = { KR_P_STR(kr_role_name(role)), KR_P_STR(ws_id) };
+	struct kr_dbp p[2] = { KR_P_STR(user_id), KR_P_STR(slug) };
+	struct kr_db_res res;
+	enum kr_db_err rc;
 
-	return kr_db_exec(db, sql_ws_for_token, p, 2, res, NULL);
+	*found = 0;
+	*role = KR_ROLE_NONE;
+	if ((rc = kr_db_exec(db, sql_ws_with_role, p, 2, &res, NULL)) != KR_DB_OK)
+		return rc;
+	if (res.nrows == 1) {
+		snprintf(ws->id, sizeof(ws->id), "%s", kr_db_cell(&res, 0, 0));
+		snprintf(ws->slug, sizeof(ws->slug), "%s", kr_db_cell(&res, 0, 1));
+		snprintf(ws->name, sizeof(ws->name), "%s", kr_db_cell(&res, 0, 2));
+		snprintf(ws->created_at, sizeof(ws->created_at), "%s", kr_db_cell(&res, 0, 3));
+		*role = kr_role_parse(kr_db_cell(&res, 0, 4));
+		*found = 1;
+	}
+	kr_db_res_free(&res);
+	return KR_DB_OK;
 }
 
 enum kr_db_err

@@ -32,9 +32,12 @@ enum kr_db_err	kr_ws_delete(struct kr_db *db, const char *id, int *deleted);
 /* The user's workspaces: columns slug, name, role, created_at; by name. */
 enum kr_db_err	kr_ws_list_for_user(struct kr_db *db, const char *user_id, struct kr_db_res *res);
 
-/* The same columns for the one workspace of an API token, with the token's role. */
-enum kr_db_err	kr_ws_list_for_token(struct kr_db *db, const char *ws_id, enum kr_role role,
-		    struct kr_db_res *res);
+/*
+ * The workspace with that slug and the user's role in it (KR_ROLE_NONE when not a member),
+ * in one query. *found is 0 when there is no such workspace.
+ */
+enum kr_db_err	kr_ws_with_role(struct kr_db *db, const char *slug, const char *user_id,
+		    struct kr_workspace *ws, enum kr_role *role, int *found);
 
 /* The user's role in the workspace, KR_ROLE_NONE when not a member. */
 enum kr_db_err	kr_member_role(struct kr_db *db, const char *ws_id, const char *user_id,
