@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 deploy/install-packages.sh wrk
+tests/browser/install.sh
 
 # Any sanitizer report fails the run. A unit test or keyrelay-admin stops with a non-zero
 # status at the first report. keyrelay-fcgi and keyrelay-runner write their reports to the

@@ -35,7 +35,7 @@ static const struct opt opts[] = {
 	    0, 0, 0 },
 	{ "fcgi.socket_group", OPT_STR, O(fcgi_socket_group), NULL, 0, 0, 0 },
 	{ "fcgi.socket_mode", OPT_MODE, O(fcgi_socket_mode), "0660", 0, 0, 0777 },
-	{ "fcgi.threads", OPT_UINT, O(fcgi_threads), "16", 0, 1, 1024 },
+	{ "fcgi.threads", OPT_UINT, O(fcgi_threads), "8", 0, 1, 1024 },
 	{ "fcgi.events_threads", OPT_UINT, O(fcgi_events_threads), "64", 0, 1, 65536 },
 	{ "runner.name", OPT_STR, O(runner_name), NULL, 0, 0, 0 },
 	{ "runner.heartbeat_seconds", OPT_UINT, O(runner_heartbeat_seconds), "10", 0, 1, 3600 },
