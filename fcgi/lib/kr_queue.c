@@ -1,5 +1,6 @@
 #include "kr_queue.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +46,8 @@ static const char sql_attempt_insert[] =
     "INSERT INTO job_attempts (job_id, workspace_id, attempt, provider, key_id, system_key, "
     "model, is_fallback, started_at, finished_at, outcome, http_status, error, input_tokens, "
     "output_tokens, cost_usd, latency_ms) "
-    "SELECT ?, ?, attempts, ?, ?, ?, ?, ?, ?, NOW(3), ?, ?, ?, ?, ?, ?, ? FROM jobs WHERE id = ?";
+    "SELECT ?, ?, attempts + ?, ?, ?, ?, ?, ?, ?, NOW(3), ?, ?, ?, ?, ?, ?, ? FROM jobs "
+    "WHERE id = ?";
 static const char sql_retry_later[] =
     "UPDATE jobs SET status = 'retrying', run_at = NOW(3) + INTERVAL ? MICROSECOND, "
     "error = ?, lease_token = NULL, runner_id = NULL, lease_expires_at = NULL, "
@@ -255,33 +257,37 @@ attempt_cost(struct kr_db *db, const struct kr_attempt *a)
 	return cost;
 }
 
-/* Insert the attempt row (its number is the job's attempts counter, already advanced). */
+/*
+ * Insert the attempt row, numbered the job's attempts counter plus ahead (0 when the
+ * counter was advanced for it already).
+ */
 static enum kr_db_err
 insert_attempt(struct kr_db *db, const struct kr_claimed *j, const struct kr_attempt *a,
-    double cost)
+    double cost, int ahead)
 {
 	const struct kr_llm_result *r = a->r;
-	struct kr_dbp p[16];
+	struct kr_dbp p[17];
 	char costs[32];
 
 	snprintf(costs, sizeof(costs), "%.6f", cost);
 	p[0] = KR_P_STR(j->id);
 	p[1] = KR_P_STR(j->ws_id);
-	p[2] = KR_P_STR(a->provider);
-	p[3] = KR_P_STR(a->key_id);
-	p[4] = KR_P_INT(a->key_id == NULL);
-	p[5] = KR_P_STR(a->model);
-	p[6] = KR_P_INT(a->is_fallback);
-	p[7] = KR_P_STR(a->started_at);
-	p[8] = KR_P_STR(a->outcome);
-	p[9] = r->http_status > 0 ? KR_P_INT(r->http_status) : KR_P_NULL;
-	p[10] = KR_P_STR(r->cls == KR_LLM_OK ? NULL : r->message);
-	p[11] = KR_P_INT(r->input_tokens > 0 ? r->input_tokens : 0);
-	p[12] = KR_P_INT(r->output_tokens > 0 ? r->output_tokens : 0);
-	p[13] = KR_P_STR(costs);
-	p[14] = KR_P_INT(r->latency_ms > 0 ? r->latency_ms : 0);
-	p[15] = KR_P_STR(j->id);
-	return kr_db_exec(db, sql_attempt_insert, p, 16, NULL, NULL);
+	p[2] = KR_P_INT(ahead);
+	p[3] = KR_P_STR(a->provider);
+	p[4] = KR_P_STR(a->key_id);
+	p[5] = KR_P_INT(a->key_id == NULL);
+	p[6] = KR_P_STR(a->model);
+	p[7] = KR_P_INT(a->is_fallback);
+	p[8] = KR_P_STR(a->started_at);
+	p[9] = KR_P_STR(a->outcome);
+	p[10] = r->http_status > 0 ? KR_P_INT(r->http_status) : KR_P_NULL;
+	p[11] = KR_P_STR(r->cls == KR_LLM_OK ? NULL : r->message);
+	p[12] = KR_P_INT(r->input_tokens > 0 ? r->input_tokens : 0);
+	p[13] = KR_P_INT(r->output_tokens > 0 ? r->output_tokens : 0);
+	p[14] = KR_P_STR(costs);
+	p[15] = KR_P_INT(r->latency_ms > 0 ? r->latency_ms : 0);
+	p[16] = KR_P_STR(j->id);
+	return kr_db_exec(db, sql_attempt_insert, p, 17, NULL, NULL);
 }
 
 struct succeed_ctx {
@@ -356,7 +362,7 @@ succeed_body(struct kr_db *db, void *arg)
 	}
 	if (n == 0)
 		return KR_DB_ABORT;
-	if ((rc = insert_attempt(db, j, a, c->cost)) != KR_DB_OK)
+	if ((rc = insert_attempt(db, j, a, c->cost, 0)) != KR_DB_OK)
 		return rc;
 	/* Telegram and the like: queued here, sent on their own; never undoes the answer. */
 	if ((rc = kr_notify_enqueue(db, j->ws_id, j->id, text)) != KR_DB_OK &&
@@ -391,7 +397,7 @@ failed_body(struct kr_db *db, void *arg)
 		return rc;
 	if (n == 0)
 		return KR_DB_ABORT;
-	return insert_attempt(db, c->j, a, c->cost);
+	return insert_attempt(db, c->j, a, c->cost, 0);
 }
 
 enum kr_db_err
@@ -459,11 +465,33 @@ kr_queue_fail(struct kr_db *db, const struct kr_claimed *j, const char *error,
 }
 
 enum kr_db_err
+kr_queue_log_attempt(struct kr_db *db, const struct kr_claimed *j, const struct kr_attempt *a)
+{
+	return insert_attempt(db, j, a, 0, 1);
+}
+
+static enum kr_db_err
+release_body(struct kr_db *db, void *arg)
+{
+	const struct kr_claimed *j = arg;
+	struct kr_dbp p[2] = { KR_P_STR(j->id), KR_P_STR(j->lease) };
+	enum kr_db_err rc;
+	uint64_t n = 0;
+
+	if ((rc = kr_db_exec(db, sql_release, p, 2, NULL, &n)) != KR_DB_OK)
+		return rc;
+	if (n == 0)
+		return KR_DB_ABORT;
+	return job_event(db, j, "job_retrying", "queued", NULL,
+	    "its runner stopped before answering; queued again", 0);
+}
+
+enum kr_db_err
 kr_queue_release(struct kr_db *db, const struct kr_claimed *j)
 {
-	struct kr_dbp p[2] = { KR_P_STR(j->id), KR_P_STR(j->lease) };
+	enum kr_queue_result res;
 
-	return kr_db_exec(db, sql_release, p, 2, NULL, NULL);
+	return fenced(db, release_body, (void *)(uintptr_t)j, &res);
 }
 
 enum kr_db_err

@@ -75,7 +75,13 @@ enum kr_db_err	kr_queue_retry_later(struct kr_db *db, const struct kr_claimed *j
 /* Fail the job with error: failed + job_failed. */
 enum kr_db_err	kr_queue_fail(struct kr_db *db, const struct kr_claimed *j, const char *error,
 		    enum kr_queue_result *res);
-/* Hand a job back untouched (shutdown): queued, lease dropped. */
+/*
+ * Log an attempt whose job is no longer ours (an aborted call): a row in the attempts log
+ * numbered after the job's counted attempts; the job itself is not touched.
+ */
+enum kr_db_err	kr_queue_log_attempt(struct kr_db *db, const struct kr_claimed *j,
+		    const struct kr_attempt *a);
+/* Hand a job back untouched (shutdown): queued, lease dropped, job_retrying event. */
 enum kr_db_err	kr_queue_release(struct kr_db *db, const struct kr_claimed *j);
 
 /* Extend the leases of every job this runner holds. */

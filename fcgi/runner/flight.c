@@ -157,7 +157,10 @@ ms_until(const char *rfc3339)
 	return t > now.tv_sec ? (long)(t - now.tv_sec) * 1000 : 100;
 }
 
-/* Drop candidates of providers that already failed transiently too often for this job. */
+/*
+ * Drop candidates of providers that already failed transiently too often for this job, so
+ * the job falls through the chain; unless that would leave nothing to try.
+ */
 static void
 drop_exhausted_providers(struct runner *r, struct flight *f, struct kr_candidates *c)
 {
@@ -175,7 +178,9 @@ drop_exhausted_providers(struct runner *r, struct flight *f, struct kr_candidate
 		if (!gone)
 			c->v[k++] = c->v[i];
 	}
-	c->n = k;
+	/* With no other provider left, the last ones are retried until maxAttempts. */
+	if (k > 0)
+		c->n = k;
 	kr_db_res_free(&res);
 }
 
@@ -194,13 +199,17 @@ flight_call(struct runner *r, struct flight *f, const struct kr_candidate *c)
 		return -1;
 	if (f->job.chat_id[0] != '\0' &&
 	    kr_queue_history(r->db, &f->job, HISTORY_MAX, &hist) == KR_DB_OK && hist.nrows > 0 &&
-	    (msgs = calloc(hist.nrows, sizeof(*msgs))) != NULL) {
+	    (msgs = calloc(hist.nrows + 1, sizeof(*msgs))) != NULL) {
 		for (unsigned i = 0; i < hist.nrows; i++) {
 			msgs[i].role = strcmp(kr_db_cell(&hist, i, 0), "out") == 0 ? "assistant" :
 			    "user";
 			msgs[i].content = kr_db_cell(&hist, i, 1);
 		}
 		nmsgs = hist.nrows;
+		/* A chat job's input is its `in` message, the last of the history already; a
+		 * task or a schedule posted into a chat asks its own question after it. */
+		if (strcmp(f->job.type, "chat") != 0)
+			msgs[nmsgs++] = one;
 	} else
 		msgs = &one;
 	memset(&req, 0, sizeof(req));
@@ -359,6 +368,25 @@ flight_transfer_done(struct runner *r, CURL *easy, CURLcode rc)
 	kr_llm_result_release(&res);
 }
 
+/* The attempts log keeps a call that was aborted (outcome "cancelled"). */
+static void
+log_aborted(struct runner *r, struct flight *f)
+{
+	struct kr_llm_result res = { .cls = KR_LLM_TRANSIENT, .retry_after_ms = -1 };
+	struct kr_attempt a = { NULL, NULL, NULL, 0, "", &res, "cancelled" };
+
+	if (f->call == NULL)
+		return;
+	snprintf(res.message, sizeof(res.message), "call aborted: the job was cancelled or "
+	    "taken over");
+	a.provider = f->cand.prov->slug;
+	a.key_id = f->cand.key_id[0] ? f->cand.key_id : NULL;
+	a.model = f->cand.model;
+	a.is_fallback = f->cand.is_fallback;
+	snprintf(a.started_at, sizeof(a.started_at), "%s", f->started_at);
+	(void)kr_queue_log_attempt(r->db, &f->job, &a);
+}
+
 void
 flight_check_held(struct runner *r)
 {
@@ -376,6 +404,7 @@ flight_check_held(struct runner *r)
 			    strcmp(kr_db_cell(&res, row, 1), f->job.lease) == 0;
 		if (!held) {
 			kr_info("job %s was cancelled or taken over: call aborted", f->job.id);
+			log_aborted(r, f);
 			flight_end(r, f);
 		}
 	}

@@ -31,7 +31,15 @@ The local stack (`local-up`) has no stub.
 
 Python API (see tests/http): Stack.from_env(), Stack.start(dir), s.sql(), s.admin(),
 s.stop_mariadb(), s.start_mariadb(), s.stop_service(name), s.start_service(name), s.down(),
-s.log_text(), s.stub, s.stub_urls.
+s.log_text(), s.stub, s.stub_urls, s.service_pid(name).
+
+More runners on one stack (the stack's own runner is the service "runner"):
+s.start_runner(name, env=None) starts another keyrelay-runner (config of the stack, runner.name
+"<runner.name>-<name>", extra environment env such as {"KEYRELAY_RUNNER_DRAIN_SECONDS": "3"})
+logging to DIR/logs/runner-<name>.log and answers an ExtraRunner handle: .name, .pid, .log,
+.kill(sig), .wait(timeout) -> exit status or None, .running(), .stop() -> problems,
+.log_text(). `down` stops the extra runners that are still running (before MariaDB) and looks
+for sanitizer reports in their logs too.
 
 Environment: every variable of the caller reaches the programs (stub provider URLs, system
 provider keys, KEYRELAY_* overrides of config keys, ASAN_OPTIONS), except the KEYRELAY_*
@@ -517,6 +525,8 @@ class Stack:
         keys = [
             ("db.host", "127.0.0.1"),
             ("db.port", str(st["mariadb_port"])),
+            # The unix socket wins over host and port: no TCP on the hot path.
+            ("db.socket", st["mariadb_socket"]),
             ("db.name", st["db_name"]),
             ("db.user", st["db_user"]),
             ("db.password", st["db_password"]),
@@ -618,6 +628,8 @@ class Stack:
             except StackError:
                 pass
             _Stopper.stop_all_in(extra)
+        for name in self.state.get("extra_runners") or []:
+            problems += self._stop(ExtraRunner.service(name))
         for name in reversed(SERVICES):
             problems += self._stop(name)
         problems += self.stop_stub()
@@ -641,7 +653,8 @@ class Stack:
 
     def sanitizer_reports(self):
         found = []
-        for name in ("fcgi", "runner", "admin"):
+        extra = [ExtraRunner.service(n) for n in self.state.get("extra_runners") or []]
+        for name in ["fcgi", "runner", "admin"] + extra:
             path = self.p("logs", name + ".log")
             try:
                 text = path.read_text(errors="replace")
@@ -839,6 +852,40 @@ class Stack:
             if not self.running(name):
                 raise StackError("%s exited right after starting\n%s" % (prog, _tail(log)))
 
+    def service_pid(self, name):
+        """Pid of a running service (mariadb|fcgi|runner|nginx|stub, or "runner-<name>" of
+        start_runner), else None."""
+        rec = _Stopper.read(self.p("run", name + ".pid"))
+        return rec[0] if rec is not None and self.running(name) else None
+
+    def start_runner(self, name, env=None):
+        """Starts one more keyrelay-runner on this stack (see the module docstring) and
+        answers its ExtraRunner handle. name: [a-z0-9-]{1,40}, not one that runs already."""
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", name or ""):
+            raise ValueError("runner name %r: use [a-z0-9-]{1,40}" % name)
+        service = ExtraRunner.service(name)
+        if self.running(service):
+            raise StackError("runner %r runs already (pid %d)"
+                             % (name, self.service_pid(service)))
+        names = self.state.setdefault("extra_runners", [])
+        if name not in names:
+            names.append(name)
+            self._save()
+        run_env = self._env()
+        base = (self.state.get("config_extra") or {}).get("runner.name") or (
+            "%s-%s" % ("test" if self.state["mode"] == "test" else "local",
+                       socket.gethostname()))
+        run_env["KEYRELAY_RUNNER_NAME"] = "%s-%s" % (base, name)
+        run_env.update(env or {})
+        log = self.p("logs", service + ".log")
+        self._spawn(service, [str(self.bin_dir / "keyrelay-runner"), "--config", self.config],
+                    log, env=run_env)
+        time.sleep(0.3)
+        if not self.running(service):
+            raise StackError("keyrelay-runner %r exited right after starting\n%s"
+                             % (name, _tail(log)))
+        return ExtraRunner(self, name, self._children[service], log)
+
     def stop_service(self, name):
         if name == STUB:
             return self.stop_stub()
@@ -995,6 +1042,56 @@ class Stack:
                     continue
                 raise StackError("port %d is in use: stop what listens there or choose "
                                  "another (KEYRELAY_HTTP_PORT)" % st["http_port"]) from None
+
+
+class ExtraRunner:
+    """A keyrelay-runner started by Stack.start_runner (a child of this process)."""
+
+    def __init__(self, stack, name, proc, log):
+        self.stack = stack
+        self.name = name
+        self.proc = proc
+        self.log = Path(log)
+
+    @staticmethod
+    def service(name):
+        return "runner-" + name
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def kill(self, sig=signal.SIGTERM):
+        """Sends sig to the runner (not to a process group); no-op once it has exited."""
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout=None):
+        """Its exit status (negative: killed by that signal), or None if it still runs
+        after timeout seconds."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self):
+        """SIGTERM, wait, SIGKILL after T_STOP s (like stop_service). Returns problems."""
+        return self.stack._stop(self.service(self.name)) if self.running() else []
+
+    def log_text(self):
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def __repr__(self):
+        return "<ExtraRunner %s pid %d>" % (self.name, self.proc.pid)
 
 
 class _Stopper:
