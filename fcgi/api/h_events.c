@@ -41,6 +41,7 @@ struct ev {
 	uint64_t		 cursor;	/* every event up to it is sent, none after it */
 	struct kr_buf		 buf;		/* wire text not yet written */
 	int64_t			 last_write;
+	int64_t			 last_ping;	/* the last comment line */
 	int64_t			 next_check;
 };
 
@@ -108,9 +109,12 @@ add_resync(struct ev *s)
 {
 	json_object *o = json_object_new_object();
 	enum kr_buf_err rc;
+	char now[KR_TIME_MAX];
 
+	kr_time_now_rfc3339(now);
 	kr_json_add_str(o, "type", "resync");
 	kr_json_add_int(o, "lastEventId", (long long)s->cursor);
+	kr_json_add_str(o, "at", now);
 	/* With an id, a reconnect after this point resumes from here, not from the old id. */
 	rc = hub_format(&s->buf, s->cursor, "resync", json_object_to_json_string_ext(o,
 	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -220,12 +224,14 @@ stream_events(struct ev *s)
 
 		if (recheck(s, now) != 0 || !s->out->alive(s->out->ctx))
 			return;
-		if (now - s->last_write >= EV_PING_MS) {
+		/* A comment at least every 15 s, also while events flow (api.md). */
+		if (now - s->last_ping >= EV_PING_MS) {
+			s->last_ping = now;
 			if (kr_buf_puts(&s->buf, ": ping\n\n") != KR_BUF_OK || send_queued(s) != 0)
 				return;
 			continue;
 		}
-		wait = min3(EV_ALIVE_MS, s->last_write + EV_PING_MS - now, s->next_check - now);
+		wait = min3(EV_ALIVE_MS, s->last_ping + EV_PING_MS - now, s->next_check - now);
 		n = hub_next(s->ws, &s->cursor, &s->buf, (unsigned)(wait > 0 ? wait : 0));
 		if (n == HUB_NEXT_STOP || n == HUB_NEXT_NOMEM)
 			return;
@@ -270,7 +276,7 @@ h_events(struct kr_req *req, struct kr_resp *resp)
 	resp->content_type = "text/event-stream";
 	resp_header(resp, "X-Accel-Buffering", "no");
 	kr_buf_init(&s.buf, EV_BUF_MAX);
-	s.last_write = kr_time_mono_ms();
+	s.last_write = s.last_ping = kr_time_mono_ms();
 	s.next_check = s.last_write + EV_RECHECK_MS;
 	kr_buf_printf(&s.buf, "retry: %d\n\n", EV_RETRY_MS);
 	if (resync)

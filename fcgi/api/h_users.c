@@ -81,6 +81,18 @@ h_users_delete(struct kr_req *req, struct kr_resp *resp)
 		resp_error(resp, 409, NULL, "you cannot delete your own account");
 		return;
 	}
+	if (kr_uuid_valid(id)) {
+		unsigned sole = 0;
+		if ((rc = kr_member_sole_admin_of(req->db, id, &sole)) != KR_DB_OK) {
+			resp_db_error(resp, rc);
+			return;
+		}
+		if (sole > 0) {
+			resp_error(resp, 409, NULL, "this user is the only admin of %u workspace(s): "
+			    "make someone else admin there first", sole);
+			return;
+		}
+	}
 	if (kr_uuid_valid(id) && (rc = kr_user_delete(req->db, id, &deleted)) != KR_DB_OK) {
 		resp_db_error(resp, rc);
 		return;

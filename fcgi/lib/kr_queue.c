@@ -64,7 +64,8 @@ static const char sql_extend[] =
     "UPDATE jobs SET lease_expires_at = NOW(3) + INTERVAL ? SECOND "
     "WHERE runner_id = ? AND status = 'running'";
 static const char sql_expired[] =
-    "SELECT id, workspace_id, lease_token FROM jobs WHERE status = 'running' "
+    "SELECT id, workspace_id, lease_token, type, COALESCE(chat_id, ''), attempts, "
+    "max_attempts FROM jobs WHERE status = 'running' "
     "AND lease_expires_at < NOW(3) LIMIT ? FOR UPDATE SKIP LOCKED";
 static const char sql_rescue[] =
     "UPDATE jobs SET status = 'queued', lease_token = NULL, runner_id = NULL, "
@@ -522,7 +523,10 @@ rescue_body(struct kr_db *db, void *arg)
 		memset(&j, 0, sizeof(j));
 		snprintf(j.id, sizeof(j.id), "%s", kr_db_cell(&rows, r, 0));
 		snprintf(j.ws_id, sizeof(j.ws_id), "%s", kr_db_cell(&rows, r, 1));
-		snprintf(j.type, sizeof(j.type), "job");
+		snprintf(j.type, sizeof(j.type), "%s", kr_db_cell(&rows, r, 3));
+		snprintf(j.chat_id, sizeof(j.chat_id), "%s", kr_db_cell(&rows, r, 4));
+		j.attempts = (unsigned)kr_db_cell_int(&rows, r, 5, 0);
+		j.max_attempts = (unsigned)kr_db_cell_int(&rows, r, 6, 5);
 		p[0] = KR_P_STR(j.id);
 		p[1] = KR_P_STR(kr_db_cell(&rows, r, 2));
 		if ((rc = kr_db_exec(db, sql_rescue, p, 2, NULL, NULL)) == KR_DB_OK)

@@ -48,6 +48,10 @@ static const char sql_member_exists[] =
     "SELECT 1 FROM memberships WHERE workspace_id = ? AND user_id = ?";
 static const char sql_member_delete[] =
     "DELETE FROM memberships WHERE workspace_id = ? AND user_id = ?";
+static const char sql_sole_admin[] =
+    "SELECT COUNT(*) FROM memberships m WHERE m.user_id = ? AND m.role = 'admin' "
+    "AND NOT EXISTS (SELECT 1 FROM memberships o WHERE o.workspace_id = m.workspace_id "
+    "AND o.role = 'admin' AND o.user_id <> m.user_id)";
 static const char sql_member_admins[] =
     "SELECT COUNT(*) FROM memberships WHERE workspace_id = ? AND role = 'admin'";
 
@@ -222,6 +226,21 @@ kr_member_admin_count(struct kr_db *db, const char *ws_id, unsigned *n)
 
 	*n = 0;
 	if ((rc = kr_db_exec(db, sql_member_admins, p, 1, &res, NULL)) != KR_DB_OK)
+		return rc;
+	*n = (unsigned)kr_db_cell_int(&res, 0, 0, 0);
+	kr_db_res_free(&res);
+	return KR_DB_OK;
+}
+
+enum kr_db_err
+kr_member_sole_admin_of(struct kr_db *db, const char *user_id, unsigned *n)
+{
+	struct kr_dbp p[1] = { KR_P_STR(user_id) };
+	struct kr_db_res res;
+	enum kr_db_err rc;
+
+	*n = 0;
+	if ((rc = kr_db_exec(db, sql_sole_admin, p, 1, &res, NULL)) != KR_DB_OK)
 		return rc;
 	*n = (unsigned)kr_db_cell_int(&res, 0, 0, 0);
 	kr_db_res_free(&res);

@@ -54,6 +54,8 @@ enum kr_db_err	kr_member_set_role(struct kr_db *db, const char *ws_id, const cha
 		    enum kr_role role, int *matched);
 enum kr_db_err	kr_member_delete(struct kr_db *db, const char *ws_id, const char *user_id,
 		    int *deleted);
+/* Workspaces in which the user is the only admin (to refuse deleting that user). */
+enum kr_db_err	kr_member_sole_admin_of(struct kr_db *db, const char *user_id, unsigned *n);
 /* Number of admins of the workspace (to refuse removing the last one). */
 enum kr_db_err	kr_member_admin_count(struct kr_db *db, const char *ws_id, unsigned *n);
 

@@ -303,8 +303,14 @@ test('reorder by keyboard and by drag and drop; the order persists after reload'
   assert.equal((await saved).status(), 200);
   await page.waitForFunction(() => !document.querySelector('.provider.is-saving'));
   // Drag One before Three.
+  // A key event can redraw the card after a save: wait until the pill stays put.
   const target = pillByName(page, 'Three');
-  const box = await target.boundingBox();
+  let box = null;
+  for (let i = 0; i < 50 && !box; i++) {
+    box = await target.boundingBox();
+    if (!box) await page.waitForTimeout(100);
+  }
+  assert.ok(box, 'the pill to drag onto is on screen');
   const done = page.waitForResponse((r) => r.url().endsWith('/keys/reorder') && r.request().method() === 'PUT');
   await pillByName(page, 'One').dragTo(target, { targetPosition: { x: 12, y: box.height / 2 } });
   await done;

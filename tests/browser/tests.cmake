@@ -13,5 +13,6 @@ set_tests_properties(browser.pages PROPERTIES
     ENVIRONMENT "KEYRELAY_TEST_STACK=${CMAKE_BINARY_DIR}/stack;KEYRELAY_BIN_DIR=$<TARGET_FILE_DIR:keyrelay-fcgi>"
     REQUIRED_FILES "${CMAKE_CURRENT_SOURCE_DIR}/browser/node_modules/playwright-core/package.json"
     TIMEOUT 900
+    RUN_SERIAL TRUE
     LABELS "browser")
 # The fixture runs stack.down (FIXTURES_CLEANUP) only after this test has finished.

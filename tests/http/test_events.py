@@ -18,6 +18,7 @@ SIGTERM), started with krstack.Stack.start.
 import http.client
 import json
 import os
+import re
 import queue
 import shutil
 import socket
@@ -386,7 +387,10 @@ def shared_checks(t, s):
             true(sy.wait_for(lambda x: x.events, DELIVERY_S), "no event: %r" % sy.lines)
             ev = sy.events[0]
             eq(ev.get("event"), "resync", "event:")
-            eq(ev["data"], {"type": "resync", "lastEventId": old[-1]}, "data")
+            data = dict(ev["data"])
+            true(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", data.pop("at", "")),
+                 "resync data has an RFC 3339 \"at\": %r" % ev["data"])
+            eq(data, {"type": "resync", "lastEventId": old[-1]}, "data")
             (after,) = emit(s, id_c, marker="post-resync")
             true(sy.wait_for(sy.has_id(after), DELIVERY_S + 1), "no event after resync")
             eq(sy.ids(), [after], "only new events after the resync")
