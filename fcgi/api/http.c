@@ -327,15 +327,17 @@ req_query_id(struct kr_req *req, struct kr_resp *resp, const char *name, char *b
 int
 req_limit(struct kr_req *req, struct kr_resp *resp, unsigned *limit)
 {
-	char buf[16], *end;
+	char buf[16], *end = NULL;
 	const char *s = req_query(req, "limit", buf, sizeof(buf));
-	long v;
+	long v = 0;
 
 	*limit = 50;
-	if (s == NULL)
+	if (s == NULL && !req_query_has(req, "limit"))
 		return 0;
-	v = strtol(s, &end, 10);
-	if (*s == '\0' || *end != '\0' || v < 1 || v > 200) {
+	if (s != NULL)
+		v = strtol(s, &end, 10);
+	/* Present but undecodable or too long for buf (s NULL) is as wrong as "abc". */
+	if (s == NULL || *s == '\0' || *end != '\0' || v < 1 || v > 200) {
 		resp_error(resp, 422, "limit", "limit must be a whole number from 1 to 200");
 		return -1;
 	}

@@ -68,7 +68,7 @@ struct kr_req {
 	const char	*last_event_id;	/* Last-Event-ID (server-sent events) */
 	int		 https;
 	long long	 content_length;	/* -1 when absent */
-	const char	*body;
+	const char	*body;		/* NUL-terminated at body_len */
 	size_t		 body_len;
 
 	/* Filled by kr_dispatch. */

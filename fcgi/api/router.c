@@ -200,15 +200,22 @@ parse_body(struct kr_req *req, struct kr_resp *resp)
 		return -1;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	req->json = json_tokener_parse_ex(tok, req->body, (int)req->body_len);
+	/* The terminating NUL is passed too: it ends a top-level number or literal. */
+	req->json = json_tokener_parse_ex(tok, req->body, (int)req->body_len + 1);
 	jerr = json_tokener_get_error(tok);
-	if (jerr == json_tokener_success && json_tokener_get_parse_end(tok) != req->body_len) {
+	if (jerr == json_tokener_success && json_tokener_get_parse_end(tok) < req->body_len) {
 		/* Trailing bytes after the value: only white space is allowed. */
-		for (size_t i = json_tokener_get_parse_end(tok); i < req->body_len; i++)
-			if (strchr(" \t\r\n", req->body[i]) == NULL)
+		for (size_t i = json_tokener_get_parse_end(tok); i < req->body_len; i++) {
+			char c = req->body[i];
+			if (c != ' ' && c != '\t' && c != '\r' && c != '\n')
 				jerr = json_tokener_error_parse_unexpected;
+		}
 	}
 	json_tokener_free(tok);
+	if (jerr == json_tokener_success && req->json == NULL) {	/* the body was null */
+		resp_error(resp, 400, NULL, "the body must be a JSON object");
+		return -1;
+	}
 	if (jerr != json_tokener_success || req->json == NULL) {
 		if (req->json != NULL)
 			json_object_put(req->json);

@@ -209,11 +209,18 @@ load_file(struct kr_config *cfg, const char *path, char *err, size_t errlen)
 		*eq = '\0';
 		key = trim(key);
 		if ((o = find_opt(key)) == NULL) {
-			snprintf(err, errlen, "%s:%u: unknown key \"%.64s\"", path, lineno, key);
+			/* The line number, not the text: a misplaced line may hold a password
+			 * with a '=' in it, and that must not end up in a message. */
+			snprintf(err, errlen, "%s:%u: unknown key (see keyrelay.conf.example)",
+			    path, lineno);
 			rc = KR_CONFIG_INVALID;
 			break;
 		}
 		rc = set_opt(cfg, o, trim(eq + 1), err, errlen);
+	}
+	if (rc == KR_CONFIG_OK && ferror(f)) {	/* a directory, an I/O error: not "empty" */
+		snprintf(err, errlen, "%s: cannot be read: %s", path, strerror(errno));
+		rc = KR_CONFIG_IO;
 	}
 	if (line != NULL)
 		kr_wipe(line, cap);

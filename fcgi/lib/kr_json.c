@@ -1,5 +1,6 @@
 #include "kr_json.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "kr_time.h"
@@ -52,6 +53,10 @@ kr_json_int(json_object *obj, const char *key, long long *out)
 	if (!json_object_is_type(v, json_type_int))
 		return KR_JSON_TYPE;
 	*out = (long long)json_object_get_int64(v);
+	/* json-c keeps integers above INT64_MAX as unsigned and clamps them here; below
+	 * INT64_MIN it clamped while parsing, out of our sight (callers check ranges). */
+	if (*out == INT64_MAX && json_object_get_uint64(v) > (uint64_t)INT64_MAX)
+		return KR_JSON_TYPE;
 	return KR_JSON_OK;
 }
 

@@ -52,12 +52,35 @@ millis(const char *s, char ms[4])
 		ms[i] = *s;
 }
 
+/* 1 when p is "" or "." and digits; *end (may be NULL) gets where that stops. */
+static int
+fraction(const char *p, const char **end)
+{
+	if (*p == '.') {
+		if (!isdigit((unsigned char)p[1]))
+			return 0;
+		for (p++; isdigit((unsigned char)*p); p++)
+			;
+	}
+	if (end != NULL)
+		*end = p;
+	return 1;
+}
+
+static int
+fraction_only(const char *p)
+{
+	const char *end;
+
+	return fraction(p, &end) && *end == '\0';
+}
+
 int
 kr_time_from_db(const char *s, char out[KR_TIME_MAX])
 {
 	char ms[4];
 
-	if (s == NULL || datetime_prefix(s, ' ') != 0)
+	if (s == NULL || datetime_prefix(s, ' ') != 0 || !fraction_only(s + 19))
 		return -1;
 	millis(s + 19, ms);
 	snprintf(out, KR_TIME_MAX, "%.10sT%.8s.%sZ", s, s + 11, ms);
@@ -94,12 +117,8 @@ kr_time_to_db(const char *s, char out[KR_TIME_MAX])
 
 	if (s == NULL || datetime_prefix(s, 'T') != 0 || !real_datetime(s))
 		return -1;
-	p = s + 19;
-	millis(p, ms);
-	if (*p == '.')
-		for (p++; isdigit((unsigned char)*p); p++)
-			;
-	if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0)
+	millis(s + 19, ms);
+	if (!fraction(s + 19, &p) || (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0))
 		return -1;
 	snprintf(out, KR_TIME_MAX, "%.10s %.8s.%s", s, s + 11, ms);
 	return 0;

@@ -78,8 +78,11 @@ export async function render(ctx) {
     if (refreshing) return refreshing;
     refreshing = (async () => {
       try {
+        // Redraw only when something changed: an event about our own change would
+        // otherwise replace the pills under the pointer or the keyboard.
+        const before = JSON.stringify([st.settings, st.keys]);
         await load();
-        if (ctx.alive()) renderAll();
+        if (ctx.alive() && JSON.stringify([st.settings, st.keys]) !== before) renderAll();
       } catch (err) {
         if (ctx.alive()) toast(`Could not reload the keys: ${plainError(err)}`, 'error');
       } finally {
@@ -847,8 +850,9 @@ export async function render(ctx) {
 
   ctx.on('key_status_changed', (ev) => {
     if (ev.key) {
+      const before = JSON.stringify(st.keys);
       mergeKey(ev.key);
-      renderAll();
+      if (JSON.stringify(st.keys) !== before) renderAll();
     }
     refreshSoon();
   });
