@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "kr_tz.h"	/* tz arguments name kr_tz zones (see kr_tz_valid) */
+
 struct kr_cron {
 	uint64_t	minutes;	/* bit m: minute m matches (0-59) */
 	uint32_t	hours;		/* 0-23 */
@@ -37,21 +39,10 @@ struct kr_cron {
  */
 int	kr_cron_parse(const char *expr, struct kr_cron *c, char *err, size_t errlen);
 /*
- * 1 when tz names a time zone this machine knows: a relative name of [A-Za-z0-9_+-]
- * components joined by '/', at most 64 characters, naming a TZif file inside
- * /usr/share/zoneinfo (links are followed but must stay inside it; "localtime", the
- * machine's own zone, and the leap-second "right/" zones are refused). "UTC" and
- * "Etc/UTC" are valid. Zones are read once and cached for the life of the process: after
- * a tzdata upgrade, restart it.
- */
-int	kr_tz_valid(const char *tz);
-/* The offset from UTC (seconds east) in effect in tz at t: 0, or -1 for an unknown zone. */
-int	kr_tz_utc_offset(const char *tz, time_t t, long *off);
-/*
  * The first fire time strictly after `after` (UTC seconds) in time zone tz; -1 when there
  * is none within about five years (e.g. "0 0 30 2 *"), for an unknown zone or for
- * `after` outside years 1..9990. Safe to call from any number of threads; it reads the tz
- * database itself and never touches TZ or the C library's local time.
+ * `after` outside years 1..9990. Safe to call from any number of threads; the zone comes
+ * from kr_tz, so it never touches TZ or the C library's local time.
  */
 time_t	kr_cron_next(const struct kr_cron *c, const char *tz, time_t after);
 
