@@ -25,6 +25,7 @@ struct kr_db {
 	MYSQL			*conn;		/* NULL while disconnected */
 	int64_t			 last_try_ms;
 	unsigned		 last_errno;
+	uint64_t		 insert_id;
 	int			 in_tx;		/* between kr_db_begin and commit/rollback */
 	int			 tx_broken;	/* the connection died inside a transaction */
 	unsigned		 nstmts;
@@ -321,6 +322,7 @@ exec_once(struct kr_db *db, const char *sql, const struct kr_dbp *params, unsign
 	}
 	if (affected != NULL)
 		*affected = (uint64_t)mysql_stmt_affected_rows(st);
+	db->insert_id = (uint64_t)mysql_stmt_insert_id(st);
 	rc = KR_DB_OK;
 	if (res != NULL)
 		rc = fetch_all(db, st, res);
@@ -495,6 +497,12 @@ kr_db_res_free(struct kr_db_res *res)
 	free(res->cells);
 	free(res->lens);
 	memset(res, 0, sizeof(*res));
+}
+
+uint64_t
+kr_db_insert_id(const struct kr_db *db)
+{
+	return db->insert_id;
 }
 
 unsigned

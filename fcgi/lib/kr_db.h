@@ -104,6 +104,8 @@ long long	 kr_db_cell_int(const struct kr_db_res *res, unsigned row, unsigned co
 		    long long def);
 void		 kr_db_res_free(struct kr_db_res *res);
 
+/* The AUTO_INCREMENT or LAST_INSERT_ID(expr) value of the last statement run. */
+uint64_t	 kr_db_insert_id(const struct kr_db *db);
 /* The last server or client error number (0 if none), for logs and metrics. */
 unsigned	 kr_db_errno(const struct kr_db *db);
 /* Process-wide count of database errors (not counting duplicates), for /metrics. */

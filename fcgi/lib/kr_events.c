@@ -7,7 +7,6 @@
 
 static const char sql_next_seq[] =
     "UPDATE workspaces SET event_seq = LAST_INSERT_ID(event_seq + 1) WHERE id = ?";
-static const char sql_last_id[] = "SELECT LAST_INSERT_ID()";
 static const char sql_insert[] =
     "INSERT INTO events (workspace_id, seq, type, payload) VALUES (?,?,?,?)";
 static const char sql_after[] =
@@ -57,7 +56,6 @@ append_in_tx(struct kr_db *db, const char *ws_id, const char *type, json_object 
 {
 	json_object *o = payload != NULL ? json_object_get(payload) : json_object_new_object();
 	struct kr_dbp p[4];
-	struct kr_db_res res;
 	enum kr_db_err rc;
 	char now[KR_TIME_MAX];
 	long long id;
@@ -65,10 +63,8 @@ append_in_tx(struct kr_db *db, const char *ws_id, const char *type, json_object 
 	p[0] = KR_P_STR(ws_id);
 	if ((rc = kr_db_exec(db, sql_next_seq, p, 1, NULL, NULL)) != KR_DB_OK)
 		goto out;
-	if ((rc = kr_db_exec(db, sql_last_id, NULL, 0, &res, NULL)) != KR_DB_OK)
-		goto out;
-	id = kr_db_cell_int(&res, 0, 0, 0);
-	kr_db_res_free(&res);
+	/* LAST_INSERT_ID(expr) comes back with the UPDATE itself: no second round trip. */
+	id = (long long)kr_db_insert_id(db);
 	kr_json_add_str(o, "type", type);
 	kr_time_now_rfc3339(now);
 	kr_json_add_str(o, "at", now);

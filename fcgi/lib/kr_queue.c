@@ -1,5 +1,6 @@
 #include "kr_queue.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,6 +240,64 @@ kr_queue_claim(struct kr_db *db, const char *runner_id, unsigned lease_seconds, 
 	return KR_DB_OK;
 }
 
+/*
+ * Prices per million tokens, read from model_prices at most once a minute per model: the
+ * table is edited by hand now and then, and a query per job would be waste.
+ */
+#define PRICE_CACHE	32
+#define PRICE_TTL_MS	60000
+
+struct price {
+	char	provider[33], model[129];
+	double	in, out;
+	int64_t	read_ms;
+};
+
+static pthread_mutex_t price_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct price prices[PRICE_CACHE];
+static unsigned nprices;
+
+static int
+price_cached(const char *provider, const char *model, double *in, double *out)
+{
+	int64_t now = kr_time_mono_ms();
+	int hit = 0;
+
+	pthread_mutex_lock(&price_lock);
+	for (unsigned i = 0; i < nprices && !hit; i++)
+		if (now - prices[i].read_ms < PRICE_TTL_MS &&
+		    strcmp(prices[i].provider, provider) == 0 &&
+		    strcmp(prices[i].model, model) == 0) {
+			*in = prices[i].in;
+			*out = prices[i].out;
+			hit = 1;
+		}
+	pthread_mutex_unlock(&price_lock);
+	return hit;
+}
+
+static void
+price_store(const char *provider, const char *model, double in, double out)
+{
+	unsigned i, oldest = 0;
+
+	pthread_mutex_lock(&price_lock);
+	for (i = 0; i < nprices; i++) {
+		if (strcmp(prices[i].provider, provider) == 0 && strcmp(prices[i].model, model) == 0)
+			break;
+		if (prices[i].read_ms < prices[oldest].read_ms)
+			oldest = i;
+	}
+	if (i == nprices)
+		i = nprices < PRICE_CACHE ? nprices++ : oldest;
+	snprintf(prices[i].provider, sizeof(prices[i].provider), "%s", provider);
+	snprintf(prices[i].model, sizeof(prices[i].model), "%s", model);
+	prices[i].in = in;
+	prices[i].out = out;
+	prices[i].read_ms = kr_time_mono_ms();
+	pthread_mutex_unlock(&price_lock);
+}
+
 /* Cost in USD of an attempt from the price table (0 for unknown models). */
 static double
 attempt_cost(struct kr_db *db, const struct kr_attempt *a)
@@ -247,15 +306,19 @@ attempt_cost(struct kr_db *db, const struct kr_attempt *a)
 	long long in = a->r->input_tokens > 0 ? a->r->input_tokens : 0;
 	long long outt = a->r->output_tokens > 0 ? a->r->output_tokens : 0;
 	struct kr_db_res res;
-	double cost = 0;
+	double pin = 0, pout = 0;
 
-	if (kr_db_exec(db, sql_price, p, 2, &res, NULL) != KR_DB_OK)
-		return 0;
-	if (res.nrows == 1)
-		cost = ((double)in * strtod(kr_db_cell(&res, 0, 0), NULL) +
-		    (double)outt * strtod(kr_db_cell(&res, 0, 1), NULL)) / 1e6;
-	kr_db_res_free(&res);
-	return cost;
+	if (!price_cached(a->provider, a->model, &pin, &pout)) {
+		if (kr_db_exec(db, sql_price, p, 2, &res, NULL) != KR_DB_OK)
+			return 0;
+		if (res.nrows == 1) {
+			pin = strtod(kr_db_cell(&res, 0, 0), NULL);
+			pout = strtod(kr_db_cell(&res, 0, 1), NULL);
+		}
+		kr_db_res_free(&res);
+		price_store(a->provider, a->model, pin, pout);
+	}
+	return ((double)in * pin + (double)outt * pout) / 1e6;
 }
 
 /*

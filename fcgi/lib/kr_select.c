@@ -6,16 +6,19 @@
 
 #include "kr_crypto.h"
 
+/*
+ * Every key that may be used now or after its cooldown, in priority order, in one query:
+ * columns id, provider, cooling, cooldown_until, clean, use_stale.
+ */
 static const char sql_usable[] =
-    "SELECT id, provider FROM provider_keys WHERE workspace_id = ? AND is_enabled = 1 "
+    "SELECT id, provider, (cooldown_until IS NOT NULL AND cooldown_until > NOW(3)), "
+    "cooldown_until, (status = 'valid' AND consecutive_failures = 0), "
+    "(last_used_at IS NULL OR last_used_at < NOW(3) - INTERVAL 10 SECOND) "
+    "FROM provider_keys WHERE workspace_id = ? AND is_enabled = 1 "
     "AND status IN ('untested', 'valid') AND (expires_at IS NULL OR expires_at > NOW(3)) "
-    "AND (cooldown_until IS NULL OR cooldown_until <= NOW(3)) "
     "ORDER BY priority, created_at, id";
-static const char sql_cooling[] =
-    "SELECT provider, MIN(cooldown_until) FROM provider_keys WHERE workspace_id = ? "
-    "AND is_enabled = 1 AND status IN ('untested', 'valid') "
-    "AND (expires_at IS NULL OR expires_at > NOW(3)) AND cooldown_until > NOW(3) "
-    "GROUP BY provider";
+
+enum { U_ID, U_PROVIDER, U_COOLING, U_COOLDOWN, U_CLEAN, U_STALE };
 
 /* The providers to try, in order, without repeats. Returns how many. */
 static unsigned
@@ -98,7 +101,8 @@ add_candidates(struct kr_candidates *out, size_t *cap, const struct kr_config *c
 
 	for (unsigned i = 0; i < norder; i++)
 		for (unsigned r = 0; r < keys->nrows; r++) {
-			if (strcmp(kr_db_cell(keys, r, 1), order[i]->slug) != 0)
+			if (strcmp(kr_db_cell(keys, r, U_PROVIDER), order[i]->slug) != 0 ||
+			    kr_db_cell_int(keys, r, U_COOLING, 0) != 0)
 				continue;
 			if ((k = push(out, cap)) == NULL)
 				return -1;
@@ -106,7 +110,9 @@ add_candidates(struct kr_candidates *out, size_t *cap, const struct kr_config *c
 				out->n--;
 				break;
 			}
-			snprintf(k->key_id, sizeof(k->key_id), "%s", kr_db_cell(keys, r, 0));
+			snprintf(k->key_id, sizeof(k->key_id), "%s", kr_db_cell(keys, r, U_ID));
+			k->clean = kr_db_cell_int(keys, r, U_CLEAN, 0) != 0;
+			k->use_stale = kr_db_cell_int(keys, r, U_STALE, 1) != 0;
 		}
 	for (unsigned i = 0; s->allow_system_keys && i < norder; i++)
 		for (unsigned e = 0; e < env_count(order[i]); e++) {
@@ -123,16 +129,17 @@ add_candidates(struct kr_candidates *out, size_t *cap, const struct kr_config *c
 
 /* The earliest cooldown end among the providers of the order ("" when none cools). */
 static void
-earliest_cooldown(const struct kr_db_res *cool, const struct kr_provider *const order[],
+earliest_cooldown(const struct kr_db_res *keys, const struct kr_provider *const order[],
     unsigned norder, char out[KR_TIME_MAX])
 {
 	const char *best = NULL;
 
-	for (unsigned r = 0; r < cool->nrows; r++)
+	for (unsigned r = 0; r < keys->nrows; r++)
 		for (unsigned i = 0; i < norder; i++) {
-			const char *t = kr_db_cell(cool, r, 1);
-			if (strcmp(kr_db_cell(cool, r, 0), order[i]->slug) == 0 && t != NULL &&
-			    (best == NULL || strcmp(t, best) < 0))
+			const char *t = kr_db_cell(keys, r, U_COOLDOWN);
+			if (kr_db_cell_int(keys, r, U_COOLING, 0) != 0 &&
+			    strcmp(kr_db_cell(keys, r, U_PROVIDER), order[i]->slug) == 0 &&
+			    t != NULL && (best == NULL || strcmp(t, best) < 0))
 				best = t;	/* DATETIME text sorts like time */
 		}
 	out[0] = '\0';
@@ -147,7 +154,7 @@ kr_select_candidates(struct kr_db *db, const struct kr_config *cfg, const char *
 	const struct kr_provider *order[KR_PROV__MAX];
 	struct kr_dbp p[1] = { KR_P_STR(ws_id) };
 	struct kr_key_counts counts;
-	struct kr_db_res keys, cool;
+	struct kr_db_res keys;
 	struct kr_settings s;
 	enum kr_db_err rc;
 	size_t cap = 0;
@@ -155,18 +162,20 @@ kr_select_candidates(struct kr_db *db, const struct kr_config *cfg, const char *
 
 	memset(out, 0, sizeof(*out));
 	if ((rc = kr_settings_get(db, ws_id, &s)) != KR_DB_OK ||
-	    (rc = kr_keys_count(db, ws_id, &counts)) != KR_DB_OK)
+	    (rc = kr_db_exec(db, sql_usable, p, 1, &keys, NULL)) != KR_DB_OK)
 		return rc;
+	/* Usable per provider as kr_keys_count counts them (cooling keys included). */
+	memset(&counts, 0, sizeof(counts));
+	for (unsigned r = 0; r < keys.nrows; r++) {
+		const struct kr_provider *pv = kr_provider_find(kr_db_cell(&keys, r, U_PROVIDER));
+		if (pv != NULL)
+			counts.total[pv->id]++, counts.usable[pv->id]++;
+	}
 	norder = provider_order(&s, &counts, requested, order);
-	if ((rc = kr_db_exec(db, sql_usable, p, 1, &keys, NULL)) != KR_DB_OK)
-		return rc;
 	if (add_candidates(out, &cap, cfg, &s, order, norder, &keys) != 0)
 		rc = KR_DB_ERROR;
+	earliest_cooldown(&keys, order, norder, out->earliest_cooldown);
 	kr_db_res_free(&keys);
-	if (rc == KR_DB_OK && (rc = kr_db_exec(db, sql_cooling, p, 1, &cool, NULL)) == KR_DB_OK) {
-		earliest_cooldown(&cool, order, norder, out->earliest_cooldown);
-		kr_db_res_free(&cool);
-	}
 	if (rc != KR_DB_OK)
 		kr_candidates_release(out);
 	return rc;

@@ -19,6 +19,8 @@ struct kr_candidate {
 	int		is_fallback;		/* not the first provider of the order */
 	char		model[KR_MODEL_MAX + 1];
 	char		base_url[KR_URL_MAX + 1];
+	int		clean;		/* status valid, no failures: a success changes nothing */
+	int		use_stale;	/* last_used_at is older than 10 s (or never set) */
 };
 
 struct kr_candidates {

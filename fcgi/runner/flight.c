@@ -283,8 +283,12 @@ record_key(struct runner *r, struct flight *f, const struct kr_llm_result *res)
 	json_object *o, *k;
 	int changed = 0;
 
+	/* A success on a key that is valid and healthy changes nothing but last_used_at,
+	 * which is kept to ten seconds: no write, and no hot row, on the common path. */
 	if (f->cand.key_id[0] == '\0' ||
-	    kr_keys_record(r->db, f->job.ws_id, f->cand.key_id, res, 0, 1, &changed) !=
+	    (res->cls == KR_LLM_OK && f->cand.clean && !f->cand.use_stale))
+		return;
+	if (kr_keys_record(r->db, f->job.ws_id, f->cand.key_id, res, 0, 1, &changed) !=
 	    KR_DB_OK || !changed)
 		return;
 	o = json_object_new_object();
