@@ -18,6 +18,11 @@ tests/browser/install.sh
 export ASAN_OPTIONS="halt_on_error=1:abort_on_error=0:detect_leaks=1:strict_string_checks=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 
+# The optimiser finds warnings a Debug build cannot (-Wmaybe-uninitialized, format
+# truncation): the Release build must be clean too.
+cmake -S . -B build-release -DKEYRELAY_WERROR=ON -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF
+cmake --build build-release -j2
+
 cmake -S . -B build-test -DKEYRELAY_WERROR=ON -DKEYRELAY_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 cmake --build build-test -j2
 

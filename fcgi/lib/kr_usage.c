@@ -176,8 +176,11 @@ kr_usage_db_time(int64_t ms, char out[KR_TIME_MAX])
 		days--;
 	}
 	civil_from_days(days, &y, &m, &d);
-	snprintf(out, KR_TIME_MAX, "%04lld-%02lld-%02lld %02lld:%02lld:%02lld.%03lld", y, m, d,
-	    rem / 3600000, rem / 60000 % 60, rem / 1000 % 60, rem % 1000);
+	/* Every field is in range by construction; the modulos tell the compiler so. */
+	snprintf(out, KR_TIME_MAX, "%04u-%02u-%02u %02u:%02u:%02u.%03u",
+	    (unsigned)(y % 10000), (unsigned)(m % 100), (unsigned)(d % 100),
+	    (unsigned)(rem / 3600000 % 100), (unsigned)(rem / 60000 % 60),
+	    (unsigned)(rem / 1000 % 60), (unsigned)(rem % 1000));
 }
 
 enum kr_db_err

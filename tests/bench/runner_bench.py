@@ -1,0 +1,441 @@
+#!/usr/bin/env python3
+"""keyrelay-runner benchmark (issue 4, "Benchmarks"); driven by tests/bench/runner.sh.
+
+A throwaway stack (tests/lib/krstack.py: MariaDB with innodb_flush_log_at_trx_commit=1), one
+workspace with one Anthropic key, and tests/bench/fast_stub (C, epoll) as the provider. For
+each scenario the runner is stopped, the queue emptied, N `task` jobs inserted up front with
+SQL (INSERT ... SELECT FROM seq_1_to_N), and a fresh runner started with
+runner.max_in_flight = runner.workspace_cap = the scenario's figure. Wall time runs from the
+runner's spawn to the last job's finished_at (every job must end `succeeded`); peak RSS is the
+runner's VmHWM. Per job it also reports the statements the server executed (SHOW GLOBAL
+STATUS deltas), redo log fsyncs, and CPU of the runner, mariadbd and the stub.
+
+    runner_bench.py --bin-dir BUILD/fcgi --fast-stub BUILD/fast_stub [--runs 2]
+        [--scenarios a,b,c] [--stub-check] [--profile DIR] [--json FILE]
+
+Scenarios: a) 1 s stub, 5,000 jobs, 500 in flight (limit 10 s); b) 1 s stub, 20,000 jobs,
+2,000 in flight (limit 10 s); c) stub answering at once, 20,000 jobs, 64 in flight (jobs/s).
+--stub-check measures the stubs alone with wrk (2,000 connections, 1 s answers) first.
+--profile DIR: one more run of --profile-scenario (default c) under `perf record -g -p` (the
+runner and mariadbd), reports written to DIR.
+"""
+
+import argparse
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "lib"))
+sys.path.insert(0, str(REPO / "tests" / "stub"))
+import krclient  # noqa: E402
+import krstack  # noqa: E402
+
+KEY = "sk-ant-bench-0001-0123456789abcdef"
+SCENARIOS = {
+    "a": {"jobs": 5000, "in_flight": 500, "delay_ms": 1000,
+          "what": "1 s stub, 5,000 jobs, 500 in flight"},
+    "b": {"jobs": 20000, "in_flight": 2000, "delay_ms": 1000,
+          "what": "1 s stub, 20,000 jobs, 2,000 in flight"},
+    "c": {"jobs": 20000, "in_flight": 64, "delay_ms": 0,
+          "what": "stub at once, 20,000 jobs, 64 in flight"},
+}
+AIMS = {"a": 1.04, "b": 1.08}
+RSS_AIM_MB = 64
+# Issue 4's figures for pg-boss (PostgreSQL) and BullMQ (Redis) on this machine.
+QUOTED = {
+    "a": "pg-boss 1.07x, BullMQ 1.10x of the limit, 134-160 MB worker memory",
+    "b": "pg-boss 1.21x, BullMQ 1.22x of the limit, about 250 MB",
+    "c": "pg-boss about 3,600 jobs/s (durable), BullMQ about 5,200 jobs/s",
+}
+STATUS_VARS = ("Com_stmt_execute", "Com_commit", "Com_begin", "Com_select", "Com_insert",
+               "Com_update", "Com_insert_select", "Com_delete", "Questions",
+               "Innodb_log_writes", "Innodb_data_fsyncs", "Innodb_os_log_written",
+               "Handler_write", "Handler_update", "Handler_read_key")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg):
+    print("runner_bench: " + msg, file=sys.stderr, flush=True)
+
+
+class Db:
+    """One long-lived `mariadb` client on the stack's socket: one query, one line back."""
+
+    def __init__(self, stack):
+        argv = [shutil.which("mariadb") or "mariadb", "--no-defaults", "--protocol=socket",
+                "--socket=" + stack.mariadb_socket, "--user=" + pwd.getpwuid(os.getuid()).pw_name,
+                "--database=" + stack.db_name, "-N", "-B", "-n"]
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True, bufsize=1)
+        self.queries = 0
+        self.one("SET time_zone = '+00:00'; SELECT 1")
+
+    def one(self, sql):
+        """The first line of the answer of a query that returns exactly one row."""
+        self.queries += sql.upper().count("SELECT")
+        self.p.stdin.write(sql.rstrip().rstrip(";") + ";\n")
+        self.p.stdin.flush()
+        line = self.p.stdout.readline()
+        if line == "":
+            raise RuntimeError("mariadb client ended")
+        return line.rstrip("\n").split("\t")
+
+    def status(self):
+        """SHOW GLOBAL STATUS values of STATUS_VARS, as one row."""
+        names = ",".join("'%s'" % v for v in STATUS_VARS)
+        cols = ",".join("MAX(IF(VARIABLE_NAME = '%s', VARIABLE_VALUE, NULL))" % v.upper()
+                        for v in STATUS_VARS)
+        row = self.one("SELECT %s FROM information_schema.GLOBAL_STATUS "
+                       "WHERE VARIABLE_NAME IN (%s)" % (cols, names.upper()))
+        return {k: int(v) for k, v in zip(STATUS_VARS, row)}
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+            self.p.wait(timeout=10)
+        except Exception:
+            self.p.kill()
+
+
+def proc_cpu(pid):
+    """utime + stime of a process in seconds (0 when gone)."""
+    try:
+        stat = Path("/proc/%d/stat" % pid).read_text()
+    except OSError:
+        return 0.0
+    f = stat[stat.rindex(")") + 2:].split()
+    return (int(f[11]) + int(f[12])) / CLK_TCK
+
+
+def machine_busy():
+    """CPU seconds the whole machine spent not idle (all cores), from /proc/stat."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = f[3] + (f[4] if len(f) > 4 else 0)
+    return (sum(f[:8]) - idle) / CLK_TCK
+
+
+def proc_kb(pid, field):
+    try:
+        for line in Path("/proc/%d/status" % pid).read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pid_of(stack, name):
+    rec = krstack._Stopper.read(stack.p("run", name + ".pid"))
+    return rec[0] if rec else None
+
+
+class FastStub:
+    def __init__(self, binary, dir, delay_ms):
+        self.port_file = Path(dir) / ("fast_stub_%d.port" % delay_ms)
+        if self.port_file.exists():
+            self.port_file.unlink()
+        self.proc = subprocess.Popen([str(binary), "--port-file", str(self.port_file),
+                                      "--delay-ms", str(delay_ms)],
+                                     stdin=subprocess.DEVNULL)
+        for _ in range(200):
+            if self.port_file.exists():
+                break
+            time.sleep(0.01)
+        self.port = int(self.port_file.read_text())
+        self.origin = "http://127.0.0.1:%d" % self.port
+        self.url = self.origin + "/anthropic"
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+WRK_LUA = """wrk.method = "POST"
+wrk.body = '{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["x-api-key"] = "%s"
+wrk.headers["anthropic-version"] = "2023-06-01"
+""" % KEY
+
+
+def wrk(url, conns, secs, lua):
+    out = subprocess.run(["wrk", "-t2", "-c%d" % conns, "-d%ds" % secs, "--latency", "-s", lua,
+                          url + "/v1/messages"], capture_output=True, text=True).stdout
+
+    def ms(v):
+        n, u = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+        return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[u]
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50": ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
+            "p99": ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))}
+
+
+def stub_check(work, fast):
+    """Both stubs alone under wrk: 2,000 connections, 1 s answers, 6 s; and no delay, 64."""
+    import stubctl
+    lua = Path(work) / "post.lua"
+    lua.write_text(WRK_LUA)
+    secs, res = 10, {}
+    ideal = 2000 * (secs - 1) / secs
+    py = stubctl.Stub.start(str(Path(work) / "pystub"), quiet=True)
+    try:
+        py.set_key(KEY, "ok", delay_ms=1000)
+        res["python 1 s, c2000"] = wrk(py.base_url("anthropic"), 2000, secs, str(lua))
+        py.set_key(KEY, "ok")
+        res["python 0 s, c64"] = wrk(py.base_url("anthropic"), 64, 4, str(lua))
+    finally:
+        py.stop()
+    res["fast_stub 1 s, c2000"] = wrk(fast[1000].url, 2000, secs, str(lua))
+    res["fast_stub 0 s, c64"] = wrk(fast[0].url, 64, 4, str(lua))
+    print("Stub alone (wrk, POST /v1/messages; with 2,000 connections and 1 s answers the "
+          "most a %d s run can count is %.0f req/s):" % (secs, ideal))
+    for k, v in res.items():
+        print("  %-22s %9.0f req/s   p50 %8.1f ms   p99 %8.1f ms" % (k, v["rps"], v["p50"],
+                                                                     v["p99"]))
+    py1 = res["python 1 s, c2000"]
+    if py1["p99"] > 1050 or py1["rps"] < 0.97 * ideal:
+        print("  -> the Python stub cannot keep 2,000 one-second calls on time (p99 %.0f ms): "
+              "the runner scenarios use fast_stub" % py1["p99"])
+    return res
+
+
+def reset_queue(stack):
+    stack.sql("SET FOREIGN_KEY_CHECKS = 0; TRUNCATE job_attempts; TRUNCATE notification_outbox; "
+              "TRUNCATE events; TRUNCATE jobs; SET FOREIGN_KEY_CHECKS = 1; "
+              "UPDATE provider_keys SET status = 'valid', cooldown_until = NULL, "
+              "consecutive_failures = 0")
+
+
+def enqueue(stack, ws_id, n, batch=5000):
+    done = 0
+    while done < n:
+        k = min(batch, n - done)
+        stack.sql("INSERT INTO jobs (id, workspace_id, type, input, max_attempts) "
+                  "SELECT UUID(), ?, 'task', CONCAT('Benchmark job ', seq), 5 "
+                  "FROM seq_%d_to_%d" % (done + 1, done + k), ws_id)
+        done += k
+
+
+def run_scenario(stack, db, ws_id, name, fast, perf_dir=None):
+    sc = SCENARIOS[name]
+    n, limit = sc["jobs"], sc["jobs"] / sc["in_flight"] * sc["delay_ms"] / 1000.0
+    stack.stop_service("runner")
+    reset_queue(stack)
+    enqueue(stack, ws_id, n)
+    os.environ["KEYRELAY_PROVIDER_ANTHROPIC_BASE_URL"] = fast[sc["delay_ms"]].url
+    os.environ["KEYRELAY_RUNNER_MAX_IN_FLIGHT"] = str(sc["in_flight"])
+    os.environ["KEYRELAY_RUNNER_WORKSPACE_CAP"] = str(sc["in_flight"])
+    maria = pid_of(stack, "mariadb")
+    cpu0 = {"mariadbd": proc_cpu(maria), "stub": proc_cpu(fast[sc["delay_ms"]].proc.pid)}
+    before = db.status()
+    q0 = db.queries
+    busy0 = machine_busy()
+    perf = None
+    t0 = time.time()
+    stack.start_service("runner")
+    pid = pid_of(stack, "runner")
+    if perf_dir is not None:
+        perf = subprocess.Popen(["perf", "record", "-g", "-F", "499", "-p",
+                                 "%d,%d" % (pid, maria), "-o",
+                                 str(Path(perf_dir) / "perf.data")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = t0 + max(300.0, 30 * (limit or 10))
+    ended, hwm, runner_cpu = 0, 0, 0.0
+    while time.time() < deadline:
+        hwm = max(hwm, proc_kb(pid, "VmHWM"))
+        runner_cpu = proc_cpu(pid) or runner_cpu
+        ended = int(db.one("SELECT COUNT(*) FROM jobs WHERE status IN "
+                           "('succeeded', 'failed', 'cancelled')")[0])
+        if ended >= n:
+            break
+        time.sleep(0.05 if limit == 0 else 0.1)
+    hwm = max(hwm, proc_kb(pid, "VmHWM"))
+    runner_cpu = proc_cpu(pid) or runner_cpu
+    if perf is not None:
+        perf.send_signal(signal.SIGINT)
+        perf.wait(timeout=120)
+    after = db.status()
+    busy = machine_busy() - busy0
+    polls = db.queries - q0
+    cpu = {"runner": runner_cpu,
+           "mariadbd": proc_cpu(maria) - cpu0["mariadbd"],
+           "stub": proc_cpu(fast[sc["delay_ms"]].proc.pid) - cpu0["stub"]}
+    row = db.one("SELECT UNIX_TIMESTAMP(MAX(finished_at)), UNIX_TIMESTAMP(MIN(started_at)), "
+                 "UNIX_TIMESTAMP(MAX(started_at)), SUM(status = 'succeeded'), "
+                 "SUM(status = 'failed'), SUM(attempts), COUNT(*) FROM jobs")
+    lat = db.one("SELECT COUNT(*), AVG(latency_ms), MAX(latency_ms), "
+                 "AVG(TIMESTAMPDIFF(MICROSECOND, j.started_at, j.finished_at)) / 1000 "
+                 "FROM job_attempts a JOIN jobs j ON j.id = a.job_id")
+    fin, first_start, last_start = float(row[0]), float(row[1]), float(row[2])
+    res = {
+        "scenario": name, "jobs": n, "in_flight": sc["in_flight"],
+        "delay_ms": sc["delay_ms"], "limit_s": limit,
+        "succeeded": int(row[3] or 0), "failed": int(row[4] or 0),
+        "attempts": int(row[5] or 0), "ended": ended,
+        "wall_s": fin - t0, "claim_to_finish_s": fin - first_start,
+        "last_claim_after_s": last_start - t0, "first_claim_after_s": first_start - t0,
+        "peak_rss_mb": hwm / 1024.0,
+        "attempt_latency_ms_avg": float(lat[1] or 0), "attempt_latency_ms_max": float(lat[2] or 0),
+        "job_span_ms_avg": float(lat[3] or 0),
+        "cpu_s": cpu,
+        "other_cpu_s": max(0.0, busy - sum(cpu.values())),
+        "load_avg": os.getloadavg()[0],
+        "per_job": {k: (after[k] - before[k]) / n for k in STATUS_VARS},
+    }
+    # The poller's own SELECTs (text protocol) are not the runner's.
+    res["per_job"]["Com_select"] -= polls / n
+    res["per_job"]["Questions"] -= polls / n
+    res["jobs_per_s"] = n / res["wall_s"]
+    if limit:
+        res["ratio"] = res["wall_s"] / limit
+    if res["succeeded"] != n:
+        log("scenario %s: only %d of %d jobs succeeded (%d failed) before the deadline"
+            % (name, res["succeeded"], n, res["failed"]))
+    return res
+
+
+def describe(r):
+    name, pj, cpu, n = r["scenario"], r["per_job"], r["cpu_s"], r["jobs"]
+    lines = ["(%s) %s" % (name, SCENARIOS[name]["what"])]
+    if r["limit_s"]:
+        aim = AIMS[name]
+        lines.append("    wall %.2f s   limit %.1f s   ratio %.3f (aim <= %.2f)   "
+                     "peak RSS %.1f MB (aim < %d)   succeeded %d/%d"
+                     % (r["wall_s"], r["limit_s"], r["ratio"], aim, r["peak_rss_mb"],
+                        RSS_AIM_MB, r["succeeded"], n))
+    else:
+        lines.append("    wall %.2f s   %.0f jobs/s   peak RSS %.1f MB   succeeded %d/%d"
+                     % (r["wall_s"], r["jobs_per_s"], r["peak_rss_mb"], r["succeeded"], n))
+    lines.append("    first claim +%.3f s, last claim +%.2f s after spawn; attempt latency avg "
+                 "%.0f ms (max %.0f); claim->finish per job avg %.0f ms"
+                 % (r["first_claim_after_s"], r["last_claim_after_s"],
+                    r["attempt_latency_ms_avg"], r["attempt_latency_ms_max"],
+                    r["job_span_ms_avg"]))
+    lines.append("    per job: %.1f prepared statements (%.1f SELECT, %.1f INSERT, %.1f UPDATE, "
+                 "%.1f INSERT..SELECT), %.2f commits, %.2f redo log writes, %.2f fsyncs, "
+                 "%.0f redo bytes, %.1f rows written, %.1f rows updated;\n"
+                 "    CPU ms per job: runner %.2f, mariadbd %.2f, stub %.2f"
+                 % (pj["Com_stmt_execute"], pj["Com_select"], pj["Com_insert"],
+                    pj["Com_update"], pj["Com_insert_select"], pj["Com_commit"],
+                    pj["Innodb_log_writes"], pj["Innodb_data_fsyncs"],
+                    pj["Innodb_os_log_written"], pj["Handler_write"], pj["Handler_update"],
+                    1000 * cpu["runner"] / n,
+                    1000 * cpu["mariadbd"] / n, 1000 * cpu["stub"] / n))
+    lines.append("    machine: other processes used %.0f%% of the %d cores during the run "
+                 "(1-min load average %.1f at the end)"
+                 % (100 * r["other_cpu_s"] / (r["wall_s"] * os.cpu_count()), os.cpu_count(),
+                    r["load_avg"]))
+    lines.append("    reference quoted from issue 4 (not measured by this script; same-run figures: "
+                 "tests/bench/queues.sh): " + QUOTED[name])
+    return "\n".join(lines)
+
+
+def perf_reports(perf_dir):
+    data = str(Path(perf_dir) / "perf.data")
+    reports = {
+        "by-process.txt": ["--sort", "comm,dso"],
+        "runner-symbols.txt": ["--comm", "keyrelay-runner", "--sort", "dso,sym"],
+        "mariadbd-symbols.txt": ["--comm", "mariadbd", "--sort", "sym"],
+    }
+    for name, args in reports.items():
+        with open(Path(perf_dir) / name, "w") as f:
+            subprocess.run(["perf", "report", "-i", data, "--stdio", "-g", "none",
+                            "--no-children", "--percent-limit", "0.2", *args],
+                           stdout=f, stderr=subprocess.DEVNULL)
+    print("perf reports in %s: %s" % (perf_dir, ", ".join(reports)))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--fast-stub", required=True)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--scenarios", default="a,b,c")
+    ap.add_argument("--stub-check", action="store_true")
+    ap.add_argument("--profile", help="directory for perf reports of one more run")
+    ap.add_argument("--profile-scenario", default="c")
+    ap.add_argument("--json")
+    ap.add_argument("--keep", action="store_true", help="leave the stack directory")
+    args = ap.parse_args()
+    names = [x for x in args.scenarios.split(",") if x]
+    work = Path(tempfile.mkdtemp(prefix="kr-rb.", dir="/tmp"))
+    fast = {d: FastStub(args.fast_stub, work, d) for d in (0, 1000)}
+    stack = db = None
+    results = []
+    try:
+        if args.stub_check:
+            stub_check(work, fast)
+        os.environ["KEYRELAY_PROVIDER_ANTHROPIC_BASE_URL"] = fast[0].url
+        os.environ["KEYRELAY_BASE_URL_ALLOWLIST"] = ",".join(f.origin for f in fast.values())
+        os.environ["KEYRELAY_BIN_DIR"] = str(Path(args.bin_dir).resolve())
+        os.environ.pop("KEYRELAY_TEST_STACK", None)
+        log("starting a stack in %s" % (work / "stack"))
+        stack = krstack.Stack.start(work / "stack", config={"log.level": "warn"})
+        for v in ("innodb_flush_log_at_trx_commit", "sync_binlog", "log_bin"):
+            print("MariaDB %s = %s" % (v, stack.sql("SELECT @@%s" % v)[0][0]))
+        admin = krclient.admin_client(stack)
+        r = admin.post("/api/workspaces/%s/keys" % stack.workspace,
+                       json={"provider": "anthropic", "keys": [KEY]})
+        if r.status != 201:
+            raise SystemExit("adding the key: %s" % r.describe())
+        ws_id = stack.sql("SELECT id FROM workspaces WHERE slug = ?", stack.workspace)[0][0]
+        for svc in ("nginx", "fcgi", "stub"):  # idle, but out of the picture
+            stack.stop_service(svc)
+        db = Db(stack)
+        for run in range(1, args.runs + 1):
+            for name in names:
+                log("run %d, scenario %s" % (run, name))
+                r = run_scenario(stack, db, ws_id, name, fast)
+                r["run"] = run
+                results.append(r)
+                print("run %d " % run + describe(r), flush=True)
+        if args.profile:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+            log("profile run of scenario %s under perf" % args.profile_scenario)
+            r = run_scenario(stack, db, ws_id, args.profile_scenario, fast,
+                             perf_dir=args.profile)
+            r["run"] = "profile"
+            results.append(r)
+            print("profile run " + describe(r), flush=True)
+            perf_reports(args.profile)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        print()
+        print("Summary (%d cores; MariaDB innodb_flush_log_at_trx_commit=1; fast_stub)"
+              % os.cpu_count())
+        for r in results:
+            if r["limit_s"]:
+                print("  run %-7s (%s) wall %6.2f s  limit %4.1f s  ratio %.3f  peak RSS %5.1f MB"
+                      "  (others: %.0f%% CPU)"
+                      % (r["run"], r["scenario"], r["wall_s"], r["limit_s"], r["ratio"],
+                         r["peak_rss_mb"], 100 * r["other_cpu_s"] / r["wall_s"] / os.cpu_count()))
+            else:
+                print("  run %-7s (%s) wall %6.2f s  %6.0f jobs/s  peak RSS %5.1f MB"
+                      "  (others: %.0f%% CPU)"
+                      % (r["run"], r["scenario"], r["wall_s"], r["jobs_per_s"],
+                         r["peak_rss_mb"], 100 * r["other_cpu_s"] / r["wall_s"] / os.cpu_count()))
+    finally:
+        if db is not None:
+            db.close()
+        if stack is not None:
+            stack.down()
+        for f in fast.values():
+            f.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
