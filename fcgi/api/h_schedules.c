@@ -155,21 +155,23 @@ audit_schedule(struct kr_req *req, const char *action, const char *id,
 void
 h_schedules_list(struct kr_req *req, struct kr_resp *resp)
 {
-	json_object *o, *a;
+	struct kr_page pg;
 	struct kr_db_res res;
 	enum kr_db_err rc;
+	int found = 0;
 
-	if ((rc = kr_schedules_list(req->db, req->p.ws.id, &res)) != KR_DB_OK) {
+	if (req_page(req, resp, &pg) != 0)
+		return;
+	rc = kr_schedules_list(req->db, req->p.ws.id, pg.before, pg.limit + 1, &res, &found);
+	if (rc != KR_DB_OK) {
 		resp_db_error(resp, rc);
 		return;
 	}
-	o = json_object_new_object();
-	a = json_object_new_array();
-	for (unsigned i = 0; i < res.nrows; i++)
-		json_object_array_add(a, view_schedule_row(&res, i));
-	json_object_object_add(o, "schedules", a);
+	if (!found)
+		resp_bad_cursor(resp, "a schedule");
+	else
+		resp_json(resp, 200, page_json("schedules", &res, &pg, 0, view_schedule_row));
 	kr_db_res_free(&res);
-	resp_json(resp, 200, o);
 }
 
 void

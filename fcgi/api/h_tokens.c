@@ -10,14 +10,22 @@
 void
 h_tokens_list(struct kr_req *req, struct kr_resp *resp)
 {
+	struct kr_page pg;
 	struct kr_db_res res;
 	enum kr_db_err rc;
+	int found = 0;
 
-	if ((rc = kr_token_list(req->db, req->p.ws.id, &res)) != KR_DB_OK) {
+	if (req_page(req, resp, &pg) != 0)
+		return;
+	rc = kr_token_list(req->db, req->p.ws.id, pg.before, pg.limit + 1, &res, &found);
+	if (rc != KR_DB_OK) {
 		resp_db_error(resp, rc);
 		return;
 	}
-	resp_json(resp, 200, view_list("tokens", &res, view_token_row));
+	if (!found)
+		resp_bad_cursor(resp, "a token");
+	else
+		resp_json(resp, 200, page_json("tokens", &res, &pg, 0, view_token_row));
 	kr_db_res_free(&res);
 }
 

@@ -10,14 +10,22 @@
 void
 h_users_list(struct kr_req *req, struct kr_resp *resp)
 {
+	struct kr_page pg;
 	struct kr_db_res res;
 	enum kr_db_err rc;
+	int found = 0;
 
-	if ((rc = kr_user_list(req->db, &res)) != KR_DB_OK) {
+	if (req_page(req, resp, &pg) != 0)
+		return;
+	rc = kr_user_list(req->db, pg.before, pg.limit + 1, &res, &found);
+	if (rc != KR_DB_OK) {
 		resp_db_error(resp, rc);
 		return;
 	}
-	resp_json(resp, 200, view_list("users", &res, view_user_row));
+	if (!found)
+		resp_bad_cursor(resp, "a user");
+	else
+		resp_json(resp, 200, page_json("users", &res, &pg, 0, view_user_row));
 	kr_db_res_free(&res);
 }
 

@@ -345,6 +345,37 @@ req_limit(struct kr_req *req, struct kr_resp *resp, unsigned *limit)
 	return 0;
 }
 
+int
+req_page(struct kr_req *req, struct kr_resp *resp, struct kr_page *pg)
+{
+	pg->before = NULL;
+	pg->buf[0] = '\0';
+	if (req_limit(req, resp, &pg->limit) != 0)
+		return -1;
+	return req_query_id(req, resp, "before", pg->buf, sizeof(pg->buf), &pg->before);
+}
+
+void
+resp_bad_cursor(struct kr_resp *resp, const char *what)
+{
+	resp_error(resp, 422, "before", "before must be %s of this list (a nextCursor)", what);
+}
+
+json_object *
+page_json(const char *name, const struct kr_db_res *res, const struct kr_page *pg,
+    unsigned id_col, json_object *(*view)(const struct kr_db_res *, unsigned))
+{
+	json_object *o = json_object_new_object(), *a = json_object_new_array();
+	unsigned n = res->nrows > pg->limit ? pg->limit : res->nrows;
+
+	for (unsigned i = 0; i < n; i++)
+		json_object_array_add(a, view(res, i));
+	json_object_object_add(o, name, a);
+	kr_json_add_str(o, "nextCursor",
+	    res->nrows > pg->limit && n > 0 ? kr_db_cell(res, n - 1, id_col) : NULL);
+	return o;
+}
+
 struct kr_actor
 req_actor(const struct kr_req *req)
 {

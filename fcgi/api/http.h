@@ -141,6 +141,29 @@ const char *req_query(const struct kr_req *req, const char *name, char *buf, siz
 /* ?limit= between 1 and 200 (default 50); -1 after answering 422. */
 int	req_limit(struct kr_req *req, struct kr_resp *resp, unsigned *limit);
 
+/*
+ * A page of a list (api.md "Conventions"): ?limit= (1..200, default 50) and ?before=<the
+ * id of an item of the list, as given in nextCursor>. The list function is asked for
+ * limit + 1 rows after the item before (from the newest when NULL); page_json() drops the
+ * extra row and turns it into nextCursor.
+ */
+struct kr_page {
+	unsigned	 limit;
+	const char	*before;	/* NULL: the first page; else points into buf */
+	char		 buf[64];
+};
+/* Read ?limit= and ?before= into pg; 0, or -1 after answering 422 naming the field. */
+int	req_page(struct kr_req *req, struct kr_resp *resp, struct kr_page *pg);
+/* 422 on field before: the cursor is not an item ("a token") of this list. */
+void	resp_bad_cursor(struct kr_resp *resp, const char *what);
+/*
+ * {"<name>": [view(res, i) for the first pg->limit rows], "nextCursor": the id (column
+ * id_col) of the last of them when res holds more than pg->limit rows, else null}.
+ */
+json_object *page_json(const char *name, const struct kr_db_res *res,
+	    const struct kr_page *pg, unsigned id_col,
+	    json_object *(*view)(const struct kr_db_res *, unsigned));
+
 /* The audit actor for the caller. */
 struct kr_actor	req_actor(const struct kr_req *req);
 

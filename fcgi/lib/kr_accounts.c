@@ -7,6 +7,29 @@
 
 #define N(a)	((unsigned)(sizeof(a) / sizeof((a)[0])))
 
+#define CURSOR_AT_MAX	32	/* "YYYY-MM-DD HH:MM:SS.mmm" and room */
+
+/*
+ * The created_at of the item a list cursor names (sql selects it from np parameters) into
+ * at; at[0] is '\0' when there is no such item.
+ */
+static enum kr_db_err
+cursor_at(struct kr_db *db, const char *sql, const struct kr_dbp *p, unsigned np,
+    char at[CURSOR_AT_MAX])
+{
+	struct kr_db_res res;
+	enum kr_db_err rc;
+	const char *s;
+
+	at[0] = '\0';
+	if ((rc = kr_db_exec(db, sql, p, np, &res, NULL)) != KR_DB_OK)
+		return rc;
+	if (res.nrows == 1 && (s = kr_db_cell(&res, 0, 0)) != NULL && strlen(s) < CURSOR_AT_MAX)
+		memcpy(at, s, strlen(s) + 1);
+	kr_db_res_free(&res);
+	return KR_DB_OK;
+}
+
 static const char *const role_names[] = { NULL, "viewer", "member", "admin" };
 
 enum kr_role
@@ -69,7 +92,10 @@ static const char sql_user_by_id[] =
     "SELECT id, email, name, is_instance_admin, created_at, password_hash FROM users "
     "WHERE id = ?";
 static const char sql_user_list[] =
-    "SELECT id, email, name, is_instance_admin, created_at FROM users ORDER BY created_at, id";
+    "SELECT id, email, name, is_instance_admin, created_at FROM users "
+    "WHERE (? IS NULL OR created_at < ? OR (created_at = ? AND id < ?)) "
+    "ORDER BY created_at DESC, id DESC LIMIT ?";
+static const char sql_user_cursor[] = "SELECT created_at FROM users WHERE id = ?";
 static const char sql_user_delete[] = "DELETE FROM users WHERE id = ?";
 
 static void
@@ -134,9 +160,33 @@ kr_user_by_id(struct kr_db *db, const char *id, struct kr_user *u, int *found)
 }
 
 enum kr_db_err
-kr_user_list(struct kr_db *db, struct kr_db_res *res)
+kr_user_list(struct kr_db *db, const char *before, unsigned limit, struct kr_db_res *res,
+    int *found)
 {
-	return kr_db_exec(db, sql_user_list, NULL, 0, res, NULL);
+	char at_buf[CURSOR_AT_MAX];
+	const char *at = NULL;
+	enum kr_db_err rc;
+
+	memset(res, 0, sizeof(*res));
+	*found = 1;
+	if (before != NULL) {
+		struct kr_dbp c[1] = { KR_P_STR(before) };
+
+		if ((rc = cursor_at(db, sql_user_cursor, c, N(c), at_buf)) != KR_DB_OK)
+			return rc;
+		if (at_buf[0] == '\0') {
+			*found = 0;
+			return KR_DB_OK;
+		}
+		at = at_buf;
+	}
+	{
+		struct kr_dbp p[5] = {
+			KR_P_STR(at), KR_P_STR(at), KR_P_STR(at), KR_P_STR(before),
+			KR_P_INT(limit),
+		};
+		return kr_db_exec(db, sql_user_list, p, N(p), res, NULL);
+	}
 }
 
 enum kr_db_err
@@ -229,7 +279,11 @@ static const char sql_token_used[] =
     "UPDATE api_tokens SET last_used_at = NOW(3) WHERE id = ?";
 static const char sql_token_list[] =
     "SELECT id, name, role, prefix, created_at, last_used_at FROM api_tokens "
-    "WHERE workspace_id = ? ORDER BY created_at DESC, id DESC";
+    "WHERE workspace_id = ? "
+    "AND (? IS NULL OR created_at < ? OR (created_at = ? AND id < ?)) "
+    "ORDER BY created_at DESC, id DESC LIMIT ?";
+static const char sql_token_cursor[] =
+    "SELECT created_at FROM api_tokens WHERE workspace_id = ? AND id = ?";
 static const char sql_token_get[] =
     "SELECT id, name, role, prefix, created_at, last_used_at FROM api_tokens "
     "WHERE workspace_id = ? AND id = ?";
@@ -304,11 +358,33 @@ kr_token_lookup(struct kr_db *db, const char *secret, struct kr_token *t, int *f
 }
 
 enum kr_db_err
-kr_token_list(struct kr_db *db, const char *workspace_id, struct kr_db_res *res)
+kr_token_list(struct kr_db *db, const char *workspace_id, const char *before, unsigned limit,
+    struct kr_db_res *res, int *found)
 {
-	struct kr_dbp p[1] = { KR_P_STR(workspace_id) };
+	char at_buf[CURSOR_AT_MAX];
+	const char *at = NULL;
+	enum kr_db_err rc;
 
-	return kr_db_exec(db, sql_token_list, p, 1, res, NULL);
+	memset(res, 0, sizeof(*res));
+	*found = 1;
+	if (before != NULL) {
+		struct kr_dbp c[2] = { KR_P_STR(workspace_id), KR_P_STR(before) };
+
+		if ((rc = cursor_at(db, sql_token_cursor, c, N(c), at_buf)) != KR_DB_OK)
+			return rc;
+		if (at_buf[0] == '\0') {
+			*found = 0;
+			return KR_DB_OK;
+		}
+		at = at_buf;
+	}
+	{
+		struct kr_dbp p[6] = {
+			KR_P_STR(workspace_id), KR_P_STR(at), KR_P_STR(at), KR_P_STR(at),
+			KR_P_STR(before), KR_P_INT(limit),
+		};
+		return kr_db_exec(db, sql_token_list, p, N(p), res, NULL);
+	}
 }
 
 enum kr_db_err

@@ -51,8 +51,13 @@ enum kr_db_err	kr_user_create(struct kr_db *db, const char *email, const char *n
 enum kr_db_err	kr_user_by_email(struct kr_db *db, const char *email, struct kr_user *u,
 		    int *found);
 enum kr_db_err	kr_user_by_id(struct kr_db *db, const char *id, struct kr_user *u, int *found);
-/* All users, oldest first: columns id, email, name, is_instance_admin, created_at. */
-enum kr_db_err	kr_user_list(struct kr_db *db, struct kr_db_res *res);
+/*
+ * Users newest first (created_at, id): columns id, email, name, is_instance_admin,
+ * created_at; at most limit rows after the user before (NULL: from the newest). *found is
+ * 0 (and res empty) when before is not a user.
+ */
+enum kr_db_err	kr_user_list(struct kr_db *db, const char *before, unsigned limit,
+		    struct kr_db_res *res, int *found);
 /* Delete a user, their sessions and memberships; *deleted 0 when there was none. */
 enum kr_db_err	kr_user_delete(struct kr_db *db, const char *id, int *deleted);
 
@@ -89,8 +94,13 @@ enum kr_db_err	kr_token_create(struct kr_db *db, const char *workspace_id, const
 /* Find the token for a presented secret, with its workspace, and note its use. */
 enum kr_db_err	kr_token_lookup(struct kr_db *db, const char *secret, struct kr_token *t,
 		    int *found);
-/* Columns id, name, role, prefix, created_at, last_used_at; newest first. */
-enum kr_db_err	kr_token_list(struct kr_db *db, const char *workspace_id, struct kr_db_res *res);
+/*
+ * Columns id, name, role, prefix, created_at, last_used_at; newest first (created_at, id);
+ * at most limit rows after the token before (NULL: from the newest). *found is 0 (and res
+ * empty) when before is not a token of the workspace.
+ */
+enum kr_db_err	kr_token_list(struct kr_db *db, const char *workspace_id, const char *before,
+		    unsigned limit, struct kr_db_res *res, int *found);
 /* One token of the workspace, same columns as the list. */
 enum kr_db_err	kr_token_get(struct kr_db *db, const char *workspace_id, const char *id,
 		    struct kr_db_res *res);

@@ -58,8 +58,13 @@ const char	*kr_telegram_token_error(const char *token, size_t len);
 /* NULL when chat is a usable chat id (1 to 64 visible characters, no spaces), else why not. */
 const char	*kr_telegram_chat_error(const char *chat);
 
-/* The workspace's targets, newest first. */
-enum kr_db_err	 kr_notify_list(struct kr_db *db, const char *ws_id, struct kr_db_res *res);
+/*
+ * The workspace's targets, newest first (created_at, id): at most limit rows after the
+ * target before (NULL: from the newest). *found is 0 (and res empty) when before is not a
+ * target of the workspace.
+ */
+enum kr_db_err	 kr_notify_list(struct kr_db *db, const char *ws_id, const char *before,
+		    unsigned limit, struct kr_db_res *res, int *found);
 /* One target; res.nrows is 0 when there is none in this workspace. */
 enum kr_db_err	 kr_notify_get(struct kr_db *db, const char *ws_id, const char *id,
 		    struct kr_db_res *res);

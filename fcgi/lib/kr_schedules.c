@@ -10,13 +10,39 @@
 #define N(a)		((unsigned)(sizeof(a) / sizeof((a)[0])))
 #define CREATED_BY	"schedule"
 
+#define CURSOR_AT_MAX	32	/* "YYYY-MM-DD HH:MM:SS.mmm" and room */
+
+/*
+ * The created_at of the item a list cursor names (sql selects it from np parameters) into
+ * at; at[0] is '\0' when there is no such item.
+ */
+static enum kr_db_err
+cursor_at(struct kr_db *db, const char *sql, const struct kr_dbp *p, unsigned np,
+    char at[CURSOR_AT_MAX])
+{
+	struct kr_db_res res;
+	enum kr_db_err rc;
+	const char *s;
+
+	at[0] = '\0';
+	if ((rc = kr_db_exec(db, sql, p, np, &res, NULL)) != KR_DB_OK)
+		return rc;
+	if (res.nrows == 1 && (s = kr_db_cell(&res, 0, 0)) != NULL && strlen(s) < CURSOR_AT_MAX)
+		memcpy(at, s, strlen(s) + 1);
+	kr_db_res_free(&res);
+	return KR_DB_OK;
+}
+
 #define SCHED_COLUMNS \
     "id, description, cron, timezone, input, chat_id, system_prompt, enabled, next_run_at, " \
     "last_run_at, created_at, updated_at"
 
 static const char sql_list[] =
     "SELECT " SCHED_COLUMNS " FROM schedules WHERE workspace_id = ? "
-    "ORDER BY created_at DESC, id DESC";
+    "AND (? IS NULL OR created_at < ? OR (created_at = ? AND id < ?)) "
+    "ORDER BY created_at DESC, id DESC LIMIT ?";
+static const char sql_cursor[] =
+    "SELECT created_at FROM schedules WHERE workspace_id = ? AND id = ?";
 static const char sql_get[] =
     "SELECT " SCHED_COLUMNS " FROM schedules WHERE workspace_id = ? AND id = ?";
 /* The database clock (whole seconds) and whether a chat (NULL: none) is the workspace's. */
@@ -120,11 +146,33 @@ first_slot(const char *cron, const char *tz, time_t now, time_t *next, char *msg
 }
 
 enum kr_db_err
-kr_schedules_list(struct kr_db *db, const char *ws_id, struct kr_db_res *res)
+kr_schedules_list(struct kr_db *db, const char *ws_id, const char *before, unsigned limit,
+    struct kr_db_res *res, int *found)
 {
-	struct kr_dbp p[1] = { KR_P_STR(ws_id) };
+	char at_buf[CURSOR_AT_MAX];
+	const char *at = NULL;
+	enum kr_db_err rc;
 
-	return kr_db_exec(db, sql_list, p, N(p), res, NULL);
+	memset(res, 0, sizeof(*res));
+	*found = 1;
+	if (before != NULL) {
+		struct kr_dbp c[2] = { KR_P_STR(ws_id), KR_P_STR(before) };
+
+		if ((rc = cursor_at(db, sql_cursor, c, N(c), at_buf)) != KR_DB_OK)
+			return rc;
+		if (at_buf[0] == '\0') {
+			*found = 0;
+			return KR_DB_OK;
+		}
+		at = at_buf;
+	}
+	{
+		struct kr_dbp p[6] = {
+			KR_P_STR(ws_id), KR_P_STR(at), KR_P_STR(at), KR_P_STR(at),
+			KR_P_STR(before), KR_P_INT(limit),
+		};
+		return kr_db_exec(db, sql_list, p, N(p), res, NULL);
+	}
 }
 
 enum kr_db_err

@@ -73,8 +73,13 @@ enum kr_sched_err kr_sched_check(const char *cron, const char *tz, char *msg, si
  */
 time_t		 kr_sched_next_slot(const char *cron, const char *tz, time_t prev, time_t now);
 
-/* The workspace's schedules, newest first. */
-enum kr_db_err	 kr_schedules_list(struct kr_db *db, const char *ws_id, struct kr_db_res *res);
+/*
+ * The workspace's schedules, newest first (created_at, id): at most limit rows after the
+ * schedule before (NULL: from the newest). *found is 0 (and res empty) when before is not
+ * a schedule of the workspace.
+ */
+enum kr_db_err	 kr_schedules_list(struct kr_db *db, const char *ws_id, const char *before,
+		    unsigned limit, struct kr_db_res *res, int *found);
 /* One schedule; res.nrows is 0 when there is none in this workspace. */
 enum kr_db_err	 kr_schedules_get(struct kr_db *db, const char *ws_id, const char *id,
 		    struct kr_db_res *res);

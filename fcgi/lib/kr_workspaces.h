@@ -42,8 +42,13 @@ enum kr_db_err	kr_ws_with_role(struct kr_db *db, const char *slug, const char *u
 /* The user's role in the workspace, KR_ROLE_NONE when not a member. */
 enum kr_db_err	kr_member_role(struct kr_db *db, const char *ws_id, const char *user_id,
 		    enum kr_role *role);
-/* Columns user_id, email, name, role, created_at; by e-mail. */
-enum kr_db_err	kr_member_list(struct kr_db *db, const char *ws_id, struct kr_db_res *res);
+/*
+ * Columns user_id, email, name, role, created_at; newest membership first (created_at,
+ * user_id); at most limit rows after the member whose user id is before (NULL: from the
+ * newest). *found is 0 (and res empty) when before is not a member of the workspace.
+ */
+enum kr_db_err	kr_member_list(struct kr_db *db, const char *ws_id, const char *before,
+		    unsigned limit, struct kr_db_res *res, int *found);
 enum kr_db_err	kr_member_get(struct kr_db *db, const char *ws_id, const char *user_id,
 		    struct kr_db_res *res);
 /* KR_DB_DUPLICATE when the user is a member already. */

@@ -23,6 +23,46 @@ def find_user(resp, user_id):
     return hits[0] if hits else None
 
 
+def check_pages(client, path, name, id_key, new_ids, foreign_id=None):
+    """Pagination of the list at path (api.md "Conventions"): walking it with ?limit=2 and
+    nextCursor gives every item once, newest first by (createdAt, id), with new_ids (in
+    creation order) among them newest first; bad limit or before: 422 naming the field."""
+    walked, cursor = [], None
+    for _ in range(1000):
+        r = client.get(path + "?limit=2" + ("&before=%s" % cursor if cursor else ""))
+        expect(200, r, "GET %s page" % path)
+        page = r.json[name]
+        true("nextCursor" in r.json, "no nextCursor: %s" % r.describe())
+        true(len(page) <= 2, "more than limit=2 items: %s" % r.describe())
+        walked += page
+        cursor = r.json["nextCursor"]
+        if cursor is None:
+            break
+        eq(cursor, page[-1][id_key], "nextCursor is the last item's id")
+    eq(cursor, None, "nextCursor after 1000 pages")
+    ids = [x[id_key] for x in walked]
+    eq(len(ids), len(set(ids)), "items seen twice in the walk")
+    keys = [(x["createdAt"], x[id_key]) for x in walked]
+    eq(keys, sorted(keys, reverse=True), "order (newest first by createdAt, id)")
+    true(all(i in ids for i in new_ids), "new items missing from the walk")
+    eq([i for i in ids if i in new_ids], list(reversed(new_ids)), "new items newest first")
+    r = client.get(path + "?limit=200")
+    expect(200, r)
+    if r.json["nextCursor"] is None:
+        eq([x[id_key] for x in r.json[name]], ids, "limit=200 against the walk")
+    r = client.get(path)
+    expect(200, r)
+    true(len(r.json[name]) <= 50, "default limit above 50")
+    eq(r.json["nextCursor"], ids[49] if len(ids) > 50 else None, "nextCursor, default limit")
+    for bad in ("0", "201", "-1", "abc", "", "2.5"):
+        expect_error(client.get(path + "?limit=" + bad), 422, "validation_failed",
+                     field="limit", what="limit=%r" % bad)
+    bads = ["nope", "00000000-0000-4000-8000-000000000000"] + ([foreign_id] if foreign_id else [])
+    for bad in bads:
+        expect_error(client.get(path + "?before=" + bad), 422, "validation_failed",
+                     field="before", what="before=%r" % bad)
+
+
 def body(t):
     s = krstack.Stack.from_env()
     base = s.base_url
@@ -55,7 +95,7 @@ def body(t):
         eq(uc.user["id"], uid, "login user.id")
 
     with t("GET /api/users: {users:[...]} holds the new user and the admin"):
-        r = admin.get("/api/users")
+        r = admin.get_all("/api/users", "users")
         expect(200, r)
         got = find_user(r, uid)
         true(got is not None, "new user missing from %s" % r.describe())
@@ -85,14 +125,14 @@ def body(t):
         expect_error(uc.post("/api/users", json={"email": e2, "name": "x",
                                                  "password": random_password()}),
                      403, "forbidden")
-        lst = admin.get("/api/users")
+        lst = admin.get_all("/api/users", "users")
         expect(200, lst)
         eq([x for x in lst.json["users"] if x.get("email") == e2], [], "users with that e-mail")
 
     with t("non-admin DELETE /api/users/{id}: 403 forbidden, user kept"):
         victim, _, _ = create_user(admin)
         expect_error(uc.delete("/api/users/%s" % victim["id"]), 403, "forbidden")
-        lst = admin.get("/api/users")
+        lst = admin.get_all("/api/users", "users")
         expect(200, lst)
         true(find_user(lst, victim["id"]) is not None, "user deleted by a non-admin")
 
@@ -148,7 +188,7 @@ def body(t):
         expect_error(uc2.get("/api/workspaces"), 401, "unauthorized", what="second session")
 
     with t("deleted user: gone from GET /api/users, cannot log in"):
-        lst = admin.get("/api/users")
+        lst = admin.get_all("/api/users", "users")
         expect(200, lst)
         true(find_user(lst, uid) is None, "deleted user still listed")
         expect_error(Client(base).login(email, password), 401, "unauthorized")
@@ -159,6 +199,10 @@ def body(t):
     with t("DELETE of a made-up user id: 404 not_found"):
         expect_error(admin.delete("/api/users/00000000-0000-4000-8000-000000000000"),
                      404, "not_found")
+
+    with t("GET /api/users pages newest first: ?limit, ?before=nextCursor, 422 for bad ones"):
+        new_ids = [create_user(admin, name="Pager %d" % i)[0]["id"] for i in range(3)]
+        check_pages(admin, "/api/users", "users", "id", new_ids)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def body(t):
                                                     "password": random_password(),
                                                     "isInstanceAdmin": "yes"}),
                      422, "validation_failed", field="isInstanceAdmin")
-        r = admin.get("/api/users")
+        r = admin.get_all("/api/users", "users")
         expect(200, r)
         eq([u for u in r.json["users"] if u.get("email") == em], [], "user created despite 422")
 
@@ -250,7 +250,7 @@ def body(t):
             r = admin.post("/api/users", json={"email": em, "name": val, "password": pw})
             expect(201, r)
             eq(r.json.get("name"), val, "name in the 201 answer")
-            lst = admin.get("/api/users")
+            lst = admin.get_all("/api/users", "users")
             expect(200, lst)
             eq([u.get("name") for u in lst.json["users"] if u.get("email") == em], [val],
                "name in GET /api/users")
@@ -285,7 +285,7 @@ def body(t):
         expect_error(r, 401, "unauthorized")
 
     with t("after all that, the users table is intact: GET /api/users lists the admin"):
-        r = admin.get("/api/users")
+        r = admin.get_all("/api/users", "users")
         expect(200, r)
         true(any(u.get("email") == s.admin_email for u in r.json["users"]), r.describe())
 

@@ -272,6 +272,22 @@ class Client:
                 self.cookies[name] = val
         return r
 
+    def get_all(self, path, name, **kw):
+        """GET a paginated list to its end, following nextCursor with limit=200. Answers the
+        last page's Response with json[name] holding every item (or the first non-200)."""
+        items, cursor = [], None
+        while True:
+            sep = "&" if "?" in path else "?"
+            url = path + sep + "limit=200" + ("&before=" + cursor if cursor else "")
+            r = self.get(url, **kw)
+            if r.status != 200 or not isinstance(r.json, dict):
+                return r
+            items.extend(r.json.get(name) or [])
+            cursor = r.json.get("nextCursor")
+            if not cursor:
+                r.json[name] = items
+                return r
+
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
 

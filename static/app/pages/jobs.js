@@ -249,7 +249,7 @@ async function renderList(ctx) {
   }
 
   st.keys = await keyNames(base);
-  get(`${base}/schedules`).then((r) => {
+  get(`${base}/schedules?limit=200`).then((r) => {
     if (!ctx.alive()) return;
     for (const s of r.schedules || []) schedSel.append(h('option', { value: s.id, selected: filters.scheduleId === s.id }, s.description || s.cron));
   }).catch(() => { schedSel.disabled = true; });

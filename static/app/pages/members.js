@@ -4,6 +4,19 @@ import { get, post, patch, del, plainError, ApiError } from '../api.js';
 import { pageHeader, loadInto, busy, toast, announce, confirmDialog, field, inlineError,
   roleBadge, emptyState } from '../ui.js';
 
+// Every item of a paginated list (api.md: newest first, ?limit up to 200, nextCursor until
+// null), as one answer { [name]: [...] }.
+async function getAll(path, name) {
+  const items = [];
+  let before = null;
+  do {
+    const r = await get(`${path}?limit=200${before ? `&before=${encodeURIComponent(before)}` : ''}`);
+    items.push(...(r[name] || []));
+    before = r.nextCursor || null;
+  } while (before);
+  return { [name]: items };
+}
+
 const ROLES = [
   ['admin', 'Admin — everything, keys and members included'],
   ['member', 'Member — chats, jobs and schedules; reads the rest'],
@@ -160,7 +173,7 @@ export async function render(ctx) {
       isAdmin ? h('td', { 'data-label': 'Actions' }, actions) : null);
   }
 
-  await loadInto(listSlot, () => get(`${base}/members`), (r) => {
+  await loadInto(listSlot, () => getAll(`${base}/members`, 'members'), (r) => {
     st.members = r.members || [];
     renderList();
   }, { label: 'Loading members…', alive: ctx.alive });

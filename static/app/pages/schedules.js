@@ -4,6 +4,19 @@ import { get, post, patch, del, plainError } from '../api.js';
 import { pageHeader, loadInto, busy, toast, announce, confirmDialog, field, inlineError,
   emptyState } from '../ui.js';
 
+// Every item of a paginated list (api.md: newest first, ?limit up to 200, nextCursor until
+// null), as one answer { [name]: [...] }.
+async function getAll(path, name) {
+  const items = [];
+  let before = null;
+  do {
+    const r = await get(`${path}?limit=200${before ? `&before=${encodeURIComponent(before)}` : ''}`);
+    items.push(...(r[name] || []));
+    before = r.nextCursor || null;
+  } while (before);
+  return { [name]: items };
+}
+
 const PRESETS = [
   ['*/15 * * * *', 'Every 15 minutes'],
   ['0 * * * *', 'Every hour'],
@@ -222,7 +235,7 @@ export async function render(ctx) {
   }
 
   await loadInto(listSlot, async () => {
-    const [s, c] = await Promise.all([get(`${base}/schedules`), get(`${base}/chats`).catch(() => ({ chats: [] }))]);
+    const [s, c] = await Promise.all([getAll(`${base}/schedules`, 'schedules'), get(`${base}/chats`).catch(() => ({ chats: [] }))]);
     return { s, c };
   }, ({ s, c }) => {
     st.schedules = s.schedules || [];
@@ -235,7 +248,7 @@ export async function render(ctx) {
   ctx.on('job_queued', async (ev) => {
     if (!ev.job || !ev.job.scheduleId || st.editing || !st.loaded) return;
     try {
-      const r = await get(`${base}/schedules`);
+      const r = await getAll(`${base}/schedules`, 'schedules');
       if (ctx.alive()) { st.schedules = r.schedules || []; renderList(); }
     } catch { /* keep the list */ }
   });

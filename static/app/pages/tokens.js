@@ -4,6 +4,19 @@ import { get, post, del, plainError } from '../api.js';
 import { pageHeader, loadInto, busy, toast, announce, confirmDialog, field, inlineError,
   roleBadge, emptyState, copyButton } from '../ui.js';
 
+// Every item of a paginated list (api.md: newest first, ?limit up to 200, nextCursor until
+// null), as one answer { [name]: [...] }.
+async function getAll(path, name) {
+  const items = [];
+  let before = null;
+  do {
+    const r = await get(`${path}?limit=200${before ? `&before=${encodeURIComponent(before)}` : ''}`);
+    items.push(...(r[name] || []));
+    before = r.nextCursor || null;
+  } while (before);
+  return { [name]: items };
+}
+
 export async function render(ctx) {
   const { root, base, isAdmin } = ctx;
   root.append(pageHeader('API tokens', 'Tokens let programs use this workspace’s API: send them as “Authorization: Bearer krt_…”. A token has a role, like a member.'));
@@ -113,7 +126,7 @@ export async function render(ctx) {
       isAdmin ? h('td', { 'data-label': 'Actions' }, actions) : null);
   }
 
-  await loadInto(listSlot, () => get(`${base}/tokens`), (r) => {
+  await loadInto(listSlot, () => getAll(`${base}/tokens`, 'tokens'), (r) => {
     st.tokens = r.tokens || [];
     renderList();
   }, { label: 'Loading tokens…', alive: ctx.alive });
