@@ -446,6 +446,67 @@ kr_queue_succeed(struct kr_db *db, const struct kr_claimed *j, const struct kr_a
 	return fenced(db, succeed_body, &c, res);
 }
 
+struct batch_ctx {
+	const struct kr_claimed	*const *jobs;
+	const struct kr_attempt	*const *attempts;
+	const double		*costs;
+	size_t			 n;
+	enum kr_queue_result	*results;
+};
+
+/*
+ * Every job of the batch in turn. A job that finds its lease gone (or its answer delivered)
+ * returns KR_DB_ABORT having changed nothing, except for a chat job whose message insert
+ * came before the fence: that one runs under a savepoint and is rolled back to it. Any
+ * other error leaves the whole transaction to kr_db_tx (rolled back; rerun on deadlock or
+ * a lost connection, the results recomputed).
+ */
+static enum kr_db_err
+batch_body(struct kr_db *db, void *arg)
+{
+	const struct batch_ctx *b = arg;
+	enum kr_db_err rc;
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct succeed_ctx c = { b->jobs[i], b->attempts[i], b->costs[i] };
+		int sp = c.j->chat_id[0] != '\0';
+
+		b->results[i] = KR_QUEUE_LOST;
+		if (sp && (rc = kr_db_query(db, "SAVEPOINT kr_j")) != KR_DB_OK)
+			return rc;
+		if ((rc = succeed_body(db, &c)) == KR_DB_ABORT) {
+			if (sp && (rc = kr_db_query(db, "ROLLBACK TO SAVEPOINT kr_j")) != KR_DB_OK)
+				return rc;
+			continue;
+		}
+		if (rc != KR_DB_OK)
+			return rc;
+		b->results[i] = KR_QUEUE_DONE;
+	}
+	return KR_DB_OK;
+}
+
+enum kr_db_err
+kr_queue_succeed_batch(struct kr_db *db, const struct kr_claimed *const *jobs,
+    const struct kr_attempt *const *attempts, size_t n, enum kr_queue_result *results)
+{
+	double costs[KR_QUEUE_BATCH_MAX];
+	struct batch_ctx b = { jobs, attempts, costs, n, results };
+	enum kr_db_err rc;
+
+	if (n == 0)
+		return KR_DB_OK;
+	if (n == 1)
+		return kr_queue_succeed(db, jobs[0], attempts[0], &results[0]);
+	if (n > KR_QUEUE_BATCH_MAX)
+		return KR_DB_ERROR;
+	for (size_t i = 0; i < n; i++)
+		costs[i] = attempt_cost(db, attempts[i]);
+	/* A body never returns KR_DB_ABORT: a lost job is its own result, not the batch's. */
+	rc = kr_db_tx(db, batch_body, &b, 1);
+	return rc == KR_DB_ABORT ? KR_DB_ERROR : rc;
+}
+
 static enum kr_db_err
 failed_body(struct kr_db *db, void *arg)
 {

@@ -66,6 +66,18 @@ enum kr_queue_result {
  */
 enum kr_db_err	kr_queue_succeed(struct kr_db *db, const struct kr_claimed *j,
 		    const struct kr_attempt *a, enum kr_queue_result *res);
+/*
+ * kr_queue_succeed for n jobs (jobs[i] answered with attempts[i]) in ONE transaction, so
+ * one durable commit covers them all. Each job runs the same statements as
+ * kr_queue_succeed; a job whose lease is gone or whose answer was delivered already is
+ * undone alone (a savepoint) and gets KR_QUEUE_LOST in results[i], the others still land.
+ * Any other failure undoes the whole batch and is returned (nothing landed; results[] are
+ * then meaningless): the caller may finish the jobs one by one with kr_queue_succeed.
+ */
+#define KR_QUEUE_BATCH_MAX	64
+enum kr_db_err	kr_queue_succeed_batch(struct kr_db *db, const struct kr_claimed *const *jobs,
+		    const struct kr_attempt *const *attempts, size_t n,
+		    enum kr_queue_result *results);
 /* Record a failed attempt (attempts + 1); the job stays running (the caller tries again). */
 enum kr_db_err	kr_queue_attempt_failed(struct kr_db *db, const struct kr_claimed *j,
 		    const struct kr_attempt *a, enum kr_queue_result *res);

@@ -90,17 +90,32 @@ claim(struct runner *r)
 	free(jobs);
 }
 
+/*
+ * The transfers that ended in this pass are handed over KR_QUEUE_BATCH_MAX at a time, so
+ * their answers are stored with one commit (kr_queue_succeed_batch).
+ */
 static void
 drive_transfers(struct runner *r, int wait_ms)
 {
+	CURL *easy[KR_QUEUE_BATCH_MAX];
+	CURLcode codes[KR_QUEUE_BATCH_MAX];
 	struct CURLMsg *m;
 	int running = 0, left = 0;
+	size_t n;
 
 	curl_multi_poll(r->multi, NULL, 0, wait_ms, NULL);
 	curl_multi_perform(r->multi, &running);
-	while ((m = curl_multi_info_read(r->multi, &left)) != NULL)
-		if (m->msg == CURLMSG_DONE)
-			flight_transfer_done(r, m->easy_handle, m->data.result);
+	do {
+		n = 0;
+		while (n < KR_QUEUE_BATCH_MAX && (m = curl_multi_info_read(r->multi, &left)) !=
+		    NULL)
+			if (m->msg == CURLMSG_DONE) {
+				easy[n] = m->easy_handle;
+				codes[n++] = m->data.result;
+			}
+		if (n > 0)
+			flight_transfers_done(r, easy, codes, n);
+	} while (n == KR_QUEUE_BATCH_MAX);
 }
 
 struct timers {

@@ -51,6 +51,12 @@ struct runner {
 void	flight_start(struct runner *r, const struct kr_claimed *job);
 /* A transfer of the multi handle ended. */
 void	flight_transfer_done(struct runner *r, CURL *easy, CURLcode rc);
+/*
+ * Transfers of one pass ended: failures are acted on one by one, the answers are stored
+ * together in one transaction (one commit for up to KR_QUEUE_BATCH_MAX jobs).
+ */
+void	flight_transfers_done(struct runner *r, CURL *const *easy, const CURLcode *rc,
+	    size_t n);
 /* Abort flights whose lease is gone (cancelled or rescued); called every half second. */
 void	flight_check_held(struct runner *r);
 /* Shutdown: abort every call in hand and give the jobs back. */
