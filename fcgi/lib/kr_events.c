@@ -5,10 +5,23 @@
 #include "kr_json.h"
 #include "kr_time.h"
 
-static const char sql_next_seq[] =
-    "UPDATE workspaces SET event_seq = LAST_INSERT_ID(event_seq + 1) WHERE id = ?";
-static const char sql_insert[] =
-    "INSERT INTO events (workspace_id, seq, type, payload) VALUES (?,?,?,?)";
+static const char sql_next_seq_many[] =
+    "UPDATE workspaces SET event_seq = LAST_INSERT_ID(event_seq + ?) WHERE id = ?";
+/* Multi-row inserts of 1, 2, 4 ... 64 rows: fixed texts, so each is prepared once. */
+#define INS_HEAD	"INSERT INTO events (workspace_id, seq, type, payload) VALUES "
+#define ROWS1		"(?,?,?,?)"
+#define ROWS2		ROWS1 "," ROWS1
+#define ROWS4		ROWS2 "," ROWS2
+#define ROWS8		ROWS4 "," ROWS4
+#define ROWS16		ROWS8 "," ROWS8
+#define ROWS32		ROWS16 "," ROWS16
+#define ROWS64		ROWS32 "," ROWS32
+static const char *const sql_insert_rows[] = {
+	INS_HEAD ROWS1, INS_HEAD ROWS2, INS_HEAD ROWS4, INS_HEAD ROWS8, INS_HEAD ROWS16,
+	INS_HEAD ROWS32, INS_HEAD ROWS64,
+};
+#define INS_TEXTS	(sizeof(sql_insert_rows) / sizeof(sql_insert_rows[0]))
+#define INS_COLS	4
 static const char sql_after[] =
     "SELECT seq, type, payload FROM events WHERE workspace_id = ? AND seq > ? "
     "ORDER BY seq LIMIT ?";
@@ -18,23 +31,6 @@ static const char sql_last_seq[] = "SELECT event_seq FROM workspaces WHERE id = 
 static const char sql_prune[] =
     "DELETE FROM events WHERE created_at < NOW(3) - INTERVAL ? HOUR LIMIT 10000";
 
-struct append {
-	const char	*ws_id, *type;
-	json_object	*payload;
-	uint64_t	*seq;
-};
-
-static enum kr_db_err append_in_tx(struct kr_db *db, const char *ws_id, const char *type,
-    json_object *payload, uint64_t *seq);
-
-static enum kr_db_err
-append_body(struct kr_db *db, void *arg)
-{
-	struct append *a = arg;
-
-	return append_in_tx(db, a->ws_id, a->type, a->payload, a->seq);
-}
-
 /*
  * Outside a transaction the sequence step and the row get one of their own: the id must
  * never be visible before its row, and a failed insert must not leave a hole.
@@ -43,40 +39,97 @@ enum kr_db_err
 kr_event_append(struct kr_db *db, const char *ws_id, const char *type, json_object *payload,
     uint64_t *seq)
 {
-	struct append a = { ws_id, type, payload, seq };
+	return kr_events_append_many(db, ws_id, &type, &payload, 1, seq);
+}
 
+struct append_many {
+	const char		*ws_id;
+	const char *const	*types;
+	json_object *const	*payloads;
+	size_t			 n;
+	uint64_t		*first_seq;
+};
+
+static enum kr_db_err append_many_in_tx(struct kr_db *db, const struct append_many *m);
+
+static enum kr_db_err
+append_many_body(struct kr_db *db, void *arg)
+{
+	return append_many_in_tx(db, arg);
+}
+
+enum kr_db_err
+kr_events_append_many(struct kr_db *db, const char *ws_id, const char *const *types,
+    json_object *const *payloads, size_t n, uint64_t *first_seq)
+{
+	struct append_many m = { ws_id, types, payloads, n, first_seq };
+
+	if (n == 0)
+		return KR_DB_OK;
 	if (kr_db_in_tx(db))
-		return append_in_tx(db, ws_id, type, payload, seq);
-	return kr_db_tx(db, append_body, &a, 0);
+		return append_many_in_tx(db, &m);
+	return kr_db_tx(db, append_many_body, &m, 0);
+}
+
+/* Insert rows [from, from + k) of m with ids first + from ...; k is one of the row counts. */
+static enum kr_db_err
+insert_rows(struct kr_db *db, const struct append_many *m, json_object *const *objs,
+    uint64_t first, size_t from, size_t k, const char *sql)
+{
+	struct kr_dbp p[KR_EVENTS_MANY_MAX * INS_COLS];
+
+	for (size_t i = 0; i < k; i++) {
+		size_t e = from + i;
+		p[i * INS_COLS] = KR_P_STR(m->ws_id);
+		p[i * INS_COLS + 1] = KR_P_INT((long long)(first + e));
+		p[i * INS_COLS + 2] = KR_P_STR(m->types[e]);
+		p[i * INS_COLS + 3] = KR_P_STR(json_object_to_json_string_ext(objs[e],
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	}
+	return kr_db_exec(db, sql, p, (unsigned)(k * INS_COLS), NULL, NULL);
 }
 
 static enum kr_db_err
-append_in_tx(struct kr_db *db, const char *ws_id, const char *type, json_object *payload,
-    uint64_t *seq)
+append_many_in_tx(struct kr_db *db, const struct append_many *m)
 {
-	json_object *o = payload != NULL ? json_object_get(payload) : json_object_new_object();
-	struct kr_dbp p[4];
-	enum kr_db_err rc;
+	json_object **objs = calloc(m->n, sizeof(*objs));
+	struct kr_dbp p[2];
+	enum kr_db_err rc = KR_DB_ERROR;
 	char now[KR_TIME_MAX];
-	long long id;
+	uint64_t last, first;
+	size_t done = 0;
 
-	p[0] = KR_P_STR(ws_id);
-	if ((rc = kr_db_exec(db, sql_next_seq, p, 1, NULL, NULL)) != KR_DB_OK)
-		goto out;
-	/* LAST_INSERT_ID(expr) comes back with the UPDATE itself: no second round trip. */
-	id = (long long)kr_db_insert_id(db);
-	kr_json_add_str(o, "type", type);
+	if (objs == NULL)
+		return KR_DB_ERROR;
 	kr_time_now_rfc3339(now);
-	kr_json_add_str(o, "at", now);
-	p[1] = KR_P_INT(id);
-	p[2] = KR_P_STR(type);
-	p[3] = KR_P_STR(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-	    JSON_C_TO_STRING_NOSLASHESCAPE));
-	rc = kr_db_exec(db, sql_insert, p, 4, NULL, NULL);
-	if (rc == KR_DB_OK && seq != NULL)
-		*seq = (uint64_t)id;
+	for (size_t i = 0; i < m->n; i++) {
+		objs[i] = m->payloads[i] != NULL ? json_object_get(m->payloads[i]) :
+		    json_object_new_object();
+		kr_json_add_str(objs[i], "type", m->types[i]);
+		kr_json_add_str(objs[i], "at", now);
+	}
+	p[0] = KR_P_INT((long long)m->n);
+	p[1] = KR_P_STR(m->ws_id);
+	if ((rc = kr_db_exec(db, sql_next_seq_many, p, 2, NULL, NULL)) != KR_DB_OK)
+		goto out;
+	/* LAST_INSERT_ID(expr) is the last of the n ids taken. */
+	last = kr_db_insert_id(db);
+	first = last + 1 - m->n;
+	while (done < m->n && rc == KR_DB_OK) {
+		size_t t = INS_TEXTS - 1, k = (size_t)1 << t;
+		while (k > m->n - done) {
+			t--;
+			k >>= 1;
+		}
+		rc = insert_rows(db, m, objs, first, done, k, sql_insert_rows[t]);
+		done += k;
+	}
+	if (rc == KR_DB_OK && m->first_seq != NULL)
+		*m->first_seq = first;
 out:
-	json_object_put(o);
+	for (size_t i = 0; i < m->n; i++)
+		json_object_put(objs[i]);
+	free(objs);
 	return rc;
 }
 

@@ -10,6 +10,7 @@
 #ifndef KR_EVENTS_H
 #define KR_EVENTS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <json-c/json.h>
@@ -23,6 +24,17 @@
  */
 enum kr_db_err	kr_event_append(struct kr_db *db, const char *ws_id, const char *type,
 		    json_object *payload, uint64_t *seq);
+
+/*
+ * Append n events (types[i] with payloads[i], which may be NULL; same treatment as
+ * kr_event_append) to the workspace's log in this order, with consecutive ids: one sequence
+ * step of n and multi-row INSERTs (at most KR_EVENTS_MANY_MAX rows each). *first_seq (may
+ * be NULL) gets the first id. n == 0 does nothing.
+ */
+#define KR_EVENTS_MANY_MAX	64
+enum kr_db_err	kr_events_append_many(struct kr_db *db, const char *ws_id,
+		    const char *const *types, json_object *const *payloads, size_t n,
+		    uint64_t *first_seq);
 
 /*
  * Events of a workspace after seq, oldest first, at most limit. Columns: seq, type, payload

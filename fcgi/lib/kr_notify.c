@@ -84,6 +84,9 @@ static const char sql_enqueue[] =
     "SELECT id, workspace_id, ?, ? FROM notification_targets "
     "WHERE workspace_id = ? AND is_enabled = 1 "
     "ON DUPLICATE KEY UPDATE notification_outbox.id = notification_outbox.id";
+static const char sql_has_targets[] =
+    "SELECT EXISTS (SELECT 1 FROM notification_targets WHERE workspace_id = ? "
+    "AND is_enabled = 1)";
 /* Walks notification_outbox_due (delivered_at, next_try_at). */
 static const char sql_due[] =
     "SELECT id, target_id, workspace_id, text, attempts FROM notification_outbox "
@@ -599,6 +602,21 @@ kr_notify_enqueue(struct kr_db *db, const char *ws_id, const char *job_id, const
 	    KR_P_STR(ws_id) };
 
 	return kr_db_exec(db, sql_enqueue, p, N(p), NULL, NULL);
+}
+
+enum kr_db_err
+kr_notify_has_targets(struct kr_db *db, const char *ws_id, int *yes)
+{
+	struct kr_dbp p[1] = { KR_P_STR(ws_id) };
+	struct kr_db_res res;
+	enum kr_db_err rc;
+
+	*yes = 1;
+	if ((rc = kr_db_exec(db, sql_has_targets, p, N(p), &res, NULL)) != KR_DB_OK)
+		return rc;
+	*yes = kr_db_cell_int(&res, 0, 0, 1) != 0;
+	kr_db_res_free(&res);
+	return KR_DB_OK;
 }
 
 /* One claimed outbox row on its way. */

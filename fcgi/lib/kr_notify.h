@@ -100,6 +100,13 @@ enum kr_db_err	 kr_notify_enqueue(struct kr_db *db, const char *ws_id, const cha
 		    const char *text);
 
 /*
+ * Whether the workspace has an enabled target (*yes 1) or not (0): lets a caller finishing
+ * many jobs of a workspace skip kr_notify_enqueue when there is nothing to queue. Same
+ * non-locking read as kr_notify_enqueue's. On an error *yes is 1 (enqueue as usual).
+ */
+enum kr_db_err	 kr_notify_has_targets(struct kr_db *db, const char *ws_id, int *yes);
+
+/*
  * For the runner, about once a second: send up to max (at most KR_NOTIFY_BATCH_MAX) due
  * outbox rows. Claims them in one short transaction (FOR UPDATE SKIP LOCKED on
  * notification_outbox_due; attempts + 1 and next_try_at pushed a minute ahead, so another

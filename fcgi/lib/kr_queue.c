@@ -30,9 +30,6 @@ static const char sql_price[] =
 static const char sql_message_insert[] =
     "INSERT INTO messages (id, workspace_id, chat_id, direction, sender, content, job_id) "
     "VALUES (?, ?, ?, 'out', ?, ?, ?)";
-static const char sql_message_get[] =
-    "SELECT id, chat_id, direction, sender, content, job_id, created_at FROM messages "
-    "WHERE id = ?";
 static const char sql_succeed[] =
     "UPDATE jobs SET status = 'succeeded', result = ?, error = NULL, finished_at = NOW(3), "
     "delivered_at = NOW(3), provider = ?, model = ?, key_id = ?, used_fallback = ?, "
@@ -141,6 +138,42 @@ job_event(struct kr_db *db, const struct kr_claimed *j, const char *type, const 
 	return rc;
 }
 
+/*
+ * Append n events (ws[i], types[i], payloads[i]) with one kr_events_append_many per
+ * workspace; each workspace's events keep their order.
+ */
+static enum kr_db_err
+append_grouped(struct kr_db *db, const char *const *ws, const char *const *types,
+    json_object *const *payloads, size_t n)
+{
+	const char **t = calloc(n + 1, sizeof(*t));
+	json_object **o = calloc(n + 1, sizeof(*o));
+	unsigned char *done = calloc(n + 1, 1);
+	enum kr_db_err rc = KR_DB_OK;
+
+	if (t == NULL || o == NULL || done == NULL) {
+		rc = KR_DB_ERROR;
+		goto out;
+	}
+	for (size_t i = 0; i < n && rc == KR_DB_OK; i++) {
+		size_t k = 0;
+		if (done[i])
+			continue;
+		for (size_t e = i; e < n; e++)
+			if (!done[e] && strcmp(ws[e], ws[i]) == 0) {
+				done[e] = 1;
+				t[k] = types[e];
+				o[k++] = payloads[e];
+			}
+		rc = kr_events_append_many(db, ws[i], t, o, k, NULL);
+	}
+out:
+	free(t);
+	free(o);
+	free(done);
+	return rc;
+}
+
 static char *
 dup_cell(const struct kr_db_res *res, unsigned row, unsigned col)
 {
@@ -184,6 +217,32 @@ claim_reset(struct claim_ctx *c)
 	c->n = 0;
 }
 
+/* job_started for each taken job: one sequence step and one insert per workspace. */
+static enum kr_db_err
+claim_events(struct kr_db *db, const struct kr_claimed *jobs, size_t n)
+{
+	const char **ws = calloc(n, sizeof(*ws)), **types = calloc(n, sizeof(*types));
+	json_object **o = calloc(n, sizeof(*o));
+	enum kr_db_err rc = KR_DB_ERROR;
+
+	if (ws == NULL || types == NULL || o == NULL)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		ws[i] = jobs[i].ws_id;
+		types[i] = "job_started";
+		o[i] = job_payload(&jobs[i], "running", NULL, NULL, 0);
+	}
+	rc = append_grouped(db, ws, types, o, n);
+out:
+	for (size_t i = 0; o != NULL && i < n; i++)
+		if (o[i] != NULL)
+			json_object_put(o[i]);
+	free(ws);
+	free(types);
+	free(o);
+	return rc;
+}
+
 static enum kr_db_err
 claim_body(struct kr_db *db, void *arg)
 {
@@ -207,10 +266,11 @@ claim_body(struct kr_db *db, void *arg)
 		p[1] = KR_P_STR(c->runner_id);
 		p[2] = KR_P_INT(c->lease_seconds);
 		p[3] = KR_P_STR(j->id);
-		if ((rc = kr_db_exec(db, sql_claim_take, p, 4, NULL, NULL)) == KR_DB_OK)
-			rc = job_event(db, j, "job_started", "running", NULL, NULL, 0);
+		rc = kr_db_exec(db, sql_claim_take, p, 4, NULL, NULL);
 	}
 	kr_db_res_free(&rows);
+	if (rc == KR_DB_OK && c->n > 0)
+		rc = claim_events(db, c->out, c->n);
 	return rc;
 }
 
@@ -360,45 +420,57 @@ struct succeed_ctx {
 	double			 cost;
 };
 
-/* The delivered message as an event. */
-static enum kr_db_err
-message_event(struct kr_db *db, const struct kr_claimed *j, const char *msg_id)
-{
-	struct kr_dbp p[1] = { KR_P_STR(msg_id) };
-	json_object *o, *m;
-	struct kr_db_res res;
-	enum kr_db_err rc;
+/* The events of a finished job, in their order: message_created (chat jobs), job_succeeded. */
+#define SUCCEED_EVENTS	2
 
-	if ((rc = kr_db_exec(db, sql_message_get, p, 1, &res, NULL)) != KR_DB_OK)
-		return rc;
-	o = json_object_new_object();
-	m = json_object_new_object();
-	kr_json_add_str(m, "id", kr_db_cell(&res, 0, 0));
-	kr_json_add_str(m, "chatId", kr_db_cell(&res, 0, 1));
-	kr_json_add_str(m, "direction", kr_db_cell(&res, 0, 2));
-	kr_json_add_str(m, "sender", kr_db_cell(&res, 0, 3));
-	kr_json_add_str(m, "content", kr_db_cell(&res, 0, 4));
-	kr_json_add_str(m, "jobId", kr_db_cell(&res, 0, 5));
-	kr_json_add_time(m, "createdAt", kr_db_cell(&res, 0, 6));
-	kr_db_res_free(&res);
-	kr_json_add_str(o, "jobId", j->id);
-	json_object_object_add(o, "message", m);
-	rc = kr_event_append(db, j->ws_id, "message_created", o, NULL);
-	json_object_put(o);
-	return rc;
+/*
+ * The events of a succeeded job into types[]/o[] (o[] to be put by the caller); returns
+ * how many. The message is the one just inserted, built from what is in hand.
+ */
+static size_t
+succeed_events(const struct kr_claimed *j, const struct kr_attempt *a, const char *msg_id,
+    const char **types, json_object **o)
+{
+	size_t k = 0;
+
+	if (j->chat_id[0] != '\0') {
+		json_object *m = json_object_new_object();
+		char now[KR_TIME_MAX];
+		kr_time_now_rfc3339(now);
+		kr_json_add_str(m, "id", msg_id);
+		kr_json_add_str(m, "chatId", j->chat_id);
+		kr_json_add_str(m, "direction", "out");
+		kr_json_add_str(m, "sender", a->model);
+		kr_json_add_str(m, "content", a->r->text != NULL ? a->r->text : "");
+		kr_json_add_str(m, "jobId", j->id);
+		kr_json_add_str(m, "createdAt", now);
+		types[k] = "message_created";
+		o[k] = json_object_new_object();
+		kr_json_add_str(o[k], "jobId", j->id);
+		json_object_object_add(o[k++], "message", m);
+	}
+	types[k] = "job_succeeded";
+	o[k++] = job_payload(j, "succeeded", a, NULL, 1);
+	return k;
 }
 
+/*
+ * The job's own statements: the answer message (msg_id gets its id), the fenced status
+ * change, the attempt row and, when notify is set, the notifications. KR_DB_ABORT when the
+ * lease is gone or the answer was delivered already. The events are the caller's.
+ */
 static enum kr_db_err
-succeed_body(struct kr_db *db, void *arg)
+succeed_job(struct kr_db *db, const struct succeed_ctx *c, int notify,
+    char msg_id[KR_UUID_MAX])
 {
-	struct succeed_ctx *c = arg;
 	const struct kr_claimed *j = c->j;
 	const struct kr_attempt *a = c->a;
 	const char *text = a->r->text != NULL ? a->r->text : "";
-	char msg_id[KR_UUID_MAX], costs[32];
+	char costs[32];
 	enum kr_db_err rc;
 	uint64_t n = 0;
 
+	msg_id[0] = '\0';
 	snprintf(costs, sizeof(costs), "%.6f", c->cost);
 	if (j->chat_id[0] != '\0') {
 		struct kr_dbp m[6];
@@ -429,12 +501,29 @@ succeed_body(struct kr_db *db, void *arg)
 	if ((rc = insert_attempt(db, j, a, c->cost, 0)) != KR_DB_OK)
 		return rc;
 	/* Telegram and the like: queued here, sent on their own; never undoes the answer. */
-	if ((rc = kr_notify_enqueue(db, j->ws_id, j->id, text)) != KR_DB_OK &&
+	if (notify && (rc = kr_notify_enqueue(db, j->ws_id, j->id, text)) != KR_DB_OK &&
 	    rc != KR_DB_ERROR)
 		return rc;
-	if (j->chat_id[0] != '\0' && (rc = message_event(db, j, msg_id)) != KR_DB_OK)
+	return KR_DB_OK;
+}
+
+static enum kr_db_err
+succeed_body(struct kr_db *db, void *arg)
+{
+	struct succeed_ctx *c = arg;
+	const char *types[SUCCEED_EVENTS];
+	json_object *o[SUCCEED_EVENTS];
+	char msg_id[KR_UUID_MAX];
+	enum kr_db_err rc;
+	size_t k;
+
+	if ((rc = succeed_job(db, c, 1, msg_id)) != KR_DB_OK)
 		return rc;
-	return job_event(db, j, "job_succeeded", "succeeded", a, NULL, 1);
+	k = succeed_events(c->j, c->a, msg_id, types, o);
+	rc = kr_events_append_many(db, c->j->ws_id, types, o, k, NULL);
+	for (size_t i = 0; i < k; i++)
+		json_object_put(o[i]);
+	return rc;
 }
 
 enum kr_db_err
@@ -455,35 +544,78 @@ struct batch_ctx {
 };
 
 /*
- * Every job of the batch in turn. A job that finds its lease gone (or its answer delivered)
- * returns KR_DB_ABORT having changed nothing, except for a chat job whose message insert
- * came before the fence: that one runs under a savepoint and is rolled back to it. Any
- * other error leaves the whole transaction to kr_db_tx (rolled back; rerun on deadlock or
- * a lost connection, the results recomputed).
+ * notify[i] for every job of the batch: whether its workspace has an enabled notification
+ * target, asked once per workspace.
+ */
+static enum kr_db_err
+batch_notify(struct kr_db *db, const struct batch_ctx *b, int *notify)
+{
+	enum kr_db_err rc;
+
+	for (size_t i = 0; i < b->n; i++) {
+		size_t e;
+		for (e = 0; e < i && strcmp(b->jobs[e]->ws_id, b->jobs[i]->ws_id) != 0; e++)
+			;
+		if (e < i) {
+			notify[i] = notify[e];
+			continue;
+		}
+		rc = kr_notify_has_targets(db, b->jobs[i]->ws_id, &notify[i]);
+		if (rc != KR_DB_OK && rc != KR_DB_ERROR)
+			return rc;
+	}
+	return KR_DB_OK;
+}
+
+/*
+ * Every job of the batch in turn, then the events of those that landed (one sequence step
+ * and one insert per workspace, in the jobs' order). A job that finds its lease gone (or
+ * its answer delivered) returns KR_DB_ABORT having changed nothing, except for a chat job
+ * whose message insert came before the fence: that one runs under a savepoint and is
+ * rolled back to it. Any other error leaves the whole transaction to kr_db_tx (rolled back;
+ * rerun on deadlock or a lost connection, the results recomputed).
  */
 static enum kr_db_err
 batch_body(struct kr_db *db, void *arg)
 {
 	const struct batch_ctx *b = arg;
+	const char *ws[KR_QUEUE_BATCH_MAX * SUCCEED_EVENTS];
+	const char *types[KR_QUEUE_BATCH_MAX * SUCCEED_EVENTS];
+	json_object *o[KR_QUEUE_BATCH_MAX * SUCCEED_EVENTS];
+	int notify[KR_QUEUE_BATCH_MAX];
 	enum kr_db_err rc;
+	size_t ne = 0;
 
+	for (size_t i = 0; i < b->n; i++)
+		b->results[i] = KR_QUEUE_LOST;
+	if ((rc = batch_notify(db, b, notify)) != KR_DB_OK)
+		return rc;
 	for (size_t i = 0; i < b->n; i++) {
 		struct succeed_ctx c = { b->jobs[i], b->attempts[i], b->costs[i] };
 		int sp = c.j->chat_id[0] != '\0';
+		char msg_id[KR_UUID_MAX];
+		size_t k;
 
-		b->results[i] = KR_QUEUE_LOST;
 		if (sp && (rc = kr_db_query(db, "SAVEPOINT kr_j")) != KR_DB_OK)
-			return rc;
-		if ((rc = succeed_body(db, &c)) == KR_DB_ABORT) {
+			goto out;
+		if ((rc = succeed_job(db, &c, notify[i], msg_id)) == KR_DB_ABORT) {
 			if (sp && (rc = kr_db_query(db, "ROLLBACK TO SAVEPOINT kr_j")) != KR_DB_OK)
-				return rc;
+				goto out;
 			continue;
 		}
 		if (rc != KR_DB_OK)
-			return rc;
+			goto out;
 		b->results[i] = KR_QUEUE_DONE;
+		k = succeed_events(c.j, c.a, msg_id, &types[ne], &o[ne]);
+		for (size_t e = 0; e < k; e++)
+			ws[ne + e] = c.j->ws_id;
+		ne += k;
 	}
-	return KR_DB_OK;
+	rc = append_grouped(db, ws, types, o, ne);
+out:
+	for (size_t e = 0; e < ne; e++)
+		json_object_put(o[e]);
+	return rc;
 }
 
 enum kr_db_err

@@ -69,7 +69,9 @@ enum kr_db_err	kr_queue_succeed(struct kr_db *db, const struct kr_claimed *j,
 /*
  * kr_queue_succeed for n jobs (jobs[i] answered with attempts[i]) in ONE transaction, so
  * one durable commit covers them all. Each job runs the same statements as
- * kr_queue_succeed; a job whose lease is gone or whose answer was delivered already is
+ * kr_queue_succeed, except that notifications are only queued for workspaces that have an
+ * enabled target (asked once per workspace) and the events of all the jobs that landed are
+ * appended at the end, one sequence step and insert per workspace; a job whose lease is gone or whose answer was delivered already is
  * undone alone (a savepoint) and gets KR_QUEUE_LOST in results[i], the others still land.
  * Any other failure undoes the whole batch and is returned (nothing landed; results[] are
  * then meaningless): the caller may finish the jobs one by one with kr_queue_succeed.
