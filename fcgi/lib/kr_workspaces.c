@@ -82,6 +82,16 @@ static const char sql_sole_admin[] =
 static const char sql_member_admins[] =
     "SELECT COUNT(*) FROM memberships WHERE workspace_id = ? AND role = 'admin'";
 
+/* Columns id, slug, name, created_at of the first row. */
+static void
+ws_from_row(struct kr_workspace *ws, const struct kr_db_res *res)
+{
+	snprintf(ws->id, sizeof(ws->id), "%s", kr_db_cell(res, 0, 0));
+	snprintf(ws->slug, sizeof(ws->slug), "%s", kr_db_cell(res, 0, 1));
+	snprintf(ws->name, sizeof(ws->name), "%s", kr_db_cell(res, 0, 2));
+	snprintf(ws->created_at, sizeof(ws->created_at), "%s", kr_db_cell(res, 0, 3));
+}
+
 enum kr_db_err
 kr_ws_create(struct kr_db *db, const char *slug, const char *name, const char *owner_id,
     struct kr_workspace *out)
@@ -120,10 +130,7 @@ kr_ws_by_slug(struct kr_db *db, const char *slug, struct kr_workspace *ws, int *
 	if ((rc = kr_db_exec(db, sql_ws_by_slug, p, 1, &res, NULL)) != KR_DB_OK)
 		return rc;
 	if (res.nrows == 1) {
-		snprintf(ws->id, sizeof(ws->id), "%s", kr_db_cell(&res, 0, 0));
-		snprintf(ws->slug, sizeof(ws->slug), "%s", kr_db_cell(&res, 0, 1));
-		snprintf(ws->name, sizeof(ws->name), "%s", kr_db_cell(&res, 0, 2));
-		snprintf(ws->created_at, sizeof(ws->created_at), "%s", kr_db_cell(&res, 0, 3));
+		ws_from_row(ws, &res);
 		*found = 1;
 	}
 	kr_db_res_free(&res);
@@ -163,10 +170,7 @@ kr_ws_with_role(struct kr_db *db, const char *slug, const char *user_id,
 	if ((rc = kr_db_exec(db, sql_ws_with_role, p, 2, &res, NULL)) != KR_DB_OK)
 		return rc;
 	if (res.nrows == 1) {
-		snprintf(ws->id, sizeof(ws->id), "%s", kr_db_cell(&res, 0, 0));
-		snprintf(ws->slug, sizeof(ws->slug), "%s", kr_db_cell(&res, 0, 1));
-		snprintf(ws->name, sizeof(ws->name), "%s", kr_db_cell(&res, 0, 2));
-		snprintf(ws->created_at, sizeof(ws->created_at), "%s", kr_db_cell(&res, 0, 3));
+		ws_from_row(ws, &res);
 		*role = kr_role_parse(kr_db_cell(&res, 0, 4));
 		*found = 1;
 	}
