@@ -364,6 +364,27 @@ store_keys(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p
 	resp_json(resp, 201, o);
 }
 
+/* 409 naming the entry when a key is stored already (checked before any provider call). */
+static int
+no_duplicates(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
+    const struct entries *keys)
+{
+	struct kr_key_entry e[KR_KEYS_BATCH_MAX];
+	enum kr_db_err db_rc;
+	enum kr_keys_err rc;
+	size_t bad = 0;
+	char field[40];
+
+	for (size_t i = 0; i < keys->n; i++)
+		e[i] = (struct kr_key_entry){ keys->v[i], keys->len[i], NULL, "" };
+	if ((rc = kr_keys_find_duplicate(req->db, req->p.ws.id, p, e, keys->n, &bad, &db_rc)) ==
+	    KR_KEYS_OK)
+		return 0;
+	snprintf(field, sizeof(field), "keys[%zu]", bad);
+	keys_error(resp, rc, db_rc, field);
+	return -1;
+}
+
 void
 h_keys_create(struct kr_req *req, struct kr_resp *resp)
 {
@@ -376,7 +397,8 @@ h_keys_create(struct kr_req *req, struct kr_resp *resp)
 	    read_entries(req, resp, "keys", 1, &keys) != 0 ||
 	    read_entries(req, resp, "names", 0, &names) != 0 ||
 	    check_entries(resp, p, &keys, &names) != 0 ||
-	    (validate && validate_all(req, resp, p, &keys) != 0))
+	    (validate && (no_duplicates(req, resp, p, &keys) != 0 ||
+	    validate_all(req, resp, p, &keys) != 0)))
 		goto out;
 	store_keys(req, resp, p, &keys, &names, validate);
 out:

@@ -27,6 +27,8 @@ static const char sql_list[] =
 static const char sql_get[] =
     "SELECT " KEY_COLUMNS " FROM provider_keys WHERE workspace_id = ? AND id = ?";
 /* Adds to one workspace take turns, so concurrent adds get distinct priorities. */
+static const char sql_fingerprint[] =
+    "SELECT 1 FROM provider_keys WHERE workspace_id = ? AND provider = ? AND fingerprint = ?";
 static const char sql_lock_ws[] = "SELECT id FROM workspaces WHERE id = ? FOR UPDATE";
 static const char sql_next_priority[] =
     "SELECT COALESCE(MAX(priority) + 1, 0) FROM provider_keys "
@@ -196,6 +198,45 @@ kr_keys_add(struct kr_db *db, const char *ws_id, const struct kr_provider *p,
 rollback:
 	kr_db_rollback(db);
 out:
+	free(fps);
+	return rc;
+}
+
+enum kr_keys_err
+kr_keys_find_duplicate(struct kr_db *db, const char *ws_id, const struct kr_provider *p,
+    const struct kr_key_entry *entries, size_t n, size_t *bad_index, enum kr_db_err *db_rc)
+{
+	char (*fps)[65] = calloc(n ? n : 1, sizeof(*fps));
+	enum kr_keys_err rc = KR_KEYS_OK;
+	struct kr_db_res res;
+
+	*db_rc = KR_DB_OK;
+	if (fps == NULL)
+		return KR_KEYS_DB;
+	for (size_t i = 0; i < n && rc == KR_KEYS_OK; i++) {
+		struct kr_dbp q[3];
+		*bad_index = i;
+		if (kr_vault_fingerprint(db, ws_id, p->slug, entries[i].secret, entries[i].len,
+		    fps[i]) != KR_VAULT_OK) {
+			rc = KR_KEYS_VAULT;
+			break;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(fps[j], fps[i]) == 0)
+				rc = KR_KEYS_DUPLICATE;
+		if (rc != KR_KEYS_OK)
+			break;
+		q[0] = KR_P_STR(ws_id);
+		q[1] = KR_P_STR(p->slug);
+		q[2] = KR_P_STR(fps[i]);
+		if ((*db_rc = kr_db_exec(db, sql_fingerprint, q, 3, &res, NULL)) != KR_DB_OK) {
+			rc = KR_KEYS_DB;
+			break;
+		}
+		if (res.nrows > 0)
+			rc = KR_KEYS_DUPLICATE;
+		kr_db_res_free(&res);
+	}
 	free(fps);
 	return rc;
 }

@@ -68,6 +68,14 @@ struct kr_key_entry {
 enum kr_keys_err kr_keys_add(struct kr_db *db, const char *ws_id, const struct kr_provider *p,
 		    struct kr_key_entry *entries, size_t n, size_t *bad_index,
 		    enum kr_db_err *db_rc);
+/*
+ * Before anything is sent anywhere (validate-before-save): KR_KEYS_DUPLICATE with *bad_index
+ * when an entry is stored already for this provider or repeats an earlier entry; compared by
+ * fingerprint, without decrypting. kr_keys_add checks again under its lock.
+ */
+enum kr_keys_err kr_keys_find_duplicate(struct kr_db *db, const char *ws_id,
+		    const struct kr_provider *p, const struct kr_key_entry *entries, size_t n,
+		    size_t *bad_index, enum kr_db_err *db_rc);
 /* Decrypt a key's secret (caller wipes and frees *secret). */
 enum kr_keys_err kr_keys_secret(struct kr_db *db, const char *ws_id, const char *id,
 		    char **secret, size_t *len, enum kr_db_err *db_rc);

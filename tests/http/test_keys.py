@@ -1081,6 +1081,17 @@ def body(t):
                 eq(p.down(), [], "problems")
         shutil.rmtree(tmp, ignore_errors=True)
 
+    with t("validate-before-save with a key stored already: 409 keys[i], the provider never sees it"):
+        dws = create_workspace(adm)["slug"]
+        stored, _ = add_one(adm, dws, "anthropic")
+        fresh = gen("anthropic")
+        stub.set_key(fresh, "ok")
+        r = adm.post(K(dws), json={"provider": "anthropic", "keys": [fresh, stored],
+                                   "validate": True})
+        expect_error(r, 409, "conflict", field="keys[1]")
+        eq(stub_saw(fresh), [], "requests with the new key (nothing is tested before the 409)")
+        eq(len(adm.get(K(dws)).json["keys"]), 1, "keys stored")
+
     # -- no secret anywhere ----------------------------------------------------------------------
     with t("no provider key in any answer of this script (%d answers)" % len(SEEN)):
         bad = sorted({x for text in SEEN for x in leaks(text)})
