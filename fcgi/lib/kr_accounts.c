@@ -7,28 +7,6 @@
 
 #define N(a)	((unsigned)(sizeof(a) / sizeof((a)[0])))
 
-#define CURSOR_AT_MAX	32	/* "YYYY-MM-DD HH:MM:SS.mmm" and room */
-
-/*
- * The created_at of the item a list cursor names (sql selects it from np parameters) into
- * at; at[0] is '\0' when there is no such item.
- */
-static enum kr_db_err
-cursor_at(struct kr_db *db, const char *sql, const struct kr_dbp *p, unsigned np,
-    char at[CURSOR_AT_MAX])
-{
-	struct kr_db_res res;
-	enum kr_db_err rc;
-	const char *s;
-
-	at[0] = '\0';
-	if ((rc = kr_db_exec(db, sql, p, np, &res, NULL)) != KR_DB_OK)
-		return rc;
-	if (res.nrows == 1 && (s = kr_db_cell(&res, 0, 0)) != NULL && strlen(s) < CURSOR_AT_MAX)
-		memcpy(at, s, strlen(s) + 1);
-	kr_db_res_free(&res);
-	return KR_DB_OK;
-}
 
 static const char *const role_names[] = { NULL, "viewer", "member", "admin" };
 
@@ -163,30 +141,7 @@ enum kr_db_err
 kr_user_list(struct kr_db *db, const char *before, unsigned limit, struct kr_db_res *res,
     int *found)
 {
-	char at_buf[CURSOR_AT_MAX];
-	const char *at = NULL;
-	enum kr_db_err rc;
-
-	memset(res, 0, sizeof(*res));
-	*found = 1;
-	if (before != NULL) {
-		struct kr_dbp c[1] = { KR_P_STR(before) };
-
-		if ((rc = cursor_at(db, sql_user_cursor, c, N(c), at_buf)) != KR_DB_OK)
-			return rc;
-		if (at_buf[0] == '\0') {
-			*found = 0;
-			return KR_DB_OK;
-		}
-		at = at_buf;
-	}
-	{
-		struct kr_dbp p[5] = {
-			KR_P_STR(at), KR_P_STR(at), KR_P_STR(at), KR_P_STR(before),
-			KR_P_INT(limit),
-		};
-		return kr_db_exec(db, sql_user_list, p, N(p), res, NULL);
-	}
+	return kr_db_page(db, sql_user_cursor, sql_user_list, NULL, before, limit, res, found);
 }
 
 enum kr_db_err
@@ -361,30 +316,7 @@ enum kr_db_err
 kr_token_list(struct kr_db *db, const char *workspace_id, const char *before, unsigned limit,
     struct kr_db_res *res, int *found)
 {
-	char at_buf[CURSOR_AT_MAX];
-	const char *at = NULL;
-	enum kr_db_err rc;
-
-	memset(res, 0, sizeof(*res));
-	*found = 1;
-	if (before != NULL) {
-		struct kr_dbp c[2] = { KR_P_STR(workspace_id), KR_P_STR(before) };
-
-		if ((rc = cursor_at(db, sql_token_cursor, c, N(c), at_buf)) != KR_DB_OK)
-			return rc;
-		if (at_buf[0] == '\0') {
-			*found = 0;
-			return KR_DB_OK;
-		}
-		at = at_buf;
-	}
-	{
-		struct kr_dbp p[6] = {
-			KR_P_STR(workspace_id), KR_P_STR(at), KR_P_STR(at), KR_P_STR(at),
-			KR_P_STR(before), KR_P_INT(limit),
-		};
-		return kr_db_exec(db, sql_token_list, p, N(p), res, NULL);
-	}
+	return kr_db_page(db, sql_token_cursor, sql_token_list, workspace_id, before, limit, res, found);
 }
 
 enum kr_db_err

@@ -467,6 +467,43 @@ kr_db_tx(struct kr_db *db, enum kr_db_err (*body)(struct kr_db *, void *), void 
 	return rc;
 }
 
+#define PAGE_AT_MAX	32	/* "YYYY-MM-DD HH:MM:SS.mmm" and room */
+
+enum kr_db_err
+kr_db_page(struct kr_db *db, const char *cursor_sql, const char *list_sql, const char *scope,
+    const char *before, unsigned limit, struct kr_db_res *res, int *found)
+{
+	unsigned off = scope != NULL ? 1 : 0;
+	char at_buf[PAGE_AT_MAX] = "";
+	const char *at = NULL, *s;
+	struct kr_dbp p[6];
+	struct kr_db_res c;
+	enum kr_db_err rc;
+
+	memset(res, 0, sizeof(*res));
+	*found = 1;
+	p[0] = KR_P_STR(scope);
+	if (before != NULL) {
+		p[off] = KR_P_STR(before);
+		if ((rc = kr_db_exec(db, cursor_sql, p, off + 1, &c, NULL)) != KR_DB_OK)
+			return rc;
+		if (c.nrows == 1 && (s = kr_db_cell(&c, 0, 0)) != NULL && strlen(s) < PAGE_AT_MAX)
+			memcpy(at_buf, s, strlen(s) + 1);
+		kr_db_res_free(&c);
+		if (at_buf[0] == '\0') {
+			*found = 0;
+			return KR_DB_OK;
+		}
+		at = at_buf;
+	}
+	p[off] = KR_P_STR(at);
+	p[off + 1] = KR_P_STR(at);
+	p[off + 2] = KR_P_STR(at);
+	p[off + 3] = KR_P_STR(before);
+	p[off + 4] = KR_P_INT(limit);
+	return kr_db_exec(db, list_sql, p, off + 5, res, NULL);
+}
+
 const char *
 kr_db_cell(const struct kr_db_res *res, unsigned row, unsigned col)
 {

@@ -98,6 +98,17 @@ void		 kr_db_rollback(struct kr_db *db);
 enum kr_db_err	 kr_db_tx(struct kr_db *db, enum kr_db_err (*body)(struct kr_db *, void *),
 		    void *arg, int retry_down);
 
+/*
+ * One page of a list kept newest first by (created_at, id), for ?limit= and ?before=.
+ * cursor_sql selects the created_at of the item before names, from (scope, before) or just
+ * (before) when scope is NULL; list_sql takes (scope,) at, at, at, before, limit, in that
+ * order. *found is 0 (and res empty) when before names no item of the list; NULL before is
+ * the first page.
+ */
+enum kr_db_err	 kr_db_page(struct kr_db *db, const char *cursor_sql, const char *list_sql,
+		    const char *scope, const char *before, unsigned limit, struct kr_db_res *res,
+		    int *found);
+
 const char	*kr_db_cell(const struct kr_db_res *res, unsigned row, unsigned col);
 /* The cell as a number; def for NULL or garbage. */
 long long	 kr_db_cell_int(const struct kr_db_res *res, unsigned row, unsigned col,

@@ -34,28 +34,6 @@
 #define TARGET_COLUMNS \
     "id, type, chat_ref, hint, is_enabled, last_error, last_delivered_at, created_at"
 
-#define CURSOR_AT_MAX	32	/* "YYYY-MM-DD HH:MM:SS.mmm" and room */
-
-/*
- * The created_at of the item a list cursor names (sql selects it from np parameters) into
- * at; at[0] is '\0' when there is no such item.
- */
-static enum kr_db_err
-cursor_at(struct kr_db *db, const char *sql, const struct kr_dbp *p, unsigned np,
-    char at[CURSOR_AT_MAX])
-{
-	struct kr_db_res res;
-	enum kr_db_err rc;
-	const char *s;
-
-	at[0] = '\0';
-	if ((rc = kr_db_exec(db, sql, p, np, &res, NULL)) != KR_DB_OK)
-		return rc;
-	if (res.nrows == 1 && (s = kr_db_cell(&res, 0, 0)) != NULL && strlen(s) < CURSOR_AT_MAX)
-		memcpy(at, s, strlen(s) + 1);
-	kr_db_res_free(&res);
-	return KR_DB_OK;
-}
 
 static const char sql_list[] =
     "SELECT " TARGET_COLUMNS " FROM notification_targets WHERE workspace_id = ? "
@@ -149,30 +127,7 @@ enum kr_db_err
 kr_notify_list(struct kr_db *db, const char *ws_id, const char *before, unsigned limit,
     struct kr_db_res *res, int *found)
 {
-	char at_buf[CURSOR_AT_MAX];
-	const char *at = NULL;
-	enum kr_db_err rc;
-
-	memset(res, 0, sizeof(*res));
-	*found = 1;
-	if (before != NULL) {
-		struct kr_dbp c[2] = { KR_P_STR(ws_id), KR_P_STR(before) };
-
-		if ((rc = cursor_at(db, sql_cursor, c, N(c), at_buf)) != KR_DB_OK)
-			return rc;
-		if (at_buf[0] == '\0') {
-			*found = 0;
-			return KR_DB_OK;
-		}
-		at = at_buf;
-	}
-	{
-		struct kr_dbp p[6] = {
-			KR_P_STR(ws_id), KR_P_STR(at), KR_P_STR(at), KR_P_STR(at),
-			KR_P_STR(before), KR_P_INT(limit),
-		};
-		return kr_db_exec(db, sql_list, p, N(p), res, NULL);
-	}
+	return kr_db_page(db, sql_cursor, sql_list, ws_id, before, limit, res, found);
 }
 
 enum kr_db_err
