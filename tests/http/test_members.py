@@ -10,7 +10,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import krstack  # noqa: E402
-from krclient import (CheckError, add_member, admin_client, create_user,  # noqa: E402
+from krclient import (check_pages, CheckError, add_member, admin_client, create_user,  # noqa: E402
                       create_workspace, eq, expect, expect_error, run, true, unique_email,
                       unique_slug, user_client)
 
@@ -40,45 +40,6 @@ def same_answer(a, b, slugs):
         raise CheckError("answers differ:\n  other workspace: %s\n  no such workspace: %s"
                          % (a.describe(), b.describe()))
 
-
-def check_pages(client, path, name, id_key, new_ids, foreign_id=None):
-    """Pagination of the list at path (api.md "Conventions"): walking it with ?limit=2 and
-    nextCursor gives every item once, newest first by (createdAt, id), with new_ids (in
-    creation order) among them newest first; bad limit or before: 422 naming the field."""
-    walked, cursor = [], None
-    for _ in range(1000):
-        r = client.get(path + "?limit=2" + ("&before=%s" % cursor if cursor else ""))
-        expect(200, r, "GET %s page" % path)
-        page = r.json[name]
-        true("nextCursor" in r.json, "no nextCursor: %s" % r.describe())
-        true(len(page) <= 2, "more than limit=2 items: %s" % r.describe())
-        walked += page
-        cursor = r.json["nextCursor"]
-        if cursor is None:
-            break
-        eq(cursor, page[-1][id_key], "nextCursor is the last item's id")
-    eq(cursor, None, "nextCursor after 1000 pages")
-    ids = [x[id_key] for x in walked]
-    eq(len(ids), len(set(ids)), "items seen twice in the walk")
-    keys = [(x["createdAt"], x[id_key]) for x in walked]
-    eq(keys, sorted(keys, reverse=True), "order (newest first by createdAt, id)")
-    true(all(i in ids for i in new_ids), "new items missing from the walk")
-    eq([i for i in ids if i in new_ids], list(reversed(new_ids)), "new items newest first")
-    r = client.get(path + "?limit=200")
-    expect(200, r)
-    if r.json["nextCursor"] is None:
-        eq([x[id_key] for x in r.json[name]], ids, "limit=200 against the walk")
-    r = client.get(path)
-    expect(200, r)
-    true(len(r.json[name]) <= 50, "default limit above 50")
-    eq(r.json["nextCursor"], ids[49] if len(ids) > 50 else None, "nextCursor, default limit")
-    for bad in ("0", "201", "-1", "abc", "", "2.5"):
-        expect_error(client.get(path + "?limit=" + bad), 422, "validation_failed",
-                     field="limit", what="limit=%r" % bad)
-    bads = ["nope", "00000000-0000-4000-8000-000000000000"] + ([foreign_id] if foreign_id else [])
-    for bad in bads:
-        expect_error(client.get(path + "?before=" + bad), 422, "validation_failed",
-                     field="before", what="before=%r" % bad)
 
 
 def body(t):
