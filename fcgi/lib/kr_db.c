@@ -1,5 +1,6 @@
 #include "kr_db.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -502,6 +503,70 @@ kr_db_page(struct kr_db *db, const char *cursor_sql, const char *list_sql, const
 	p[off + 3] = KR_P_STR(before);
 	p[off + 4] = KR_P_INT(limit);
 	return kr_db_exec(db, list_sql, p, off + 5, res, NULL);
+}
+
+static pthread_mutex_t rows_lock = PTHREAD_MUTEX_INITIALIZER;
+
+const char *
+kr_db_rows_sql(struct kr_db_rows *r, size_t n)
+{
+	size_t cls = 0, hl = strlen(r->head), ml = strlen(r->more), tl = strlen(r->tail);
+	char *t, *p;
+
+	while (((size_t)1 << cls) < n)
+		cls++;
+	if (n == 0 || ((size_t)1 << cls) != n || n > KR_DB_ROWS_MAX)
+		return NULL;
+	pthread_mutex_lock(&rows_lock);
+	if ((t = r->text[cls]) == NULL && (t = malloc(hl + (n - 1) * ml + tl + 1)) != NULL) {
+		memcpy(t, r->head, hl);
+		p = t + hl;
+		for (size_t i = 1; i < n; i++, p += ml)
+			memcpy(p, r->more, ml);
+		memcpy(p, r->tail, tl + 1);
+		r->text[cls] = t;
+	}
+	pthread_mutex_unlock(&rows_lock);
+	return t;
+}
+
+size_t
+kr_db_rows_chunk(size_t n)
+{
+	size_t k = KR_DB_ROWS_MAX;
+
+	while (k > n && k > 1)
+		k >>= 1;
+	return k;
+}
+
+size_t
+kr_db_rows_fit(size_t n)
+{
+	size_t k = 1;
+
+	while (k < n && k < KR_DB_ROWS_MAX)
+		k <<= 1;
+	return k;
+}
+
+enum kr_db_err
+kr_db_exec_rows(struct kr_db *db, struct kr_db_rows *r, unsigned ncols, size_t n,
+    void (*row)(void *arg, size_t i, struct kr_dbp *p), void *arg)
+{
+	struct kr_dbp *p = calloc(kr_db_rows_chunk(n) * ncols, sizeof(*p));
+	enum kr_db_err rc = p != NULL ? KR_DB_OK : KR_DB_ERROR;
+	const char *sql;
+
+	for (size_t done = 0, k; done < n && rc == KR_DB_OK; done += k) {
+		k = kr_db_rows_chunk(n - done);
+		for (size_t i = 0; i < k; i++)
+			row(arg, done + i, &p[i * ncols]);
+		rc = (sql = kr_db_rows_sql(r, k)) != NULL ?
+		    kr_db_exec(db, sql, p, (unsigned)(k * ncols), NULL, NULL) : KR_DB_ERROR;
+	}
+	free(p);
+	return rc;
 }
 
 const char *

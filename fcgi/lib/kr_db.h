@@ -115,6 +115,35 @@ long long	 kr_db_cell_int(const struct kr_db_res *res, unsigned row, unsigned co
 		    long long def);
 void		 kr_db_res_free(struct kr_db_res *res);
 
+/*
+ * Multi-row statements. A struct kr_db_rows describes a text made of head (which holds the
+ * first row's placeholders), n - 1 copies of more (one further row with its separator) and
+ * tail. kr_db_rows_sql gives the text for n rows, n a power of two up to KR_DB_ROWS_MAX
+ * (see kr_db_rows_fit), built the first time and kept for the life of the process: kr_db
+ * prepares statements by the address of their text, so each size is prepared once per
+ * connection. NULL only without memory.
+ *
+ *	static struct kr_db_rows ins = { "INSERT INTO t (a, b) VALUES (?,?)", ",(?,?)", "" };
+ */
+#define KR_DB_ROWS_MAX	128
+struct kr_db_rows {
+	const char	*head, *more, *tail;
+	char		*text[8];		/* by log2(n) */
+};
+const char	*kr_db_rows_sql(struct kr_db_rows *r, size_t n);
+/* The largest power of two <= n (n >= 1), at most KR_DB_ROWS_MAX: the next chunk of rows. */
+size_t		 kr_db_rows_chunk(size_t n);
+/* The smallest power of two >= n (1 <= n <= KR_DB_ROWS_MAX): a list padded to that size. */
+size_t		 kr_db_rows_fit(size_t n);
+
+/*
+ * Run r for n rows (any n >= 1), in as few statements as the power-of-two sizes allow
+ * (100 rows: 64 + 32 + 4). row(arg, i, p) writes the ncols parameters of row i at p.
+ * Stops at the first statement that fails and returns its result.
+ */
+enum kr_db_err	 kr_db_exec_rows(struct kr_db *db, struct kr_db_rows *r, unsigned ncols,
+		    size_t n, void (*row)(void *arg, size_t i, struct kr_dbp *p), void *arg);
+
 /* The AUTO_INCREMENT or LAST_INSERT_ID(expr) value of the last statement run. */
 uint64_t	 kr_db_insert_id(const struct kr_db *db);
 /* The last server or client error number (0 if none), for logs and metrics. */

@@ -17,14 +17,17 @@
 #define CLAIM_SCAN	4	/* rows looked at per job wanted, for per-workspace caps */
 
 static const char sql_claim_scan[] =
-    "SELECT id, workspace_id, type, COALESCE(chat_id, ''), COALESCE(requested_provider, ''), "
-    "COALESCE(requested_model, ''), created_at, input, system_prompt, attempts, max_attempts "
-    "FROM jobs WHERE claimable = 1 AND run_at <= NOW(3) "
+    "SELECT id, workspace_id FROM jobs WHERE claimable = 1 AND run_at <= NOW(3) "
     "ORDER BY claimable, priority DESC, run_at LIMIT ? FOR UPDATE SKIP LOCKED";
-static const char sql_claim_take[] =
+/* The jobs taken, as one IN list padded to a power of two (kr_db_rows_fit). */
+static struct kr_db_rows sql_claim_take = {
     "UPDATE jobs SET status = 'running', lease_token = ?, runner_id = ?, "
     "lease_expires_at = NOW(3) + INTERVAL ? SECOND, started_at = COALESCE(started_at, NOW(3)), "
-    "updated_at = NOW(3) WHERE id = ?";
+    "updated_at = NOW(3) WHERE id IN (?", ",?", ")", { NULL } };
+static struct kr_db_rows sql_claim_load = {
+    "SELECT id, workspace_id, type, COALESCE(chat_id, ''), COALESCE(requested_provider, ''), "
+    "COALESCE(requested_model, ''), created_at, input, system_prompt, attempts, max_attempts "
+    "FROM jobs WHERE id IN (?", ",?", ")", { NULL } };
 static const char sql_price[] =
     "SELECT input_per_mtok, output_per_mtok FROM model_prices WHERE provider = ? AND model = ?";
 static const char sql_message_insert[] =
@@ -243,34 +246,107 @@ out:
 	return rc;
 }
 
+/*
+ * ids[0, n) padded with the last one to the next power of two, after np leading
+ * parameters already in p; returns the parameter count.
+ */
+static unsigned
+bind_ids(struct kr_dbp *p, unsigned np, const char *const *ids, size_t n)
+{
+	size_t k = kr_db_rows_fit(n);
+
+	for (size_t i = 0; i < k; i++)
+		p[np + i] = KR_P_STR(ids[i < n ? i : n - 1]);
+	return np + (unsigned)k;
+}
+
+/*
+ * The rows of a scan the caps allow, into ids[*n]; 0 when a cap refused one. Rows among
+ * counted[ncounted] (taken by an earlier scan of this claim) were allowed already.
+ */
+static int
+take_rows(struct claim_ctx *c, const struct kr_db_res *rows, const char *const *counted,
+    size_t ncounted, const char **ids, size_t *n)
+{
+	int all = 1;
+
+	for (unsigned r = 0; r < rows->nrows && *n < c->max; r++) {
+		const char *id = kr_db_cell(rows, r, 0);
+		size_t k;
+		for (k = 0; k < ncounted && strcmp(counted[k], id) != 0; k++)
+			;
+		if (k < ncounted || c->may_take == NULL ||
+		    c->may_take(kr_db_cell(rows, r, 1), c->arg))
+			ids[(*n)++] = id;
+		else
+			all = 0;
+	}
+	return all;
+}
+
+/*
+ * Three statements whatever the batch: lock the due rows (ids only; jobs of capped
+ * workspaces are skipped), take those wanted with one lease token for the batch (each
+ * change later is fenced on id and token together), then read their inputs.
+ */
 static enum kr_db_err
 claim_body(struct kr_db *db, void *arg)
 {
 	struct claim_ctx *c = arg;
-	struct kr_dbp p[4];
-	struct kr_db_res rows;
+	struct kr_dbp p[3 + KR_DB_ROWS_MAX];
+	const char *ids[KR_DB_ROWS_MAX];
+	struct kr_db_res rows, wider = { 0, 0, NULL, NULL }, load = { 0, 0, NULL, NULL };
+	char lease[KR_UUID_MAX];
 	enum kr_db_err rc;
+	size_t n = 0;
+	unsigned np;
 
 	claim_reset(c);
-	p[0] = KR_P_INT((long long)c->max * CLAIM_SCAN);
+	/* Exactly the rows wanted; more only when capped workspaces left some behind. */
+	p[0] = KR_P_INT(c->max);
 	if ((rc = kr_db_exec(db, sql_claim_scan, p, 1, &rows, NULL)) != KR_DB_OK)
 		return rc;
-	for (unsigned r = 0; r < rows.nrows && c->n < c->max && rc == KR_DB_OK; r++) {
-		struct kr_claimed *j = &c->out[c->n];
-		if (c->may_take != NULL && !c->may_take(kr_db_cell(&rows, r, 1), c->arg))
-			continue;
-		claimed_from_row(j, &rows, r);
-		kr_uuid_new(j->lease);
-		c->n++;
-		p[0] = KR_P_STR(j->lease);
-		p[1] = KR_P_STR(c->runner_id);
-		p[2] = KR_P_INT(c->lease_seconds);
-		p[3] = KR_P_STR(j->id);
-		rc = kr_db_exec(db, sql_claim_take, p, 4, NULL, NULL);
+	if (!take_rows(c, &rows, NULL, 0, ids, &n) && rows.nrows == c->max) {
+		const char *first[KR_DB_ROWS_MAX];
+		size_t nfirst = n;
+		memcpy(first, ids, n * sizeof(*ids));
+		n = 0;
+		p[0] = KR_P_INT((long long)c->max * CLAIM_SCAN);
+		if ((rc = kr_db_exec(db, sql_claim_scan, p, 1, &wider, NULL)) != KR_DB_OK)
+			goto out;
+		(void)take_rows(c, &wider, first, nfirst, ids, &n);
 	}
+	if (n == 0)
+		goto out;
+	kr_uuid_new(lease);
+	p[0] = KR_P_STR(lease);
+	p[1] = KR_P_STR(c->runner_id);
+	p[2] = KR_P_INT(c->lease_seconds);
+	np = bind_ids(p, 3, ids, n);
+	if ((rc = kr_db_exec(db, kr_db_rows_sql(&sql_claim_take, kr_db_rows_fit(n)), p, np,
+	    NULL, NULL)) != KR_DB_OK)
+		goto out;
+	np = bind_ids(p, 0, ids, n);
+	if ((rc = kr_db_exec(db, kr_db_rows_sql(&sql_claim_load, kr_db_rows_fit(n)), p, np,
+	    &load, NULL)) != KR_DB_OK)
+		goto out;
+	/* In the order of the scan (priority, then age). */
+	for (size_t i = 0; i < n; i++) {
+		unsigned r;
+		for (r = 0; r < load.nrows && strcmp(kr_db_cell(&load, r, 0), ids[i]) != 0; r++)
+			;
+		if (r == load.nrows) {	/* locked by us: cannot happen */
+			rc = KR_DB_ERROR;
+			goto out;
+		}
+		claimed_from_row(&c->out[c->n], &load, r);
+		memcpy(c->out[c->n++].lease, lease, sizeof(lease));
+	}
+	rc = claim_events(db, c->out, c->n);
+out:
+	kr_db_res_free(&load);
+	kr_db_res_free(&wider);
 	kr_db_res_free(&rows);
-	if (rc == KR_DB_OK && c->n > 0)
-		rc = claim_events(db, c->out, c->n);
 	return rc;
 }
 
@@ -287,6 +363,8 @@ kr_queue_claim(struct kr_db *db, const char *runner_id, unsigned lease_seconds, 
 	*n = 0;
 	if (max == 0)
 		return KR_DB_OK;
+	if (max > KR_DB_ROWS_MAX)
+		c.max = max = KR_DB_ROWS_MAX;
 	if ((c.out = calloc(max, sizeof(*c.out))) == NULL)
 		return KR_DB_ERROR;
 	rc = fenced(db, claim_body, &c, &res);
@@ -567,13 +645,156 @@ batch_notify(struct kr_db *db, const struct batch_ctx *b, int *notify)
 	return KR_DB_OK;
 }
 
+/* Row statements of the batch; the derived tables carry each job's own values. */
+static struct kr_db_rows sql_batch_fence = {
+    "SELECT id, lease_token FROM jobs WHERE status = 'running' AND id IN (?", ",?",
+    ") FOR UPDATE", { NULL } };
+static struct kr_db_rows sql_batch_messages = {
+    "INSERT INTO messages (id, workspace_id, chat_id, direction, sender, content, job_id) "
+    "VALUES (?,?,?,'out',?,?,?)", ",(?,?,?,'out',?,?,?)", "", { NULL } };
+#define MESSAGE_COLS	6
+static struct kr_db_rows sql_batch_succeed = {
+    "UPDATE jobs j JOIN (SELECT ? AS id, ? AS result, ? AS provider, ? AS model, "
+    "? AS key_id, ? AS fb, ? AS tin, ? AS tout, ? AS cost",
+    " UNION ALL SELECT ?,?,?,?,?,?,?,?,?",
+    ") v ON j.id = v.id SET j.status = 'succeeded', j.result = v.result, j.error = NULL, "
+    "j.finished_at = NOW(3), j.delivered_at = NOW(3), j.provider = v.provider, "
+    "j.model = v.model, j.key_id = v.key_id, j.used_fallback = v.fb, "
+    "j.attempts = j.attempts + 1, j.input_tokens = j.input_tokens + v.tin, "
+    "j.output_tokens = j.output_tokens + v.tout, j.cost_usd = j.cost_usd + v.cost, "
+    "j.lease_token = NULL, j.updated_at = NOW(3)", { NULL } };
+#define SUCCEED_COLS	9
+/* After the update: the job's attempts counter is the attempt's number. */
+static struct kr_db_rows sql_batch_attempts = {
+    "INSERT INTO job_attempts (job_id, workspace_id, attempt, provider, key_id, system_key, "
+    "model, is_fallback, started_at, finished_at, outcome, http_status, error, input_tokens, "
+    "output_tokens, cost_usd, latency_ms) "
+    "SELECT v.id, j.workspace_id, j.attempts, v.provider, v.key_id, v.sk, v.model, v.fb, "
+    "v.started, NOW(3), v.outcome, v.http, NULL, v.tin, v.tout, v.cost, v.ms "
+    "FROM (SELECT ? AS id, ? AS provider, ? AS key_id, ? AS sk, ? AS model, ? AS fb, "
+    "? AS started, ? AS outcome, ? AS http, ? AS tin, ? AS tout, ? AS cost, ? AS ms",
+    " UNION ALL SELECT ?,?,?,?,?,?,?,?,?,?,?,?,?",
+    ") v JOIN jobs j ON j.id = v.id", { NULL } };
+#define ATTEMPT_COLS	13
+
+/* The jobs of the batch still held (held[] indexes into b->jobs) and their texts. */
+struct batch_rows {
+	const struct batch_ctx	*b;
+	size_t			 held[KR_QUEUE_BATCH_MAX], n;
+	size_t			 chat[KR_QUEUE_BATCH_MAX], nchat;	/* indexes into held */
+	char			 msg_id[KR_QUEUE_BATCH_MAX][KR_UUID_MAX];
+	char			 cost[KR_QUEUE_BATCH_MAX][32];
+};
+
+static long long
+tokens(long long t)
+{
+	return t > 0 ? t : 0;
+}
+
+static void
+message_row(void *arg, size_t i, struct kr_dbp *p)
+{
+	struct batch_rows *br = arg;
+	size_t h = br->chat[i];
+	const struct kr_claimed *j = br->b->jobs[br->held[h]];
+	const struct kr_attempt *a = br->b->attempts[br->held[h]];
+
+	p[0] = KR_P_STR(br->msg_id[h]);
+	p[1] = KR_P_STR(j->ws_id);
+	p[2] = KR_P_STR(j->chat_id);
+	p[3] = KR_P_STR(a->model);
+	p[4] = KR_P_STR(a->r->text != NULL ? a->r->text : "");
+	p[5] = KR_P_STR(j->id);
+}
+
+static void
+succeed_row(void *arg, size_t i, struct kr_dbp *p)
+{
+	struct batch_rows *br = arg;
+	const struct kr_claimed *j = br->b->jobs[br->held[i]];
+	const struct kr_attempt *a = br->b->attempts[br->held[i]];
+
+	p[0] = KR_P_STR(j->id);
+	p[1] = KR_P_STR(a->r->text != NULL ? a->r->text : "");
+	p[2] = KR_P_STR(a->provider);
+	p[3] = KR_P_STR(a->model);
+	p[4] = KR_P_STR(a->key_id);
+	p[5] = KR_P_INT(a->is_fallback);
+	p[6] = KR_P_INT(tokens(a->r->input_tokens));
+	p[7] = KR_P_INT(tokens(a->r->output_tokens));
+	p[8] = KR_P_STR(br->cost[i]);
+}
+
+static void
+attempt_row(void *arg, size_t i, struct kr_dbp *p)
+{
+	struct batch_rows *br = arg;
+	const struct kr_claimed *j = br->b->jobs[br->held[i]];
+	const struct kr_attempt *a = br->b->attempts[br->held[i]];
+
+	p[0] = KR_P_STR(j->id);
+	p[1] = KR_P_STR(a->provider);
+	p[2] = KR_P_STR(a->key_id);
+	p[3] = KR_P_INT(a->key_id == NULL);
+	p[4] = KR_P_STR(a->model);
+	p[5] = KR_P_INT(a->is_fallback);
+	p[6] = KR_P_STR(a->started_at);
+	p[7] = KR_P_STR(a->outcome);
+	p[8] = a->r->http_status > 0 ? KR_P_INT(a->r->http_status) : KR_P_NULL;
+	p[9] = KR_P_INT(tokens(a->r->input_tokens));
+	p[10] = KR_P_INT(tokens(a->r->output_tokens));
+	p[11] = KR_P_STR(br->cost[i]);
+	p[12] = KR_P_INT(a->r->latency_ms > 0 ? a->r->latency_ms : 0);
+}
+
+/* Lock the batch's rows and keep those whose lease is still this runner's. */
+static enum kr_db_err
+batch_fence(struct kr_db *db, struct batch_rows *br)
+{
+	const struct batch_ctx *b = br->b;
+	const char *ids[KR_QUEUE_BATCH_MAX];
+	struct kr_dbp p[KR_DB_ROWS_MAX];
+	struct kr_db_res res;
+	enum kr_db_err rc;
+	unsigned np;
+
+	for (size_t i = 0; i < b->n; i++)
+		ids[i] = b->jobs[i]->id;
+	np = bind_ids(p, 0, ids, b->n);
+	if ((rc = kr_db_exec(db, kr_db_rows_sql(&sql_batch_fence, kr_db_rows_fit(b->n)), p, np,
+	    &res, NULL)) != KR_DB_OK)
+		return rc;
+	br->n = br->nchat = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		const struct kr_claimed *j = b->jobs[i];
+		unsigned r;
+		for (r = 0; r < res.nrows; r++)
+			if (strcmp(kr_db_cell(&res, r, 0), j->id) == 0)
+				break;
+		if (r == res.nrows || kr_db_cell(&res, r, 1) == NULL ||
+		    strcmp(kr_db_cell(&res, r, 1), j->lease) != 0)
+			continue;
+		snprintf(br->cost[br->n], sizeof(br->cost[0]), "%.6f", b->costs[i]);
+		br->msg_id[br->n][0] = '\0';
+		if (j->chat_id[0] != '\0') {
+			kr_uuid_new(br->msg_id[br->n]);
+			br->chat[br->nchat++] = br->n;
+		}
+		br->held[br->n++] = i;
+	}
+	kr_db_res_free(&res);
+	return KR_DB_OK;
+}
+
 /*
- * Every job of the batch in turn, then the events of those that landed (one sequence step
- * and one insert per workspace, in the jobs' order). A job that finds its lease gone (or
- * its answer delivered) returns KR_DB_ABORT having changed nothing, except for a chat job
- * whose message insert came before the fence: that one runs under a savepoint and is
- * rolled back to it. Any other error leaves the whole transaction to kr_db_tx (rolled back;
- * rerun on deadlock or a lost connection, the results recomputed).
+ * The batch in a fixed number of statements: lock the rows and keep the jobs still held,
+ * insert the answer messages (chat jobs), mark the jobs succeeded, insert their attempts
+ * (numbered by the updated counter), queue notifications, append the events (one sequence
+ * step and insert per workspace, in the jobs' order). A job whose lease is gone is left
+ * out (KR_QUEUE_LOST). A duplicate answer message (delivered already, which the fence
+ * should make impossible) fails the whole batch: the caller then stores the jobs one by
+ * one, where it is recognised. Any failure leaves the transaction to kr_db_tx.
  */
 static enum kr_db_err
 batch_body(struct kr_db *db, void *arg)
@@ -583,38 +804,47 @@ batch_body(struct kr_db *db, void *arg)
 	const char *types[KR_QUEUE_BATCH_MAX * SUCCEED_EVENTS];
 	json_object *o[KR_QUEUE_BATCH_MAX * SUCCEED_EVENTS];
 	int notify[KR_QUEUE_BATCH_MAX];
-	enum kr_db_err rc;
+	struct batch_rows *br = calloc(1, sizeof(*br));
+	enum kr_db_err rc = KR_DB_ERROR;
 	size_t ne = 0;
 
 	for (size_t i = 0; i < b->n; i++)
 		b->results[i] = KR_QUEUE_LOST;
-	if ((rc = batch_notify(db, b, notify)) != KR_DB_OK)
-		return rc;
-	for (size_t i = 0; i < b->n; i++) {
-		struct succeed_ctx c = { b->jobs[i], b->attempts[i], b->costs[i] };
-		int sp = c.j->chat_id[0] != '\0';
-		char msg_id[KR_UUID_MAX];
+	if (br == NULL)
+		return KR_DB_ERROR;
+	br->b = b;
+	if ((rc = batch_notify(db, b, notify)) != KR_DB_OK ||
+	    (rc = batch_fence(db, br)) != KR_DB_OK || br->n == 0)
+		goto out;
+	if (br->nchat > 0 && (rc = kr_db_exec_rows(db, &sql_batch_messages, MESSAGE_COLS,
+	    br->nchat, message_row, br)) != KR_DB_OK)
+		goto out;
+	if ((rc = kr_db_exec_rows(db, &sql_batch_succeed, SUCCEED_COLS, br->n, succeed_row,
+	    br)) != KR_DB_OK ||
+	    (rc = kr_db_exec_rows(db, &sql_batch_attempts, ATTEMPT_COLS, br->n, attempt_row,
+	    br)) != KR_DB_OK)
+		goto out;
+	for (size_t h = 0; h < br->n; h++) {
+		const struct kr_claimed *j = b->jobs[br->held[h]];
+		const struct kr_attempt *a = b->attempts[br->held[h]];
 		size_t k;
 
-		if (sp && (rc = kr_db_query(db, "SAVEPOINT kr_j")) != KR_DB_OK)
+		/* Telegram and the like: queued here, sent on their own. */
+		if (notify[br->held[h]] && (rc = kr_notify_enqueue(db, j->ws_id, j->id,
+		    a->r->text != NULL ? a->r->text : "")) != KR_DB_OK && rc != KR_DB_ERROR)
 			goto out;
-		if ((rc = succeed_job(db, &c, notify[i], msg_id)) == KR_DB_ABORT) {
-			if (sp && (rc = kr_db_query(db, "ROLLBACK TO SAVEPOINT kr_j")) != KR_DB_OK)
-				goto out;
-			continue;
-		}
-		if (rc != KR_DB_OK)
-			goto out;
-		b->results[i] = KR_QUEUE_DONE;
-		k = succeed_events(c.j, c.a, msg_id, &types[ne], &o[ne]);
+		k = succeed_events(j, a, br->msg_id[h], &types[ne], &o[ne]);
 		for (size_t e = 0; e < k; e++)
-			ws[ne + e] = c.j->ws_id;
+			ws[ne + e] = j->ws_id;
 		ne += k;
 	}
-	rc = append_grouped(db, ws, types, o, ne);
+	if ((rc = append_grouped(db, ws, types, o, ne)) == KR_DB_OK)
+		for (size_t h = 0; h < br->n; h++)
+			b->results[br->held[h]] = KR_QUEUE_DONE;
 out:
 	for (size_t e = 0; e < ne; e++)
 		json_object_put(o[e]);
+	free(br);
 	return rc;
 }
 
@@ -636,7 +866,7 @@ kr_queue_succeed_batch(struct kr_db *db, const struct kr_claimed *const *jobs,
 		costs[i] = attempt_cost(db, attempts[i]);
 	/* A body never returns KR_DB_ABORT: a lost job is its own result, not the batch's. */
 	rc = kr_db_tx(db, batch_body, &b, 1);
-	return rc == KR_DB_ABORT ? KR_DB_ERROR : rc;
+	return rc == KR_DB_ABORT || rc == KR_DB_DUPLICATE ? KR_DB_ERROR : rc;
 }
 
 static enum kr_db_err

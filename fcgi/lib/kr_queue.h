@@ -35,9 +35,11 @@ struct kr_claimed {
 void	kr_claimed_release(struct kr_claimed *j);
 
 /*
- * Claim up to max due jobs for runner_id with a lease of lease_seconds, skipping jobs of
- * workspaces for which may_take(ws_id, arg) says no (per-workspace caps). Each claimed job
- * becomes running with a new lease token and gets a job_started event. *out is malloc'd.
+ * Claim up to max (at most KR_DB_ROWS_MAX) due jobs for runner_id with a lease of
+ * lease_seconds, skipping jobs of workspaces for which may_take(ws_id, arg) says no
+ * (per-workspace caps). The claimed jobs become running under one new lease token (every
+ * fence checks id and token together) and each gets a job_started event; a handful of
+ * statements and one commit whatever the number. *out is malloc'd.
  */
 enum kr_db_err	kr_queue_claim(struct kr_db *db, const char *runner_id, unsigned lease_seconds,
 		    unsigned max, int (*may_take)(const char *ws_id, void *arg), void *arg,
@@ -67,14 +69,14 @@ enum kr_queue_result {
 enum kr_db_err	kr_queue_succeed(struct kr_db *db, const struct kr_claimed *j,
 		    const struct kr_attempt *a, enum kr_queue_result *res);
 /*
- * kr_queue_succeed for n jobs (jobs[i] answered with attempts[i]) in ONE transaction, so
- * one durable commit covers them all. Each job runs the same statements as
- * kr_queue_succeed, except that notifications are only queued for workspaces that have an
- * enabled target (asked once per workspace) and the events of all the jobs that landed are
- * appended at the end, one sequence step and insert per workspace; a job whose lease is gone or whose answer was delivered already is
- * undone alone (a savepoint) and gets KR_QUEUE_LOST in results[i], the others still land.
- * Any other failure undoes the whole batch and is returned (nothing landed; results[] are
- * then meaningless): the caller may finish the jobs one by one with kr_queue_succeed.
+ * kr_queue_succeed for n jobs (jobs[i] answered with attempts[i]) in ONE transaction of a
+ * fixed number of statements (multi-row, whatever n), so one durable commit covers them
+ * all. Notifications are only queued for workspaces that have an enabled target (asked
+ * once per workspace); the events are appended with one sequence step and insert per
+ * workspace. A job whose lease is gone gets KR_QUEUE_LOST in results[i] and changes
+ * nothing; the others land. Any other failure (a duplicate answer message included)
+ * undoes the whole batch and is returned (results[] are then meaningless): the caller may
+ * finish the jobs one by one with kr_queue_succeed.
  */
 #define KR_QUEUE_BATCH_MAX	64
 enum kr_db_err	kr_queue_succeed_batch(struct kr_db *db, const struct kr_claimed *const *jobs,
