@@ -76,21 +76,21 @@ flight_end(struct runner *r, struct flight *f)
 	kr_claimed_release(&f->job);
 	memset(f, 0, sizeof(*f));
 	r->nflying--;
+	r->free_slots[r->cfg->runner_max_in_flight - r->nflying - 1] = (size_t)(f - r->flights);
 }
 
 void
 flight_start(struct runner *r, const struct kr_claimed *job)
 {
+	size_t nfree = r->cfg->runner_max_in_flight - r->nflying;
 	struct ws_count *w;
-	struct flight *f = NULL;
+	struct flight *f;
 
-	for (size_t i = 0; i < r->cfg->runner_max_in_flight && f == NULL; i++)
-		if (!r->flights[i].used)
-			f = &r->flights[i];
-	if (f == NULL) {	/* cannot happen: claims never exceed the free slots */
+	if (nfree == 0) {	/* cannot happen: claims never exceed the free slots */
 		kr_error("no free slot for job %s", job->id);
 		return;
 	}
+	f = &r->flights[r->free_slots[nfree - 1]];
 	memset(f, 0, sizeof(*f));
 	f->job = *job;
 	f->used = 1;
@@ -183,6 +183,115 @@ drop_exhausted_providers(struct runner *r, struct flight *f, struct kr_candidate
 	kr_db_res_free(&res);
 }
 
+void
+flight_pass_begin(struct runner *r, struct pass *p)
+{
+	memset(p, 0, sizeof(*p));
+	r->pass = p;
+}
+
+void
+flight_pass_end(struct runner *r)
+{
+	struct pass *p = r->pass;
+
+	if (p == NULL)
+		return;
+	for (size_t i = 0; i < p->npicks; i++)
+		kr_candidates_release(&p->picks[i].c);
+	for (size_t i = 0; i < p->nsecrets; i++)
+		if (p->secrets[i].secret != NULL) {
+			kr_wipe(p->secrets[i].secret, p->secrets[i].len);
+			free(p->secrets[i].secret);
+		}
+	free(p->picks);
+	free(p->secrets);
+	r->pass = NULL;
+}
+
+/* c becomes a copy (the caller releases it) of a candidate list, or of nothing. */
+static enum kr_db_err
+candidates_copy(const struct pass_pick *pk, struct kr_candidates *c)
+{
+	memset(c, 0, sizeof(*c));
+	if (pk->rc != KR_DB_OK)
+		return pk->rc;
+	memcpy(c->earliest_cooldown, pk->c.earliest_cooldown, sizeof(c->earliest_cooldown));
+	if (pk->c.n == 0)
+		return KR_DB_OK;
+	if ((c->v = calloc(pk->c.n, sizeof(*c->v))) == NULL)
+		return KR_DB_ERROR;
+	memcpy(c->v, pk->c.v, pk->c.n * sizeof(*c->v));
+	c->n = pk->c.n;
+	return KR_DB_OK;
+}
+
+/* The candidates of a job's next attempt: shared within a claim pass, else read now. */
+static enum kr_db_err
+candidates(struct runner *r, const struct flight *f, const struct kr_provider *want,
+    struct kr_candidates *c)
+{
+	struct pass *p = r->pass;
+	struct pass_pick *pk;
+
+	if (p == NULL)
+		return kr_select_candidates(r->db, r->cfg, f->job.ws_id, want, c);
+	for (size_t i = 0; i < p->npicks; i++)
+		if (p->picks[i].want == want && strcmp(p->picks[i].ws_id, f->job.ws_id) == 0)
+			return candidates_copy(&p->picks[i], c);
+	if ((pk = reallocarray(p->picks, p->npicks + 1, sizeof(*pk))) == NULL)
+		return kr_select_candidates(r->db, r->cfg, f->job.ws_id, want, c);
+	p->picks = pk;
+	pk = &p->picks[p->npicks++];
+	memset(pk, 0, sizeof(*pk));
+	snprintf(pk->ws_id, sizeof(pk->ws_id), "%s", f->job.ws_id);
+	pk->want = want;
+	pk->rc = kr_select_candidates(r->db, r->cfg, f->job.ws_id, want, &pk->c);
+	return candidates_copy(pk, c);
+}
+
+/* A copy of a secret (the caller wipes and frees it); -1 when there is none. */
+static int
+secret_copy(const struct pass_secret *ps, char **secret, size_t *len)
+{
+	if (ps->secret == NULL || (*secret = malloc(ps->len + 1)) == NULL)
+		return -1;
+	memcpy(*secret, ps->secret, ps->len + 1);
+	*len = ps->len;
+	return 0;
+}
+
+/* The secret of a candidate: shared within a claim pass, else read now. */
+static int
+key_secret(struct runner *r, const char *ws_id, const struct kr_candidate *c, char **out,
+    size_t *len)
+{
+	struct pass *p = r->pass;
+	struct pass_secret *ps;
+
+	*out = NULL;
+	if (p == NULL)
+		return kr_select_secret(r->db, ws_id, c, out, len);
+	for (size_t i = 0; i < p->nsecrets; i++) {
+		ps = &p->secrets[i];
+		if (ps->prov == c->prov && ps->system_index == c->system_index &&
+		    strcmp(ps->key_id, c->key_id) == 0 && strcmp(ps->ws_id, ws_id) == 0)
+			return secret_copy(ps, out, len);
+	}
+	if ((ps = reallocarray(p->secrets, p->nsecrets + 1, sizeof(*ps))) == NULL)
+		return kr_select_secret(r->db, ws_id, c, out, len);
+	p->secrets = ps;
+	ps = &p->secrets[p->nsecrets++];
+	memset(ps, 0, sizeof(*ps));
+	snprintf(ps->ws_id, sizeof(ps->ws_id), "%s", ws_id);
+	snprintf(ps->key_id, sizeof(ps->key_id), "%s", c->key_id);
+	ps->prov = c->prov;
+	ps->system_index = c->system_index;
+	if (kr_select_secret(r->db, ws_id, c, &ps->secret, &ps->len) != 0)
+		ps->secret = NULL;
+	return secret_copy(ps, out, len);
+}
+
 /* Build and add the call for the chosen candidate; -1 when its secret is gone. */
 static int
 flight_call(struct runner *r, struct flight *f, const struct kr_candidate *c)
@@ -191,10 +300,10 @@ flight_call(struct runner *r, struct flight *f, const struct kr_candidate *c)
 	struct kr_llm_request req;
 	struct kr_db_res hist = { 0, 0, NULL, NULL };
 	size_t nmsgs = 1, len = 0;
-	char *secret = NULL, err[256];
+	char *key = NULL, err[256];
 	int rc = -1;
 
-	if (kr_select_secret(r->db, f->job.ws_id, c, &secret, &len) != 0)
+	if (key_secret(r, f->job.ws_id, c, &key, &len) != 0)
 		return -1;
 	if (f->job.chat_id[0] != '\0' &&
 	    kr_queue_history(r->db, &f->job, HISTORY_MAX, &hist) == KR_DB_OK && hist.nrows > 0 &&
@@ -214,7 +323,7 @@ flight_call(struct runner *r, struct flight *f, const struct kr_candidate *c)
 	memset(&req, 0, sizeof(req));
 	req.prov = c->prov;
 	req.base_url = c->base_url;
-	req.key = secret;
+	req.key = key;
 	req.keylen = len;
 	req.model = !c->is_fallback && f->job.requested_model[0] ? f->job.requested_model :
 	    c->model;
@@ -223,8 +332,8 @@ flight_call(struct runner *r, struct flight *f, const struct kr_candidate *c)
 	req.nmsgs = nmsgs;
 	req.timeout_ms = (long)r->cfg->runner_attempt_timeout_seconds * 1000;
 	f->call = kr_llm_call_new(r->cfg, &req, 0, err, sizeof(err));
-	kr_wipe(secret, len);
-	free(secret);
+	kr_wipe(key, len);
+	free(key);
 	if (f->call != NULL) {
 		f->cand = *c;
 		if (!c->is_fallback && f->job.requested_model[0])
@@ -254,7 +363,7 @@ flight_next(struct runner *r, struct flight *f)
 		flight_end(r, f);
 		return;
 	}
-	if (kr_select_candidates(r->db, r->cfg, f->job.ws_id, want, &c) != KR_DB_OK) {
+	if (candidates(r, f, want, &c) != KR_DB_OK) {
 		flight_later(r, f, 1000, "database error while choosing a key");
 		return;
 	}
@@ -482,27 +591,47 @@ log_aborted(struct runner *r, struct flight *f)
 	(void)kr_queue_log_attempt(r->db, &f->job, &a);
 }
 
+/* A job the database says this runner holds. */
+struct held_job {
+	const char	*id, *lease;
+};
+
+static int
+held_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct held_job *)a)->id, ((const struct held_job *)b)->id);
+}
+
 void
 flight_check_held(struct runner *r)
 {
 	struct kr_db_res res;
+	struct held_job *h, *found, key = { NULL, NULL };
 
 	if (r->nflying == 0 || kr_queue_held(r->db, r->id, &res) != KR_DB_OK)
 		return;
+	if ((h = calloc(res.nrows + 1, sizeof(*h))) == NULL) {
+		kr_db_res_free(&res);
+		return;
+	}
+	for (unsigned i = 0; i < res.nrows; i++) {
+		h[i].id = kr_db_cell(&res, i, 0);
+		h[i].lease = kr_db_cell(&res, i, 1);
+	}
+	qsort(h, res.nrows, sizeof(*h), held_cmp);
 	for (size_t i = 0; i < r->cfg->runner_max_in_flight; i++) {
 		struct flight *f = &r->flights[i];
-		int held = 0;
 		if (!f->used)
 			continue;
-		for (unsigned row = 0; row < res.nrows && !held; row++)
-			held = strcmp(kr_db_cell(&res, row, 0), f->job.id) == 0 &&
-			    strcmp(kr_db_cell(&res, row, 1), f->job.lease) == 0;
-		if (!held) {
+		key.id = f->job.id;
+		found = bsearch(&key, h, res.nrows, sizeof(*h), held_cmp);
+		if (found == NULL || found->lease == NULL || strcmp(found->lease, f->job.lease) != 0) {
 			kr_info("job %s was cancelled or taken over: call aborted", f->job.id);
 			log_aborted(r, f);
 			flight_end(r, f);
 		}
 	}
+	free(h);
 	kr_db_res_free(&res);
 }
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,7 +33,9 @@
 #include "runner.h"
 
 #define PROG		"keyrelay-runner"
-#define CLAIM_BATCH	128
+#define CLAIM_BATCH	128	/* jobs per claim at most (KR_DB_ROWS_MAX) */
+#define CLAIM_GATHER_MS	5	/* free slots wait this long for others to claim together */
+#define CLAIM_IDLE_MS	20	/* after a claim that found fewer due jobs than it wanted */
 #define HELD_MS		500
 #define RESCUE_MS	2000
 #define PRUNE_MS	(10 * 60 * 1000)
@@ -70,41 +73,108 @@ leases:
 		(void)kr_queue_extend(r->db, r->id, r->cfg->runner_lease_seconds);
 }
 
-static void
+/* Claim jobs into the free slots and start them; returns whether all that were asked came. */
+static int
 claim(struct runner *r)
 {
 	size_t free_slots = r->cfg->runner_max_in_flight - r->nflying, n = 0;
 	struct kr_claimed *jobs = NULL;
+	struct pass pass;
 
-	if (r->stopping || free_slots == 0)
-		return;
 	if (free_slots > CLAIM_BATCH)
 		free_slots = CLAIM_BATCH;
 	if (kr_queue_claim(r->db, r->id, r->cfg->runner_lease_seconds, (unsigned)free_slots,
-	    flight_may_take, r, &jobs, &n) == KR_DB_OK) {
-		flight_claim_done(r);
-		for (size_t i = 0; i < n; i++)
-			flight_start(r, &jobs[i]);	/* the flight owns the job now */
-	} else
-		flight_claim_done(r);
+	    flight_may_take, r, &jobs, &n) != KR_DB_OK)
+		n = 0;
+	flight_claim_done(r);
+	flight_pass_begin(r, &pass);
+	for (size_t i = 0; i < n; i++)
+		flight_start(r, &jobs[i]);	/* the flight owns the job now */
+	flight_pass_end(r);
 	free(jobs);
+	return n == free_slots;
 }
 
 /*
- * The transfers that ended in this pass are handed over KR_QUEUE_BATCH_MAX at a time, so
- * their answers are stored with one commit (kr_queue_succeed_batch).
+ * Whether to claim now. Free slots are claimed together: at once when there are enough of
+ * them (an eighth of the slots, or a full batch), else after CLAIM_GATHER_MS; never sooner
+ * than CLAIM_IDLE_MS after a claim that found the queue short.
+ */
+static int
+claim_due(const struct runner *r, int64_t now, int64_t last, int64_t not_before)
+{
+	size_t max = r->cfg->runner_max_in_flight, free_slots = max - r->nflying;
+	size_t enough = max / 8 < CLAIM_BATCH ? max / 8 : CLAIM_BATCH;
+
+	if (r->stopping || free_slots == 0 || now < not_before)
+		return 0;
+	return free_slots >= enough || r->nflying == 0 || now - last >= CLAIM_GATHER_MS;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: watch (or stop watching) a socket for curl. */
+static int
+on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *arg, void *sockp)
+{
+	struct runner *r = arg;
+	struct epoll_event ev;
+
+	(void)easy;
+	memset(&ev, 0, sizeof(ev));
+	ev.data.fd = fd;
+	if (what == CURL_POLL_REMOVE) {
+		(void)epoll_ctl(r->epfd, EPOLL_CTL_DEL, fd, NULL);
+		return 0;
+	}
+	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+	if (sockp == NULL) {	/* new to us: remember that it is watched */
+		if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST)
+			(void)epoll_ctl(r->epfd, EPOLL_CTL_MOD, fd, &ev);
+		(void)curl_multi_assign(r->multi, fd, r);
+	} else if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT)
+		(void)epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev);
+	return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: when curl wants to be called for its timeouts. */
+static int
+on_curl_timer(CURLM *multi, long timeout_ms, void *arg)
+{
+	struct runner *r = arg;
+
+	(void)multi;
+	r->curl_due = timeout_ms < 0 ? -1 : kr_time_mono_ms() + timeout_ms;
+	return 0;
+}
+
+/*
+ * Wait up to wait_ms for sockets (less when curl's timer is due sooner), let curl act on
+ * those with news and on its timer, then hand over the transfers that ended,
+ * KR_QUEUE_BATCH_MAX at a time, so their answers are stored with one commit
+ * (kr_queue_succeed_batch).
  */
 static void
 drive_transfers(struct runner *r, int wait_ms)
 {
+	struct epoll_event ev[256];
 	CURL *easy[KR_QUEUE_BATCH_MAX];
 	CURLcode codes[KR_QUEUE_BATCH_MAX];
 	struct CURLMsg *m;
-	int running = 0, left = 0;
+	int running = 0, left = 0, nev;
+	int64_t now = kr_time_mono_ms();
 	size_t n;
 
-	curl_multi_poll(r->multi, NULL, 0, wait_ms, NULL);
-	curl_multi_perform(r->multi, &running);
+	if (r->curl_due >= 0 && r->curl_due - now < wait_ms)
+		wait_ms = r->curl_due > now ? (int)(r->curl_due - now) : 0;
+	nev = epoll_wait(r->epfd, ev, (int)(sizeof(ev) / sizeof(ev[0])), wait_ms);
+	for (int i = 0; i < nev; i++)
+		curl_multi_socket_action(r->multi, ev[i].data.fd,
+		    (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR) ? CURL_CSELECT_IN : 0) |
+		    (ev[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR) ? CURL_CSELECT_OUT : 0) |
+		    (ev[i].events & EPOLLERR ? CURL_CSELECT_ERR : 0), &running);
+	if (r->curl_due >= 0 && kr_time_mono_ms() >= r->curl_due) {
+		r->curl_due = -1;
+		curl_multi_socket_action(r->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
 	do {
 		n = 0;
 		while (n < KR_QUEUE_BATCH_MAX && (m = curl_multi_info_read(r->multi, &left)) !=
@@ -119,7 +189,7 @@ drive_transfers(struct runner *r, int wait_ms)
 }
 
 struct timers {
-	int64_t	beat, held, rescue, prune, claim, schedule;
+	int64_t	beat, held, rescue, prune, claim, claim_not_before, schedule;
 };
 
 /*
@@ -224,7 +294,7 @@ housekeeping(struct runner *r, struct timers *t, int64_t now)
 static void
 run(struct runner *r, const sigset_t *sigs)
 {
-	struct timers t = { INT64_MIN / 2, 0, 0, 0, 0, 0 };
+	struct timers t = { INT64_MIN / 2, 0, 0, 0, 0, 0, 0 };
 	struct timespec zero = { 0, 0 };
 	int64_t drain_until = 0, now;
 	int sig;
@@ -240,12 +310,12 @@ run(struct runner *r, const sigset_t *sigs)
 		if (r->stopping && (r->nflying == 0 || now >= drain_until))
 			break;
 		housekeeping(r, &t, now);
-		if (!r->stopping && r->nflying < r->cfg->runner_max_in_flight &&
-		    (now - t.claim >= 20 || r->nflying == 0)) {
+		if (claim_due(r, now, t.claim, t.claim_not_before)) {
 			t.claim = now;
-			claim(r);
+			t.claim_not_before = claim(r) ? now : now + CLAIM_IDLE_MS;
 		}
-		drive_transfers(r, r->nflying > 0 ? 20 : 200);
+		drive_transfers(r, r->nflying == 0 ? 200 :
+		    r->nflying < r->cfg->runner_max_in_flight ? CLAIM_GATHER_MS : 20);
 	}
 	if (r->nflying > 0)
 		kr_info("handing back %zu job(s)", r->nflying);
@@ -259,10 +329,20 @@ setup(struct runner *r, const struct kr_config *cfg)
 	r->cfg = cfg;
 	kr_uuid_new(r->id);
 	r->flights = calloc(cfg->runner_max_in_flight, sizeof(*r->flights));
+	r->free_slots = calloc(cfg->runner_max_in_flight, sizeof(*r->free_slots));
 	r->ws = calloc(cfg->runner_max_in_flight, sizeof(*r->ws));
-	if (r->flights == NULL || r->ws == NULL || (r->db = kr_db_new(cfg)) == NULL ||
+	r->curl_due = -1;
+	r->epfd = -1;
+	if ((r->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 || r->flights == NULL ||
+	    r->free_slots == NULL || r->ws == NULL || (r->db = kr_db_new(cfg)) == NULL ||
 	    (r->multi = curl_multi_init()) == NULL)
 		return -1;
+	for (size_t i = 0; i < cfg->runner_max_in_flight; i++)
+		r->free_slots[i] = cfg->runner_max_in_flight - 1 - i;	/* slot 0 on top */
+	curl_multi_setopt(r->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+	curl_multi_setopt(r->multi, CURLMOPT_SOCKETDATA, r);
+	curl_multi_setopt(r->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+	curl_multi_setopt(r->multi, CURLMOPT_TIMERDATA, r);
 	curl_multi_setopt(r->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
 	    (long)cfg->runner_max_in_flight);
 	return 0;
@@ -273,8 +353,11 @@ teardown(struct runner *r)
 {
 	if (r->multi != NULL)
 		curl_multi_cleanup(r->multi);
+	if (r->epfd >= 0)
+		close(r->epfd);
 	kr_db_free(&r->db);
 	free(r->flights);
+	free(r->free_slots);
 	free(r->ws);
 }
 
@@ -299,6 +382,7 @@ main(int argc, char **argv)
 	}
 	kr_log_init(PROG, cfg.log_level);
 	memset(&r, 0, sizeof(r));
+	r.epfd = -1;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);

@@ -1,6 +1,7 @@
 /*
  * The runner's state, shared by its main loop (main.c) and the life of each job in flight
- * (flight.c). Single-threaded: one MariaDB connection, one curl multi handle.
+ * (flight.c). Single-threaded: one MariaDB connection, one curl multi handle driven through
+ * its socket interface (epoll), so each pass costs what the sockets with news cost.
  */
 #ifndef KR_RUNNER_H
 #define KR_RUNNER_H
@@ -32,15 +33,47 @@ struct ws_count {
 	unsigned	batch;		/* taken by the claim in progress */
 };
 
+/*
+ * What the attempts starting in one claim pass share: the key choice of each workspace
+ * (and requested provider) and the secrets of the keys chosen, read from the database once
+ * for all of them, at the moment they start. Wiped and freed when the pass ends.
+ */
+struct pass_pick {
+	char			 ws_id[KR_UUID_MAX];
+	const struct kr_provider *want;
+	enum kr_db_err		 rc;
+	struct kr_candidates	 c;
+};
+
+struct pass_secret {
+	char			 ws_id[KR_UUID_MAX];
+	char			 key_id[KR_UUID_MAX];
+	const struct kr_provider *prov;
+	unsigned		 system_index;
+	char			*secret;	/* NULL: gone or unreadable */
+	size_t			 len;
+};
+
+struct pass {
+	struct pass_pick	*picks;
+	size_t			 npicks;
+	struct pass_secret	*secrets;
+	size_t			 nsecrets;
+};
+
 struct runner {
 	const struct kr_config	*cfg;
 	struct kr_db		*db;
 	CURLM			*multi;
+	int			 epfd;		/* the sockets curl asks to watch */
+	int64_t			 curl_due;	/* when curl's timer fires; -1: no timer */
 	char			 id[KR_UUID_MAX];
 	int			 registered;
 	int			 stopping;
 	struct flight		*flights;	/* cfg->runner_max_in_flight slots */
+	size_t			*free_slots;	/* indexes of the unused ones, a stack */
 	size_t			 nflying;
+	struct pass		*pass;		/* during a claim pass */
 	struct ws_count		*ws;
 	size_t			 nws;
 	uint64_t		 done_ok, done_failed;
@@ -61,6 +94,9 @@ void	flight_transfers_done(struct runner *r, CURL *const *easy, const CURLcode *
 void	flight_check_held(struct runner *r);
 /* Shutdown: abort every call in hand and give the jobs back. */
 void	flight_release_all(struct runner *r);
+/* Around the flight_start calls of one claim: the attempts share their key reads. */
+void	flight_pass_begin(struct runner *r, struct pass *p);
+void	flight_pass_end(struct runner *r);
 /* Per-workspace cap for kr_queue_claim. */
 int	flight_may_take(const char *ws_id, void *arg);
 void	flight_claim_done(struct runner *r);
