@@ -49,8 +49,14 @@ static const char sql_due[] =
     "FOR UPDATE SKIP LOCKED";
 static const char sql_fire[] =
     "INSERT INTO schedule_fires (schedule_id, fire_time, job_id) VALUES (?,?,?)";
+/*
+ * Fenced on the slot read and on its being due: the row lock of the due query is the first
+ * guard, this compare-and-set the second, so a slot fires once even if a read under
+ * SKIP LOCKED ever returned a row version other than the one its WHERE matched.
+ */
 static const char sql_fired[] =
-    "UPDATE schedules SET last_run_at = ?, next_run_at = FROM_UNIXTIME(?) WHERE id = ?";
+    "UPDATE schedules SET last_run_at = ?, next_run_at = FROM_UNIXTIME(?) "
+    "WHERE id = ? AND enabled = 1 AND next_run_at = ? AND next_run_at <= NOW(3)";
 /* Skip a slot without firing it; fenced on the slot, so a concurrent change wins. */
 static const char sql_skip[] =
     "UPDATE schedules SET next_run_at = FROM_UNIXTIME(?) WHERE id = ? AND next_run_at = ?";
@@ -339,20 +345,24 @@ fire_locked(struct kr_db *db, const struct kr_db_res *due, time_t next)
 	char job_id[KR_UUID_MAX] = "";
 	enum kr_db_err rc;
 	int existing = 0;
+	uint64_t n = 0;
 
+	{
+		struct kr_dbp p[4] = { KR_P_STR(kr_db_cell(due, 0, DUE_SLOT)),
+		    next >= 0 ? KR_P_INT(next) : KR_P_NULL, KR_P_STR(j.schedule_id),
+		    KR_P_STR(kr_db_cell(due, 0, DUE_SLOT)) };
+		if ((rc = kr_db_exec(db, sql_fired, p, N(p), NULL, &n)) != KR_DB_OK)
+			return rc;
+		if (n == 0)
+			return KR_DB_ABORT;	/* the slot moved on: not ours to fire */
+	}
 	if ((rc = kr_job_create(db, kr_db_cell(due, 0, DUE_WS), &j, 1, job_id, &existing)) !=
 	    KR_DB_OK)
 		return rc;
 	{
 		struct kr_dbp p[3] = { KR_P_STR(j.schedule_id),
 		    KR_P_STR(kr_db_cell(due, 0, DUE_SLOT)), KR_P_STR(job_id) };
-		if ((rc = kr_db_exec(db, sql_fire, p, N(p), NULL, NULL)) != KR_DB_OK)
-			return rc;
-	}
-	{
-		struct kr_dbp p[3] = { KR_P_STR(kr_db_cell(due, 0, DUE_SLOT)),
-		    next >= 0 ? KR_P_INT(next) : KR_P_NULL, KR_P_STR(j.schedule_id) };
-		return kr_db_exec(db, sql_fired, p, N(p), NULL, NULL);
+		return kr_db_exec(db, sql_fire, p, N(p), NULL, NULL);
 	}
 }
 
@@ -360,6 +370,7 @@ fire_locked(struct kr_db *db, const struct kr_db_res *due, time_t next)
 struct fire_tx {
 	struct kr_db_res	due;
 	time_t			next;
+	int			lost;	/* a due row was found but its slot had moved on */
 };
 
 static enum kr_db_err
@@ -374,7 +385,9 @@ fire_in_tx(struct kr_db *db, void *arg)
 	if (f->due.nrows == 0)
 		return KR_DB_ABORT;
 	f->next = due_next(&f->due);
-	return fire_locked(db, &f->due, f->next);
+	rc = fire_locked(db, &f->due, f->next);
+	f->lost = rc == KR_DB_ABORT;
+	return rc;
 }
 
 /*
@@ -385,10 +398,10 @@ fire_in_tx(struct kr_db *db, void *arg)
 static enum kr_db_err
 fire_one(struct kr_db *db, int *found, int *fired)
 {
-	struct fire_tx f = { { 0 }, -1 };
+	struct fire_tx f = { { 0 }, -1, 0 };
 	enum kr_db_err rc = kr_db_tx(db, fire_in_tx, &f, 1);
 
-	*found = rc != KR_DB_ABORT;
+	*found = rc != KR_DB_ABORT || f.lost;
 	*fired = rc == KR_DB_OK;
 	if (rc == KR_DB_ABORT)
 		rc = KR_DB_OK;
