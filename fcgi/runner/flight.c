@@ -427,8 +427,34 @@ backoff_ms(const struct runner *r, unsigned attempt, long hint_ms)
 	return hint_ms > d ? hint_ms : d;
 }
 
+/*
+ * A success goes to the store thread and frees the slot (store.c): the call is over, so
+ * it no longer counts against max_in_flight or its workspace's cap. With no memory for
+ * that, it is stored here and now.
+ */
 static void
-flight_answered(struct runner *r, struct flight *f, struct kr_llm_result *res)
+flight_succeeded(struct runner *r, struct flight *f, struct kr_llm_result *res,
+    struct store_list *l)
+{
+	struct stored *s = store_item(f, res);
+	struct kr_attempt a = { f->cand.prov->slug, f->cand.key_id[0] ? f->cand.key_id : NULL,
+	    f->cand.model, f->cand.is_fallback, "", res, kr_llm_class_name(res->cls) };
+	enum kr_queue_result out;
+
+	if (s != NULL) {
+		store_add(l, s);
+		flight_end(r, f);
+		return;
+	}
+	snprintf(a.started_at, sizeof(a.started_at), "%s", f->started_at);
+	if (kr_queue_succeed(r->db, &f->job, &a, &out) != KR_DB_OK)
+		kr_warn("job %s: could not store its answer; it will run again", f->job.id);
+	flight_end(r, f);
+}
+
+static void
+flight_answered(struct runner *r, struct flight *f, struct kr_llm_result *res,
+    struct store_list *l)
 {
 	struct kr_attempt a = { f->cand.prov->slug, f->cand.key_id[0] ? f->cand.key_id : NULL,
 	    f->cand.model, f->cand.is_fallback, "", res, kr_llm_class_name(res->cls) };
@@ -437,11 +463,7 @@ flight_answered(struct runner *r, struct flight *f, struct kr_llm_result *res)
 	snprintf(a.started_at, sizeof(a.started_at), "%s", f->started_at);
 	record_key(r, f, res);
 	if (res->cls == KR_LLM_OK) {
-		if (kr_queue_succeed(r->db, &f->job, &a, &out) != KR_DB_OK)
-			kr_warn("job %s: could not store its answer; it will run again",
-			    f->job.id);
-		r->done_ok++;
-		flight_end(r, f);
+		flight_succeeded(r, f, res, l);
 		return;
 	}
 	if (kr_queue_attempt_failed(r->db, &f->job, &a, &out) != KR_DB_OK || out == KR_QUEUE_LOST) {
@@ -460,100 +482,12 @@ flight_answered(struct runner *r, struct flight *f, struct kr_llm_result *res)
 		flight_next(r, f);	/* auth, quota, rate limit: the next key at once */
 }
 
-/* The answers of one pass over the multi handle, finished in one transaction. */
-struct answers {
-	struct flight		*f[KR_QUEUE_BATCH_MAX];
-	struct kr_llm_result	 res[KR_QUEUE_BATCH_MAX];
-	struct kr_attempt	 a[KR_QUEUE_BATCH_MAX];
-	size_t			 n;
-};
-
 /*
- * Store the answers gathered (their keys are recorded already), then end their flights.
- * When the batch fails as a whole on something else than the connection or a deadlock
- * (bad data in one job), each job is stored alone so that one cannot hold back the others.
+ * A transfer ended: a success joins l (stored by the store thread), anything else is
+ * acted on at once.
  */
 static void
-answers_flush(struct runner *r, struct answers *b)
-{
-	const struct kr_claimed *jobs[KR_QUEUE_BATCH_MAX];
-	const struct kr_attempt *atts[KR_QUEUE_BATCH_MAX];
-	enum kr_queue_result out[KR_QUEUE_BATCH_MAX];
-	enum kr_db_err rc;
-
-	for (size_t i = 0; i < b->n; i++) {
-		jobs[i] = &b->f[i]->job;
-		atts[i] = &b->a[i];
-	}
-	rc = kr_queue_succeed_batch(r->db, jobs, atts, b->n, out);
-	for (size_t i = 0; i < b->n; i++) {
-		if ((rc == KR_DB_ERROR && kr_queue_succeed(r->db, jobs[i], atts[i], &out[i]) !=
-		    KR_DB_OK) || (rc != KR_DB_OK && rc != KR_DB_ERROR))
-			kr_warn("job %s: could not store its answer; it will run again",
-			    jobs[i]->id);
-		r->done_ok++;
-		flight_end(r, b->f[i]);
-		kr_llm_result_release(&b->res[i]);
-	}
-	b->n = 0;
-}
-
-/*
- * A transfer ended: a success joins b (record_key now, stored by answers_flush), anything
- * else is acted on at once, as one job.
- */
-static void
-transfer_done(struct runner *r, CURL *easy, CURLcode rc, struct answers *b)
-{
-	struct kr_llm_result *res = &b->res[b->n];
-	struct flight *f = NULL;
-
-	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&f);
-	if (f == NULL || !f->used || f->call == NULL)
-		return;
-	memset(res, 0, sizeof(*res));
-	curl_multi_remove_handle(r->multi, easy);
-	if (kr_llm_call_finish(f->call, rc, res) == 1) {
-		curl_multi_add_handle(r->multi, easy);	/* zai's check fallback */
-		return;
-	}
-	kr_llm_call_free(&f->call);
-	if (res->cls != KR_LLM_OK) {
-		flight_answered(r, f, res);
-		kr_llm_result_release(res);
-		return;
-	}
-	b->f[b->n] = f;
-	b->a[b->n] = (struct kr_attempt){ f->cand.prov->slug,
-	    f->cand.key_id[0] ? f->cand.key_id : NULL, f->cand.model, f->cand.is_fallback, "",
-	    res, kr_llm_class_name(res->cls) };
-	snprintf(b->a[b->n].started_at, sizeof(b->a[b->n].started_at), "%s", f->started_at);
-	record_key(r, f, res);
-	b->n++;
-}
-
-void
-flight_transfers_done(struct runner *r, CURL *const *easy, const CURLcode *rc, size_t n)
-{
-	struct answers *b = malloc(sizeof(*b));
-
-	if (b == NULL) {	/* no room to gather: one by one, as before */
-		for (size_t i = 0; i < n; i++)
-			flight_transfer_done(r, easy[i], rc[i]);
-		return;
-	}
-	b->n = 0;
-	for (size_t i = 0; i < n; i++) {
-		transfer_done(r, easy[i], rc[i], b);
-		if (b->n == KR_QUEUE_BATCH_MAX)
-			answers_flush(r, b);
-	}
-	answers_flush(r, b);
-	free(b);
-}
-
-void
-flight_transfer_done(struct runner *r, CURL *easy, CURLcode rc)
+transfer_done(struct runner *r, CURL *easy, CURLcode rc, struct store_list *l)
 {
 	struct kr_llm_result res;
 	struct flight *f = NULL;
@@ -568,8 +502,18 @@ flight_transfer_done(struct runner *r, CURL *easy, CURLcode rc)
 		return;
 	}
 	kr_llm_call_free(&f->call);
-	flight_answered(r, f, &res);
+	flight_answered(r, f, &res, l);
 	kr_llm_result_release(&res);
+}
+
+void
+flight_transfers_done(struct runner *r, CURL *const *easy, const CURLcode *rc, size_t n)
+{
+	struct store_list l = { NULL, NULL, 0 };
+
+	for (size_t i = 0; i < n; i++)
+		transfer_done(r, easy[i], rc[i], &l);
+	store_put(r, &l);
 }
 
 /* The attempts log keeps a call that was aborted (outcome "cancelled"). */

@@ -1,10 +1,12 @@
 /*
  * keyrelay-runner: the long-lived job runner.
  *
- * One thread, one MariaDB connection, one curl multi handle with up to
+ * The main thread has one MariaDB connection and one curl multi handle with up to
  * runner.max_in_flight provider calls at once. The loop claims due jobs into free slots,
  * drives the transfers, and on timers heartbeats (extending its leases), rescues jobs of
  * runners that died, notices cancelled jobs, fires due schedules and prunes old events.
+ * Answers are stored by a thread of their own with its own connection (store.c), and
+ * notifications sent by another (kr_notify), so neither holds back the calls.
  * SIGTERM or SIGINT: stop claiming, finish the calls in hand for up to
  * runner.drain_seconds, hand back what is left, mark the runner stopped, exit 0.
  */
@@ -69,8 +71,14 @@ beat(struct runner *r)
 		kr_info("registered as runner %s (%s)", r->id, r->cfg->runner_name);
 	r->registered = rc == KR_DB_OK;
 leases:
-	if (rc == KR_DB_OK && r->nflying > 0)
+	if (rc == KR_DB_OK && runner_held(r) > 0)
 		(void)kr_queue_extend(r->db, r->id, r->cfg->runner_lease_seconds);
+}
+
+size_t
+runner_held(struct runner *r)
+{
+	return r->nflying + store_pending(r);
 }
 
 /* Claim jobs into the free slots and start them; returns whether all that were asked came. */
@@ -96,17 +104,18 @@ claim(struct runner *r)
 }
 
 /*
- * Whether to claim now. Free slots are claimed together: at once when there are enough of
- * them (an eighth of the slots, or a full batch), else after CLAIM_GATHER_MS; never sooner
- * than CLAIM_IDLE_MS after a claim that found the queue short.
+ * Whether to claim now. Free slots (calls not in flight) are claimed together: at once when
+ * there are enough of them (an eighth of the slots, or a full batch), else after
+ * CLAIM_GATHER_MS; never sooner than CLAIM_IDLE_MS after a claim that found the queue
+ * short, nor while as many answers wait for the store thread as there are slots.
  */
 static int
-claim_due(const struct runner *r, int64_t now, int64_t last, int64_t not_before)
+claim_due(struct runner *r, int64_t now, int64_t last, int64_t not_before)
 {
 	size_t max = r->cfg->runner_max_in_flight, free_slots = max - r->nflying;
 	size_t enough = max / 8 < CLAIM_BATCH ? max / 8 : CLAIM_BATCH;
 
-	if (r->stopping || free_slots == 0 || now < not_before)
+	if (r->stopping || free_slots == 0 || now < not_before || store_pending(r) >= max)
 		return 0;
 	return free_slots >= enough || r->nflying == 0 || now - last >= CLAIM_GATHER_MS;
 }
@@ -146,11 +155,18 @@ on_curl_timer(CURLM *multi, long timeout_ms, void *arg)
 	return 0;
 }
 
+/* What epoll saw, as curl_multi_socket_action's bitmask. */
+static int
+curl_select(uint32_t events)
+{
+	return (events & (EPOLLIN | EPOLLHUP | EPOLLERR) ? CURL_CSELECT_IN : 0) |
+	    (events & (EPOLLOUT | EPOLLHUP | EPOLLERR) ? CURL_CSELECT_OUT : 0) |
+	    (events & EPOLLERR ? CURL_CSELECT_ERR : 0);
+}
+
 /*
  * Wait up to wait_ms for sockets (less when curl's timer is due sooner), let curl act on
- * those with news and on its timer, then hand over the transfers that ended,
- * KR_QUEUE_BATCH_MAX at a time, so their answers are stored with one commit
- * (kr_queue_succeed_batch).
+ * those with news and on its timer, then hand over the transfers that ended.
  */
 static void
 drive_transfers(struct runner *r, int wait_ms)
@@ -166,11 +182,13 @@ drive_transfers(struct runner *r, int wait_ms)
 	if (r->curl_due >= 0 && r->curl_due - now < wait_ms)
 		wait_ms = r->curl_due > now ? (int)(r->curl_due - now) : 0;
 	nev = epoll_wait(r->epfd, ev, (int)(sizeof(ev) / sizeof(ev[0])), wait_ms);
-	for (int i = 0; i < nev; i++)
-		curl_multi_socket_action(r->multi, ev[i].data.fd,
-		    (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR) ? CURL_CSELECT_IN : 0) |
-		    (ev[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR) ? CURL_CSELECT_OUT : 0) |
-		    (ev[i].events & EPOLLERR ? CURL_CSELECT_ERR : 0), &running);
+	for (int i = 0; i < nev; i++) {
+		if (ev[i].data.fd == store_wake_fd(r))
+			store_woken(r);
+		else
+			curl_multi_socket_action(r->multi, ev[i].data.fd,
+			    curl_select(ev[i].events), &running);
+	}
 	if (r->curl_due >= 0 && kr_time_mono_ms() >= r->curl_due) {
 		r->curl_due = -1;
 		curl_multi_socket_action(r->multi, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -367,6 +385,7 @@ main(int argc, char **argv)
 	struct kr_config cfg;
 	struct notifier notifier;
 	struct runner r;
+	uint64_t stored = 0, lost = 0;
 	char err[512];
 	sigset_t sigs;
 	int rc = 1;
@@ -395,14 +414,21 @@ main(int argc, char **argv)
 	}
 	if (kr_startup_vault(&cfg, PROG) != 0)
 		goto out;
+	if (store_start(&r) != 0 || epoll_ctl(r.epfd, EPOLL_CTL_ADD, store_wake_fd(&r),
+	    &(struct epoll_event){ .events = EPOLLIN, .data.fd = store_wake_fd(&r) }) != 0) {
+		kr_error("cannot start the thread that stores answers");
+		goto out;
+	}
 	notifier_start(&notifier, &cfg);
 	run(&r, &sigs);
+	store_stop(&r, &stored, &lost);
 	notifier_stop(&notifier);
 	if (kr_db_exec(r.db, sql_stopped, (struct kr_dbp[]){ KR_P_STR(r.id) }, 1, NULL, NULL) !=
 	    KR_DB_OK)
 		kr_warn("could not mark runner %s stopped", r.id);
-	kr_info("stopped (%llu answered, %llu failed)", (unsigned long long)r.done_ok,
-	    (unsigned long long)r.done_failed);
+	kr_info("stopped (%llu answered, %llu failed, %llu answers found cancelled or taken "
+	    "over)", (unsigned long long)stored, (unsigned long long)r.done_failed,
+	    (unsigned long long)lost);
 	rc = 0;
 out:
 	teardown(&r);

@@ -61,6 +61,9 @@ struct pass {
 	size_t			 nsecrets;
 };
 
+struct store;		/* store.c */
+struct stored;
+
 struct runner {
 	const struct kr_config	*cfg;
 	struct kr_db		*db;
@@ -76,17 +79,16 @@ struct runner {
 	struct pass		*pass;		/* during a claim pass */
 	struct ws_count		*ws;
 	size_t			 nws;
-	uint64_t		 done_ok, done_failed;
+	struct store		*store;		/* the answers' thread */
+	uint64_t		 done_failed;
 };
 
 /* flight.c */
 /* Take a new claimed job into a free slot and start its first attempt. */
 void	flight_start(struct runner *r, const struct kr_claimed *job);
-/* A transfer of the multi handle ended. */
-void	flight_transfer_done(struct runner *r, CURL *easy, CURLcode rc);
 /*
- * Transfers of one pass ended: failures are acted on one by one, the answers are stored
- * together in one transaction (one commit for up to KR_QUEUE_BATCH_MAX jobs).
+ * Transfers of one pass ended: failures are acted on one by one, the answers go to the
+ * store thread together.
  */
 void	flight_transfers_done(struct runner *r, CURL *const *easy, const CURLcode *rc,
 	    size_t n);
@@ -100,5 +102,27 @@ void	flight_pass_end(struct runner *r);
 /* Per-workspace cap for kr_queue_claim. */
 int	flight_may_take(const char *ws_id, void *arg);
 void	flight_claim_done(struct runner *r);
+
+/* store.c: answers are stored by a thread of their own (see there). */
+struct store_list {
+	struct stored	*head, **tail;
+	size_t		 n;
+};
+int	store_start(struct runner *r);
+/* The answer of a flight, taken over (job and text) for storing; NULL without memory. */
+struct stored	*store_item(struct flight *f, struct kr_llm_result *res);
+void	store_add(struct store_list *l, struct stored *s);
+/* Queue a pass's answers for storing (the list is emptied). */
+void	store_put(struct runner *r, struct store_list *l);
+/* Answers handed over and not yet stored (and freed by store_woken). */
+size_t	store_pending(struct runner *r);
+/* An eventfd readable after each stored batch; store_woken frees the stored answers. */
+int	store_wake_fd(const struct runner *r);
+void	store_woken(struct runner *r);
+/* Store what is queued, then end the thread; counts of answers stored and found lost. */
+void	store_stop(struct runner *r, uint64_t *ok, uint64_t *lost);
+
+/* Jobs this runner holds: calls in flight, and answers waiting to be stored. */
+size_t	runner_held(struct runner *r);
 
 #endif
