@@ -17,17 +17,15 @@
 #define CLAIM_SCAN	4	/* rows looked at per job wanted, for per-workspace caps */
 
 static const char sql_claim_scan[] =
-    "SELECT id, workspace_id FROM jobs WHERE claimable = 1 AND run_at <= NOW(3) "
+    "SELECT id, workspace_id, type, COALESCE(chat_id, ''), COALESCE(requested_provider, ''), "
+    "COALESCE(requested_model, ''), created_at, input, system_prompt, attempts, max_attempts "
+    "FROM jobs WHERE claimable = 1 AND run_at <= NOW(3) "
     "ORDER BY claimable, priority DESC, run_at LIMIT ? FOR UPDATE SKIP LOCKED";
 /* The jobs taken, as one IN list padded to a power of two (kr_db_rows_fit). */
 static struct kr_db_rows sql_claim_take = {
     "UPDATE jobs SET status = 'running', lease_token = ?, runner_id = ?, "
     "lease_expires_at = NOW(3) + INTERVAL ? SECOND, started_at = COALESCE(started_at, NOW(3)), "
     "updated_at = NOW(3) WHERE id IN (?", ",?", ")", { NULL } };
-static struct kr_db_rows sql_claim_load = {
-    "SELECT id, workspace_id, type, COALESCE(chat_id, ''), COALESCE(requested_provider, ''), "
-    "COALESCE(requested_model, ''), created_at, input, system_prompt, attempts, max_attempts "
-    "FROM jobs WHERE id IN (?", ",?", ")", { NULL } };
 static const char sql_price[] =
     "SELECT input_per_mtok, output_per_mtok FROM model_prices WHERE provider = ? AND model = ?";
 static const char sql_message_insert[] =
@@ -261,12 +259,13 @@ bind_ids(struct kr_dbp *p, unsigned np, const char *const *ids, size_t n)
 }
 
 /*
- * The rows of a scan the caps allow, into ids[*n]; 0 when a cap refused one. Rows among
- * counted[ncounted] (taken by an earlier scan of this claim) were allowed already.
+ * The rows of a scan the caps allow, into ids[*n] and row[*n]; 0 when a cap refused one.
+ * Rows among counted[ncounted] (taken by an earlier scan of this claim) were allowed
+ * already.
  */
 static int
 take_rows(struct claim_ctx *c, const struct kr_db_res *rows, const char *const *counted,
-    size_t ncounted, const char **ids, size_t *n)
+    size_t ncounted, const char **ids, unsigned *row, size_t *n)
 {
 	int all = 1;
 
@@ -276,18 +275,19 @@ take_rows(struct claim_ctx *c, const struct kr_db_res *rows, const char *const *
 		for (k = 0; k < ncounted && strcmp(counted[k], id) != 0; k++)
 			;
 		if (k < ncounted || c->may_take == NULL ||
-		    c->may_take(kr_db_cell(rows, r, 1), c->arg))
+		    c->may_take(kr_db_cell(rows, r, 1), c->arg)) {
+			row[*n] = r;
 			ids[(*n)++] = id;
-		else
+		} else
 			all = 0;
 	}
 	return all;
 }
 
 /*
- * Three statements whatever the batch: lock the due rows (ids only; jobs of capped
- * workspaces are skipped), take those wanted with one lease token for the batch (each
- * change later is fenced on id and token together), then read their inputs.
+ * Two statements whatever the batch: lock the due rows wanted (jobs of capped workspaces
+ * are skipped; a wider scan only when they left some behind), and take those with one
+ * lease token for the batch (each change later is fenced on id and token together).
  */
 static enum kr_db_err
 claim_body(struct kr_db *db, void *arg)
@@ -295,18 +295,18 @@ claim_body(struct kr_db *db, void *arg)
 	struct claim_ctx *c = arg;
 	struct kr_dbp p[3 + KR_DB_ROWS_MAX];
 	const char *ids[KR_DB_ROWS_MAX];
-	struct kr_db_res rows, wider = { 0, 0, NULL, NULL }, load = { 0, 0, NULL, NULL };
+	unsigned row[KR_DB_ROWS_MAX];
+	struct kr_db_res rows, wider = { 0, 0, NULL, NULL }, *from = &rows;
 	char lease[KR_UUID_MAX];
 	enum kr_db_err rc;
 	size_t n = 0;
 	unsigned np;
 
 	claim_reset(c);
-	/* Exactly the rows wanted; more only when capped workspaces left some behind. */
 	p[0] = KR_P_INT(c->max);
 	if ((rc = kr_db_exec(db, sql_claim_scan, p, 1, &rows, NULL)) != KR_DB_OK)
 		return rc;
-	if (!take_rows(c, &rows, NULL, 0, ids, &n) && rows.nrows == c->max) {
+	if (!take_rows(c, &rows, NULL, 0, ids, row, &n) && rows.nrows == c->max) {
 		const char *first[KR_DB_ROWS_MAX];
 		size_t nfirst = n;
 		memcpy(first, ids, n * sizeof(*ids));
@@ -314,7 +314,8 @@ claim_body(struct kr_db *db, void *arg)
 		p[0] = KR_P_INT((long long)c->max * CLAIM_SCAN);
 		if ((rc = kr_db_exec(db, sql_claim_scan, p, 1, &wider, NULL)) != KR_DB_OK)
 			goto out;
-		(void)take_rows(c, &wider, first, nfirst, ids, &n);
+		(void)take_rows(c, &wider, first, nfirst, ids, row, &n);
+		from = &wider;
 	}
 	if (n == 0)
 		goto out;
@@ -326,25 +327,12 @@ claim_body(struct kr_db *db, void *arg)
 	if ((rc = kr_db_exec(db, kr_db_rows_sql(&sql_claim_take, kr_db_rows_fit(n)), p, np,
 	    NULL, NULL)) != KR_DB_OK)
 		goto out;
-	np = bind_ids(p, 0, ids, n);
-	if ((rc = kr_db_exec(db, kr_db_rows_sql(&sql_claim_load, kr_db_rows_fit(n)), p, np,
-	    &load, NULL)) != KR_DB_OK)
-		goto out;
-	/* In the order of the scan (priority, then age). */
-	for (size_t i = 0; i < n; i++) {
-		unsigned r;
-		for (r = 0; r < load.nrows && strcmp(kr_db_cell(&load, r, 0), ids[i]) != 0; r++)
-			;
-		if (r == load.nrows) {	/* locked by us: cannot happen */
-			rc = KR_DB_ERROR;
-			goto out;
-		}
-		claimed_from_row(&c->out[c->n], &load, r);
+	for (size_t i = 0; i < n; i++) {	/* in the order of the scan: priority, then age */
+		claimed_from_row(&c->out[c->n], from, row[i]);
 		memcpy(c->out[c->n++].lease, lease, sizeof(lease));
 	}
 	rc = claim_events(db, c->out, c->n);
 out:
-	kr_db_res_free(&load);
 	kr_db_res_free(&wider);
 	kr_db_res_free(&rows);
 	return rc;
