@@ -412,6 +412,9 @@ setup(struct kr_llm_call *c, CURLSH *share)
 	/* A proxy would hide the destination from the address check. */
 	SET(CURLOPT_PROXY, "");
 	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)KR_LLM_BODY_MAX);
+	/* Answers are a few kilobytes: half of curl's 16 KiB receive buffer, which each of
+	 * the runner's thousands of calls in flight would otherwise hold. */
+	SET(CURLOPT_BUFFERSIZE, 8192L);
 	SET(CURLOPT_WRITEFUNCTION, on_body);
 	SET(CURLOPT_WRITEDATA, c);
 	SET(CURLOPT_HEADERFUNCTION, on_header);
