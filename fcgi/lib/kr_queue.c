@@ -788,9 +788,9 @@ static enum kr_db_err
 batch_body(struct kr_db *db, void *arg)
 {
 	const struct batch_ctx *b = arg;
-	const char *ws[KR_QUEUE_BATCH_MAX * SUCCEED_EVENTS];
-	const char *types[KR_QUEUE_BATCH_MAX * SUCCEED_EVENTS];
-	json_object *o[KR_QUEUE_BATCH_MAX * SUCCEED_EVENTS];
+	const char *ws[KR_QUEUE_BATCH_MAX * SUCCEED_EVENTS] = { NULL };
+	const char *types[KR_QUEUE_BATCH_MAX * SUCCEED_EVENTS] = { NULL };
+	json_object *o[KR_QUEUE_BATCH_MAX * SUCCEED_EVENTS] = { NULL };
 	int notify[KR_QUEUE_BATCH_MAX];
 	struct batch_rows *br = calloc(1, sizeof(*br));
 	enum kr_db_err rc = KR_DB_ERROR;

@@ -97,8 +97,8 @@ attempt_of(const struct stored *s, struct kr_attempt *a)
 static void
 store_batch(struct store *st, struct stored *const *items, size_t n)
 {
-	const struct kr_claimed *jobs[KR_QUEUE_BATCH_MAX];
-	const struct kr_attempt *atts[KR_QUEUE_BATCH_MAX];
+	const struct kr_claimed *jobs[KR_QUEUE_BATCH_MAX] = { NULL };
+	const struct kr_attempt *atts[KR_QUEUE_BATCH_MAX] = { NULL };
 	struct kr_attempt a[KR_QUEUE_BATCH_MAX];
 	enum kr_queue_result out[KR_QUEUE_BATCH_MAX];
 	enum kr_db_err rc;
