@@ -2,7 +2,8 @@
  * kr_select: which key to use for the next attempt (design.md, "Key selection").
  *
  * Read fresh from the database every time, so a key added, rotated, disabled or deleted is
- * used or dropped by the very next attempt, with no restart and no cache.
+ * used or dropped by the very next attempt, with no restart and no cache. (The runner makes
+ * one read for the attempts that start together in one claim pass: see runner.h.)
  */
 #ifndef KR_SELECT_H
 #define KR_SELECT_H
