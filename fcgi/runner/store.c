@@ -4,7 +4,8 @@
  * KR_QUEUE_BATCH_MAX per transaction (kr_queue_succeed_batch), while the main loop goes on
  * claiming and driving calls. Until stored, a job stays `running` under this runner's lease
  * (extended by the heartbeat like any other), so a runner that dies with answers queued
- * here loses nothing that a rescue does not run again. The call is over, so a job waiting
+ * here loses nothing that a rescue does not run again; while the database is away the
+ * answers are kept and stored once it is back. The call is over, so a job waiting
  * here no longer counts against runner.max_in_flight or its workspace's cap (those limit
  * provider calls); but while as many answers wait as there are slots, the main loop claims
  * nothing: a slow database slows the claims, it does not grow the memory. After each batch
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <mysql.h>
@@ -92,10 +94,12 @@ attempt_of(const struct stored *s, struct kr_attempt *a)
 /*
  * One transaction for the batch; when it fails as a whole on something else than the
  * connection or a deadlock (bad data in one job), each job is stored alone so that one
- * cannot hold back the others. What cannot be stored runs again after its lease expires.
+ * cannot hold back the others. Returns -1, having stored nothing, while the database is
+ * away (the caller tries again later) unless final: then what cannot be stored is left to
+ * run again once its lease expires.
  */
-static void
-store_batch(struct store *st, struct stored *const *items, size_t n)
+static int
+store_batch(struct store *st, struct stored *const *items, size_t n, int final)
 {
 	const struct kr_claimed *jobs[KR_QUEUE_BATCH_MAX] = { NULL };
 	const struct kr_attempt *atts[KR_QUEUE_BATCH_MAX] = { NULL };
@@ -109,6 +113,8 @@ store_batch(struct store *st, struct stored *const *items, size_t n)
 		atts[i] = &a[i];
 	}
 	rc = kr_queue_succeed_batch(st->db, jobs, atts, n, out);
+	if ((rc == KR_DB_DOWN || rc == KR_DB_RETRY) && !final)
+		return -1;
 	for (size_t i = 0; i < n; i++) {
 		enum kr_db_err one = rc;
 		if (rc == KR_DB_ERROR)
@@ -121,6 +127,20 @@ store_batch(struct store *st, struct stored *const *items, size_t n)
 		else
 			st->ok++;
 	}
+	return 0;
+}
+
+/* Put items[0, n) back at the head of the queue, in their order. */
+static void
+requeue(struct store *st, struct stored *const *items, size_t n)
+{
+	for (size_t i = n; i-- > 0;) {
+		items[i]->next = st->head;
+		if (st->head == NULL)
+			st->tail = &items[i]->next;
+		st->head = items[i];
+	}
+	st->queued += n;
 }
 
 static void *
@@ -128,7 +148,9 @@ store_main(void *arg)
 {
 	struct store *st = arg;
 	struct stored *items[KR_QUEUE_BATCH_MAX];
+	struct timespec until;
 	size_t n;
+	int final;
 
 	mysql_thread_init();
 	pthread_mutex_lock(&st->lock);
@@ -144,8 +166,19 @@ store_main(void *arg)
 		}
 		st->queued -= n;
 		st->busy = n;
+		final = st->stop;
 		pthread_mutex_unlock(&st->lock);
-		store_batch(st, items, n);
+		if (store_batch(st, items, n, final) != 0) {
+			/* The database is away: keep the answers, try again in a second. */
+			pthread_mutex_lock(&st->lock);
+			requeue(st, items, n);
+			st->busy = 0;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += 1;
+			if (!st->stop)
+				pthread_cond_timedwait(&st->cond, &st->lock, &until);
+			continue;
+		}
 		pthread_mutex_lock(&st->lock);
 		for (size_t i = 0; i < n; i++) {
 			items[i]->next = st->done;
