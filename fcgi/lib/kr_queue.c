@@ -522,12 +522,11 @@ succeed_events(const struct kr_claimed *j, const struct kr_attempt *a, const cha
 
 /*
  * The job's own statements: the answer message (msg_id gets its id), the fenced status
- * change, the attempt row and, when notify is set, the notifications. KR_DB_ABORT when the
- * lease is gone or the answer was delivered already. The events are the caller's.
+ * change, the attempt row and the notifications. KR_DB_ABORT when the lease is gone or
+ * the answer was delivered already. The events are the caller's.
  */
 static enum kr_db_err
-succeed_job(struct kr_db *db, const struct succeed_ctx *c, int notify,
-    char msg_id[KR_UUID_MAX])
+succeed_job(struct kr_db *db, const struct succeed_ctx *c, char msg_id[KR_UUID_MAX])
 {
 	const struct kr_claimed *j = c->j;
 	const struct kr_attempt *a = c->a;
@@ -567,7 +566,7 @@ succeed_job(struct kr_db *db, const struct succeed_ctx *c, int notify,
 	if ((rc = insert_attempt(db, j, a, c->cost, 0)) != KR_DB_OK)
 		return rc;
 	/* Telegram and the like: queued here, sent on their own; never undoes the answer. */
-	if (notify && (rc = kr_notify_enqueue(db, j->ws_id, j->id, text)) != KR_DB_OK &&
+	if ((rc = kr_notify_enqueue(db, j->ws_id, j->id, text)) != KR_DB_OK &&
 	    rc != KR_DB_ERROR)
 		return rc;
 	return KR_DB_OK;
@@ -583,7 +582,7 @@ succeed_body(struct kr_db *db, void *arg)
 	enum kr_db_err rc;
 	size_t k;
 
-	if ((rc = succeed_job(db, c, 1, msg_id)) != KR_DB_OK)
+	if ((rc = succeed_job(db, c, msg_id)) != KR_DB_OK)
 		return rc;
 	k = succeed_events(c->j, c->a, msg_id, types, o);
 	rc = kr_events_append_many(db, c->j->ws_id, types, o, k, NULL);

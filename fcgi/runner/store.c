@@ -36,7 +36,6 @@ struct stored {
 };
 
 struct store {
-	struct runner	*r;
 	struct kr_db	*db;
 	pthread_t	 thread;
 	pthread_mutex_t	 lock;
@@ -207,7 +206,6 @@ store_start(struct runner *r)
 		free(st);
 		return -1;
 	}
-	st->r = r;
 	st->tail = &st->head;
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->cond, NULL);
