@@ -59,9 +59,10 @@ static const char sql_release[] =
     "UPDATE jobs SET status = 'queued', lease_token = NULL, runner_id = NULL, "
     "lease_expires_at = NULL, run_at = NOW(3), updated_at = NOW(3) "
     "WHERE id = ? AND lease_token = ? AND status = 'running'";
-static const char sql_extend[] =
+/* The jobs the runner names, as one IN list padded to a power of two. */
+static struct kr_db_rows sql_extend = {
     "UPDATE jobs SET lease_expires_at = NOW(3) + INTERVAL ? SECOND "
-    "WHERE runner_id = ? AND status = 'running'";
+    "WHERE runner_id = ? AND status = 'running' AND id IN (?", ",?", ")", { NULL } };
 static const char sql_expired[] =
     "SELECT id, workspace_id, lease_token, type, COALESCE(chat_id, ''), attempts, "
     "max_attempts FROM jobs WHERE status = 'running' "
@@ -969,11 +970,23 @@ kr_queue_release(struct kr_db *db, const struct kr_claimed *j)
 }
 
 enum kr_db_err
-kr_queue_extend(struct kr_db *db, const char *runner_id, unsigned lease_seconds)
+kr_queue_extend(struct kr_db *db, const char *runner_id, const char *const *ids, size_t n,
+    unsigned lease_seconds)
 {
-	struct kr_dbp p[2] = { KR_P_INT(lease_seconds), KR_P_STR(runner_id) };
+	struct kr_dbp p[2 + KR_DB_ROWS_MAX];
+	enum kr_db_err rc = KR_DB_OK;
+	const char *sql;
+	unsigned np;
 
-	return kr_db_exec(db, sql_extend, p, 2, NULL, NULL);
+	p[0] = KR_P_INT(lease_seconds);
+	p[1] = KR_P_STR(runner_id);
+	for (size_t done = 0, k; done < n && rc == KR_DB_OK; done += k) {
+		k = n - done < KR_DB_ROWS_MAX ? n - done : KR_DB_ROWS_MAX;
+		np = bind_ids(p, 2, ids + done, k);
+		rc = (sql = kr_db_rows_sql(&sql_extend, kr_db_rows_fit(k))) != NULL ?
+		    kr_db_exec(db, sql, p, np, NULL, NULL) : KR_DB_ERROR;
+	}
+	return rc;
 }
 
 struct rescue_ctx {

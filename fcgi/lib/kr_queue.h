@@ -100,8 +100,13 @@ enum kr_db_err	kr_queue_log_attempt(struct kr_db *db, const struct kr_claimed *j
 /* Hand a job back untouched (shutdown): queued, lease dropped, job_retrying event. */
 enum kr_db_err	kr_queue_release(struct kr_db *db, const struct kr_claimed *j);
 
-/* Extend the leases of every job this runner holds. */
-enum kr_db_err	kr_queue_extend(struct kr_db *db, const char *runner_id, unsigned lease_seconds);
+/*
+ * Extend the leases of the n jobs ids[] that this runner still holds. Only the jobs the
+ * runner names: a job it lost track of (a failure it could not record) keeps the lease it
+ * has, which expires, and the job is rescued.
+ */
+enum kr_db_err	kr_queue_extend(struct kr_db *db, const char *runner_id,
+		    const char *const *ids, size_t n, unsigned lease_seconds);
 /* Requeue jobs whose lease expired (their runner died); *rescued gets the count. */
 enum kr_db_err	kr_queue_rescue(struct kr_db *db, unsigned max, unsigned *rescued);
 /* The jobs this runner still holds: columns id, lease_token. */

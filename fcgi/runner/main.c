@@ -52,6 +52,35 @@ static const char sql_heartbeat[] =
 static const char sql_stopped[] =
     "UPDATE runners SET stopped_at = NOW(3), heartbeat_at = NOW(3) WHERE id = ?";
 
+/*
+ * Extend the leases of the jobs this runner holds (calls in flight, answers not stored yet),
+ * by id: a job it no longer tracks keeps its lease, which expires, and is rescued.
+ */
+static void
+extend(struct runner *r)
+{
+	size_t max = runner_held(r), n = 0;
+	char (*ids)[KR_UUID_MAX];
+	const char **p;
+
+	if (max == 0)
+		return;
+	ids = calloc(max, sizeof(*ids));
+	p = calloc(max, sizeof(*p));
+	if (ids != NULL && p != NULL) {
+		for (size_t i = 0; i < r->cfg->runner_max_in_flight && n < max; i++)
+			if (r->flights[i].used)
+				memcpy(ids[n++], r->flights[i].job.id, KR_UUID_MAX);
+		n += store_held_ids(r, ids + n, max - n);
+		for (size_t i = 0; i < n; i++)
+			p[i] = ids[i];
+		if (n > 0)
+			(void)kr_queue_extend(r->db, r->id, p, n, r->cfg->runner_lease_seconds);
+	}
+	free(p);
+	free(ids);
+}
+
 /* Register (first time, or again after the row went missing), heartbeat, extend leases. */
 static void
 beat(struct runner *r)
@@ -71,8 +100,8 @@ beat(struct runner *r)
 		kr_info("registered as runner %s (%s)", r->id, r->cfg->runner_name);
 	r->registered = rc == KR_DB_OK;
 leases:
-	if (rc == KR_DB_OK && runner_held(r) > 0)
-		(void)kr_queue_extend(r->db, r->id, r->cfg->runner_lease_seconds);
+	if (rc == KR_DB_OK)
+		extend(r);
 }
 
 size_t

@@ -116,6 +116,8 @@ void	store_add(struct store_list *l, struct stored *s);
 void	store_put(struct runner *r, struct store_list *l);
 /* Answers handed over and not yet stored (and freed by store_woken). */
 size_t	store_pending(struct runner *r);
+/* Copy the ids of answers not yet stored into ids (at most max); the count copied. */
+size_t	store_held_ids(struct runner *r, char (*ids)[KR_UUID_MAX], size_t max);
 /* An eventfd readable after each stored batch; store_woken frees the stored answers. */
 int	store_wake_fd(const struct runner *r);
 void	store_woken(struct runner *r);

@@ -42,7 +42,8 @@ struct store {
 	pthread_cond_t	 cond;
 	struct stored	*head, **tail;
 	size_t		 queued;	/* in the list */
-	size_t		 busy;		/* taken by the thread, not stored yet */
+	struct stored	*items[KR_QUEUE_BATCH_MAX];	/* taken by the thread, */
+	size_t		 busy;				/* not stored yet */
 	struct stored	*done;		/* stored, for the main loop to take back */
 	size_t		 ndone;
 	int		 stop;
@@ -146,7 +147,7 @@ static void *
 store_main(void *arg)
 {
 	struct store *st = arg;
-	struct stored *items[KR_QUEUE_BATCH_MAX];
+	struct stored **items = st->items;
 	struct timespec until;
 	size_t n;
 	int final;
@@ -245,6 +246,23 @@ store_put(struct runner *r, struct store_list *l)
 	pthread_cond_signal(&st->cond);
 	pthread_mutex_unlock(&st->lock);
 	memset(l, 0, sizeof(*l));
+}
+
+size_t
+store_held_ids(struct runner *r, char (*ids)[KR_UUID_MAX], size_t max)
+{
+	struct store *st = r->store;
+	size_t n = 0;
+
+	if (st == NULL)
+		return 0;
+	pthread_mutex_lock(&st->lock);
+	for (size_t i = 0; i < st->busy && n < max; i++)
+		memcpy(ids[n++], st->items[i]->job.id, KR_UUID_MAX);
+	for (struct stored *s = st->head; s != NULL && n < max; s = s->next)
+		memcpy(ids[n++], s->job.id, KR_UUID_MAX);
+	pthread_mutex_unlock(&st->lock);
+	return n;
 }
 
 size_t

@@ -18,6 +18,8 @@ backoff capped at 4 s, 8 calls in flight per runner).
    exactly once.
 5. SIGTERM: the runner finishes the calls in hand, exits 0 within runner.drain_seconds, and
    hands back a call longer than that, which another runner answers exactly once.
+6. Attempt timeout. 7. The heartbeat extends only the leases a runner holds: a running job
+   under a busy runner's id that it does not track expires and is rescued.
 
 KEYRELAY_TEST_KEEP=1 keeps the stack's directory (logs) after the run.
 Stand-alone: needs KEYRELAY_BIN_DIR (or a shared stack's stack.json in KEYRELAY_TEST_STACK to
@@ -953,6 +955,38 @@ def scenarios(t, s, admin):
     with t("timeout runner: SIGTERM, exit 0"):
         tor.kill(signal.SIGTERM)
         eq(tor.wait(20), 0, "exit status")
+
+    # ================================================================ phase 6: leases held
+    with t.setup("setup: a runner busy with a 12 s call, and a running job under its id "
+                 "that it does not hold (as after a failure it could not record)"):
+        holder = s.start_runner("holder")
+        holder_id = runner_id_of(s, holder.pid)
+        wh = Ws(s, admin, "holder")
+        wh.add_keys("anthropic", [("delay", {"delay_ms": 12000})])
+        wh.providers("anthropic")
+        slow = wh.task("slow " + token())["id"]
+        wait_for("the slow job to run on the holder",
+                 lambda: tuple(job_rows(s, [slow])[slow][1:3]) == ("running", holder_id), 15, 0.1)
+        run_at = (utcnow() + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        orphan = wto.task("orphan " + token(), runAt=run_at)["id"]
+        s.sql("UPDATE jobs SET status = 'running', runner_id = ?, lease_token = ?, "
+              "lease_expires_at = NOW(3) + INTERVAL 2 SECOND, run_at = NOW(3), "
+              "started_at = NOW(3) WHERE id = ?", holder_id, "orphan-" + rnd(16), orphan)
+    with t("the heartbeat extends only the leases the runner holds: the orphan's lease "
+           "expires, the job is rescued and answered while the slow call goes on"):
+        j = wto.wait(orphan, timeout=11)
+        eq((j["status"], j["attempts"]), ("succeeded", 1), "status, attempts (error %r)"
+           % j.get("error"))
+        eq(tuple(job_rows(s, [slow])[slow][1:3]), ("running", holder_id),
+           "the slow job, still in its call (so the heartbeat was extending leases)")
+        true(log_lines(holder.log_text(), "requeued"), "the holder's log has no 'requeued'")
+    with t("the slow job's lease was kept alive past its 4 s and it is answered once"):
+        j = wh.wait(slow, timeout=30)
+        eq((j["status"], j["attempts"]), ("succeeded", 1), "status, attempts (error %r)"
+           % j.get("error"))
+    with t("holder runner: SIGTERM, exit 0"):
+        holder.kill(signal.SIGTERM)
+        eq(holder.wait(20), 0, "exit status")
 
     with t("no sanitizer report in any runner's log"):
         eq(s.sanitizer_reports(), [], "sanitizer reports")
