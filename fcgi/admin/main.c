@@ -376,22 +376,46 @@ cmd_rekey(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
-/* key.created in the workspace's audit trail, by the admin CLI (actor type "system"). */
-static void
-audit_import(struct ctx *c, const struct kr_workspace *ws, const struct kr_provider *p,
-    const struct kr_key_entry *e)
+/* One imported key and its key.created audit entry (actor type "system"), as a kr_db_tx body. */
+struct import_tx {
+	const struct kr_workspace *ws;
+	const struct kr_provider *p;
+	struct kr_key_entry	*e;
+	enum kr_keys_err	 why;	/* why the body gave up */
+};
+
+static enum kr_db_err
+import_in_tx(struct kr_db *db, void *arg)
 {
+	struct import_tx *t = arg;
 	struct kr_actor a = { KR_ACTOR_SYSTEM, NULL, "keyrelay-admin import-env", NULL };
 	char hint[KR_KEY_HINT_MAX];
-	json_object *d = json_object_new_object();
+	enum kr_db_err rc = KR_DB_OK;
+	json_object *d;
+	size_t bad = 0;
 
-	kr_key_hint(e->secret, e->len, hint);
-	kr_json_add_str(d, "provider", p->slug);
-	kr_json_add_str(d, "name", e->name);
+	if ((t->why = kr_keys_add(db, t->ws->id, t->p, t->e, 1, &bad, &rc)) != KR_KEYS_OK)
+		return t->why != KR_KEYS_DB ? KR_DB_ABORT : rc != KR_DB_OK ? rc : KR_DB_ERROR;
+	kr_key_hint(t->e->secret, t->e->len, hint);
+	d = json_object_new_object();
+	kr_json_add_str(d, "provider", t->p->slug);
+	kr_json_add_str(d, "name", t->e->name);
 	kr_json_add_str(d, "maskedKey", hint);
-	kr_json_add_str(d, "source", p->env_var);
-	(void)kr_audit(c->db, ws->id, &a, "key.created", e->id, d);
+	kr_json_add_str(d, "source", t->p->env_var);
+	rc = kr_audit(db, t->ws->id, &a, "key.created", t->e->id, d);
 	json_object_put(d);
+	return rc;
+}
+
+/* Add e with its audit entry in one transaction (again on deadlock). */
+static enum kr_keys_err
+import_one(struct ctx *c, const struct kr_workspace *ws, const struct kr_provider *p,
+    struct kr_key_entry *e)
+{
+	struct import_tx t = { ws, p, e, KR_KEYS_DB };
+	enum kr_db_err rc = kr_db_tx(c->db, import_in_tx, &t, 0);
+
+	return rc == KR_DB_OK ? KR_KEYS_OK : rc == KR_DB_ABORT ? t.why : KR_KEYS_DB;
 }
 
 /* Import one provider's environment keys; counts go to *added and *skipped. */
@@ -405,10 +429,9 @@ import_provider(struct ctx *c, const struct kr_workspace *ws, const struct kr_pr
 
 	snprintf(name, sizeof(name), "Imported from %s", p->env_var);
 	while (v != NULL && *v != '\0') {
-		size_t len = strcspn(v, ","), bad = 0;
+		size_t len = strcspn(v, ",");
 		const char *b = v, *e = v + len;
 		struct kr_key_entry entry;
-		enum kr_db_err db_rc;
 		enum kr_keys_err rc;
 		while (b < e && (*b == ' ' || *b == '\n'))
 			b++;
@@ -424,7 +447,7 @@ import_provider(struct ctx *c, const struct kr_workspace *ws, const struct kr_pr
 			continue;
 		}
 		entry = (struct kr_key_entry){ b, (size_t)(e - b), name, "" };
-		rc = kr_keys_add(c->db, ws->id, p, &entry, 1, &bad, &db_rc);
+		rc = import_one(c, ws, p, &entry);
 		if (rc == KR_KEYS_DUPLICATE) {
 			(*skipped)++;
 			continue;
@@ -434,7 +457,6 @@ import_provider(struct ctx *c, const struct kr_workspace *ws, const struct kr_pr
 			    rc == KR_KEYS_DB ? "database error" : "encryption failed");
 			return -1;
 		}
-		audit_import(c, ws, p, &entry);
 		(*added)++;
 	}
 	return 0;

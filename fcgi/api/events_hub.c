@@ -14,9 +14,9 @@
 #define HUB_EVENT_MAX	(32 * 1024 * 1024)	/* one event in wire form (payload: MEDIUMTEXT) */
 #define HUB_PAGES_MAX	8	/* pages per workspace and tick before the next one's turn */
 /*
- * How long a missing id may stay missing before the poller steps over it. Ids commit in
- * order when the event is appended inside a transaction; kr_event_append outside one commits
- * the id before the row, so a later id can be seen first for a moment.
+ * How long a missing id may stay missing before the poller steps over it. Every append
+ * takes its id under the workspace row's lock inside a transaction (the caller's, or one of
+ * its own), so ids commit in order and a gap should never be seen; this is the safety net.
  */
 #define HUB_GAP_MS	5000
 #define HUB_WARN_MS	10000	/* at most one database warning this often */

@@ -1,6 +1,11 @@
 /*
  * /api/workspaces/{ws}/keys: the workspace's provider keys. Listing and reading for every
  * role; changes for admins. The secret never leaves: answers carry the masked hint only.
+ *
+ * Every change is one transaction (a kr_db_tx body, run again on deadlock) holding the
+ * change, its audit entry and its key_status_changed event: they commit together, and a
+ * refused or failed change leaves none of them. Provider calls (tests, validate) happen
+ * before it, never inside.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,29 +122,20 @@ req_provider(struct kr_req *req, struct kr_resp *resp, const char *field,
 	return 0;
 }
 
-/* Answer the key row id with status (404 when it is not in this workspace). */
-static void key_event(struct kr_req *req, json_object *key);
-
-/* Answer the key row id with status (404 when it is not in this workspace); a change is
- * also announced to the workspace's event streams. */
-static void
-answer_key(struct kr_req *req, struct kr_resp *resp, const char *id, int status, int changed)
+/* The key as this connection sees it now into *out; NULL when it is not in the workspace. */
+static enum kr_db_err
+key_now(struct kr_req *req, const char *id, json_object **out)
 {
 	struct kr_db_res res;
 	enum kr_db_err rc;
 
-	if ((rc = kr_keys_get(req->db, req->p.ws.id, id, &res)) != KR_DB_OK) {
-		resp_db_error(resp, rc);
-		return;
-	}
-	if (res.nrows == 1) {
-		json_object *k = view_key_row(&res, 0);
-		if (changed)
-			key_event(req, k);
-		resp_json(resp, status, k);
-	} else
-		resp_error(resp, 404, NULL, "no such key");
+	*out = NULL;
+	if ((rc = kr_keys_get(req->db, req->p.ws.id, id, &res)) != KR_DB_OK)
+		return rc;
+	if (res.nrows == 1)
+		*out = view_key_row(&res, 0);
 	kr_db_res_free(&res);
+	return KR_DB_OK;
 }
 
 static void
@@ -175,13 +171,103 @@ keys_error(struct kr_resp *resp, enum kr_keys_err rc, enum kr_db_err db_rc, cons
 	}
 }
 
-static void
+/* The audit entry of a change, in its transaction; detail (may be NULL) is not consumed. */
+static enum kr_db_err
 audit_key(struct kr_req *req, const char *action, const char *id, json_object *detail)
 {
 	struct kr_actor a = req_actor(req);
 
-	(void)kr_audit(req->db, req->p.ws.id, &a, action, id, detail);
-	json_object_put(detail);
+	return kr_audit(req->db, req->p.ws.id, &a, action, id, detail);
+}
+
+/* key_status_changed with payload {"key": key}, in the change's transaction. key is the key
+ * object of the answers (masked: it never holds the secret); it is not consumed. */
+static enum kr_db_err
+key_event(struct kr_req *req, json_object *key)
+{
+	json_object *o = json_object_new_object();
+	enum kr_db_err rc;
+
+	json_object_object_add(o, "key", json_object_get(key));
+	rc = kr_event_append(req->db, req->p.ws.id, "key_status_changed", o, NULL);
+	json_object_put(o);
+	return rc;
+}
+
+/*
+ * What a kr_db_tx body does with the result of a kr_keys_* change: go on (KR_DB_OK), give
+ * up with *why set (KR_DB_ABORT: rolled back, nothing written), or fail with the database
+ * error (rolled back; run again when it is KR_DB_RETRY).
+ */
+static enum kr_db_err
+keys_step(enum kr_keys_err rc, enum kr_db_err db_rc, enum kr_keys_err *why)
+{
+	*why = rc;
+	if (rc == KR_KEYS_OK)
+		return KR_DB_OK;
+	if (rc == KR_KEYS_DB)
+		return db_rc != KR_DB_OK && db_rc != KR_DB_ABORT ? db_rc : KR_DB_ERROR;
+	return KR_DB_ABORT;
+}
+
+/*
+ * Run body as the change's one transaction. KR_KEYS_OK once it committed; else why the body
+ * gave up (*why), or KR_KEYS_DB with *db_rc, for keys_error.
+ */
+static enum kr_keys_err
+keys_tx(struct kr_req *req, enum kr_db_err (*body)(struct kr_db *, void *), void *arg,
+    const enum kr_keys_err *why, enum kr_db_err *db_rc)
+{
+	if ((*db_rc = kr_db_tx(req->db, body, arg, 0)) == KR_DB_OK)
+		return KR_KEYS_OK;
+	return *db_rc == KR_DB_ABORT ? *why : KR_KEYS_DB;
+}
+
+/* A change of one key (test, PATCH, rotate, DELETE) as a kr_db_tx body's argument. */
+struct key_tx {
+	struct kr_req		*req;
+	const char		*id;
+	json_object		*detail;	/* of the audit entry; may be NULL; not owned */
+	json_object		*key;		/* the key as the transaction left it; owned */
+	enum kr_keys_err	 why;		/* why the body gave up */
+	const struct kr_key_patch *patch;	/* PATCH */
+	const char		*secret;	/* rotate */
+	size_t			 len;
+	const struct kr_llm_result *result;	/* test */
+};
+
+/*
+ * After the change of t->id: the key as it is now into t->key and its event. A key gone
+ * meanwhile (deleted by a concurrent request) gives up as not found.
+ */
+static enum kr_db_err
+key_changed(struct key_tx *t)
+{
+	enum kr_db_err rc;
+
+	json_object_put(t->key);
+	if ((rc = key_now(t->req, t->id, &t->key)) != KR_DB_OK)
+		return rc;
+	if (t->key == NULL) {
+		t->why = KR_KEYS_NOTFOUND;
+		return KR_DB_ABORT;
+	}
+	return key_event(t->req, t->key);
+}
+
+/* Answer the key row id (404 when it is not in this workspace). */
+static void
+answer_key(struct kr_req *req, struct kr_resp *resp, const char *id)
+{
+	json_object *k;
+	enum kr_db_err rc;
+
+	if ((rc = key_now(req, id, &k)) != KR_DB_OK)
+		resp_db_error(resp, rc);
+	else if (k == NULL)
+		resp_error(resp, 404, NULL, "no such key");
+	else
+		resp_json(resp, 200, k);
 }
 
 /* The provider of key id in this workspace; NULL after answering 404 or 503. */
@@ -202,17 +288,6 @@ key_provider(struct kr_req *req, struct kr_resp *resp, const char *id)
 	if (p == NULL)
 		resp_error(resp, 404, NULL, "no such key");
 	return p;
-}
-
-/* key_status_changed with the key object (masked: it never holds the secret). */
-static void
-key_event(struct kr_req *req, json_object *key)
-{
-	json_object *o = json_object_new_object();
-
-	json_object_object_add(o, "key", json_object_get(key));
-	(void)kr_event_append(req->db, req->p.ws.id, "key_status_changed", o, NULL);
-	json_object_put(o);
 }
 
 void
@@ -318,49 +393,89 @@ check_entries(struct kr_resp *resp, const struct kr_provider *p, const struct en
 	return 0;
 }
 
+/* POST keys as a kr_db_tx body's argument. */
+struct create_tx {
+	struct kr_req		*req;
+	const struct kr_provider *p;
+	struct kr_key_entry	*e;
+	size_t			 n;
+	int			 validated;	/* tested before: stored as valid */
+	size_t			 bad;		/* the entry refused */
+	json_object		*keys;		/* the keys as added, for the answer; owned */
+	enum kr_keys_err	 why;
+};
+
+/* key.created for key k (the key object of the answer). */
+static enum kr_db_err
+audit_created(struct create_tx *c, const char *id, json_object *k)
+{
+	json_object *d = json_object_new_object();
+	enum kr_db_err rc;
+
+	kr_json_add_str(d, "provider", c->p->slug);
+	kr_json_add_str(d, "name", json_object_get_string(json_object_object_get(k, "name")));
+	kr_json_add_str(d, "maskedKey", json_object_get_string(
+	    json_object_object_get(k, "maskedKey")));
+	rc = audit_key(c->req, "key.created", id, d);
+	json_object_put(d);
+	return rc;
+}
+
+/* The keys, and for each its audit entry and its event. */
+static enum kr_db_err
+create_in_tx(struct kr_db *db, void *arg)
+{
+	struct create_tx *c = arg;
+	struct kr_llm_result ok = { .cls = KR_LLM_OK };
+	enum kr_db_err rc, db_rc = KR_DB_OK;
+	const char *ws = c->req->p.ws.id;
+	int changed;
+
+	json_object_put(c->keys);
+	c->keys = json_object_new_array();
+	if ((rc = keys_step(kr_keys_add(db, ws, c->p, c->e, c->n, &c->bad, &db_rc), db_rc,
+	    &c->why)) != KR_DB_OK)
+		return rc;
+	for (size_t i = 0; i < c->n; i++) {
+		json_object *k;
+		if (c->validated && (rc = kr_keys_record(db, ws, c->e[i].id, &ok, 1, 0,
+		    &changed)) != KR_DB_OK)
+			return rc;
+		if ((rc = key_now(c->req, c->e[i].id, &k)) != KR_DB_OK)
+			return rc;
+		if (k == NULL)
+			return KR_DB_ERROR;	/* added in this transaction: cannot be missing */
+		json_object_array_add(c->keys, k);
+		if ((rc = audit_created(c, c->e[i].id, k)) != KR_DB_OK ||
+		    (rc = key_event(c->req, k)) != KR_DB_OK)
+			return rc;
+	}
+	return KR_DB_OK;
+}
+
 static void
 store_keys(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
     const struct entries *keys, const struct entries *names, int validated)
 {
 	struct kr_key_entry e[KR_KEYS_BATCH_MAX];
-	json_object *out = json_object_new_array(), *o, *d;
-	struct kr_llm_result ok = { .cls = KR_LLM_OK };
+	struct create_tx c = { req, p, e, keys->n, validated, 0, NULL, KR_KEYS_OK };
 	enum kr_db_err db_rc;
 	enum kr_keys_err rc;
-	size_t bad = 0;
 	char field[40];
-	int changed;
+	json_object *o;
 
 	memset(e, 0, sizeof(e));
 	for (size_t i = 0; i < keys->n; i++)
 		e[i] = (struct kr_key_entry){ keys->v[i], keys->len[i],
 		    i < names->n && names->len[i] > 0 ? names->v[i] : NULL, "" };
-	if ((rc = kr_keys_add(req->db, req->p.ws.id, p, e, keys->n, &bad, &db_rc)) != KR_KEYS_OK) {
-		json_object_put(out);
-		snprintf(field, sizeof(field), "keys[%zu]", bad);
+	if ((rc = keys_tx(req, create_in_tx, &c, &c.why, &db_rc)) != KR_KEYS_OK) {
+		json_object_put(c.keys);
+		snprintf(field, sizeof(field), "keys[%zu]", c.bad);
 		keys_error(resp, rc, db_rc, field);
 		return;
 	}
-	for (size_t i = 0; i < keys->n; i++) {
-		struct kr_db_res res;
-		if (validated)
-			(void)kr_keys_record(req->db, req->p.ws.id, e[i].id, &ok, 1, 0, &changed);
-		if (kr_keys_get(req->db, req->p.ws.id, e[i].id, &res) == KR_DB_OK && res.nrows == 1) {
-			o = view_key_row(&res, 0);
-			d = json_object_new_object();
-			kr_json_add_str(d, "provider", p->slug);
-			kr_json_add_str(d, "name", json_object_get_string(
-			    json_object_object_get(o, "name")));
-			kr_json_add_str(d, "maskedKey", json_object_get_string(
-			    json_object_object_get(o, "maskedKey")));
-			audit_key(req, "key.created", e[i].id, d);
-			key_event(req, o);
-			json_object_array_add(out, o);
-		}
-		kr_db_res_free(&res);
-	}
 	o = json_object_new_object();
-	json_object_object_add(o, "keys", out);
+	json_object_object_add(o, "keys", c.keys);
 	resp_json(resp, 201, o);
 }
 
@@ -406,21 +521,51 @@ out:
 	entries_release(&names);
 }
 
+/*
+ * What the test taught, its audit entry (with the outcome) and, when the status changed,
+ * its event. t->key is NULL when the key was deleted while it was being tested.
+ */
+static enum kr_db_err
+test_in_tx(struct kr_db *db, void *arg)
+{
+	struct key_tx *t = arg;
+	const struct kr_llm_result *r = t->result;
+	enum kr_db_err rc;
+	json_object *d;
+	int changed = 0;
+
+	json_object_put(t->key);
+	t->key = NULL;
+	if ((rc = kr_keys_record(db, t->req->p.ws.id, t->id, r, 1, 0, &changed)) != KR_DB_OK ||
+	    (rc = key_now(t->req, t->id, &t->key)) != KR_DB_OK)
+		return rc;
+	if (changed && t->key != NULL && (rc = key_event(t->req, t->key)) != KR_DB_OK)
+		return rc;
+	d = json_object_new_object();
+	kr_json_add_str(d, "outcome", kr_llm_class_name(r->cls));
+	json_object_object_add(d, "status", t->key != NULL ?
+	    json_object_get(json_object_object_get(t->key, "status")) : NULL);
+	if (r->cls != KR_LLM_OK)
+		kr_json_add_str(d, "error", r->message);
+	rc = audit_key(t->req, "key.tested", t->id, d);
+	json_object_put(d);
+	return rc;
+}
+
 void
 h_keys_test(struct kr_req *req, struct kr_resp *resp)
 {
 	const char *id = req->params[1];
 	const struct kr_provider *p = NULL;
-	json_object *o, *d;
+	struct key_tx t = { .req = req, .id = id };
 	struct kr_llm_result r;
 	struct kr_settings s;
-	struct kr_db_res res;
 	enum kr_db_err db_rc;
 	enum kr_keys_err rc;
 	const char *url;
 	char *secret = NULL;
+	json_object *o;
 	size_t len = 0;
-	int changed = 0;
 
 	if ((p = key_provider(req, resp, id)) == NULL)
 		return;
@@ -434,32 +579,23 @@ h_keys_test(struct kr_req *req, struct kr_resp *resp)
 	check_key(req, p, url, &s, secret, len, &r);
 	kr_wipe(secret, len);
 	free(secret);
-	if ((db_rc = kr_keys_record(req->db, req->p.ws.id, id, &r, 1, 0, &changed)) != KR_DB_OK) {
+	t.result = &r;
+	if ((db_rc = kr_db_tx(req->db, test_in_tx, &t, 0)) != KR_DB_OK) {
+		json_object_put(t.key);
 		kr_llm_result_release(&r);
 		resp_db_error(resp, db_rc);
 		return;
 	}
 	o = json_object_new_object();
 	kr_json_add_bool(o, "valid", r.cls == KR_LLM_OK);
-	if ((db_rc = kr_keys_get(req->db, req->p.ws.id, id, &res)) == KR_DB_OK && res.nrows == 1) {
-		json_object *k = view_key_row(&res, 0);
-		json_object_object_add(o, "status", json_object_get(json_object_object_get(k,
+	if (t.key != NULL)
+		json_object_object_add(o, "status", json_object_get(json_object_object_get(t.key,
 		    "status")));
-		if (changed)
-			key_event(req, k);
-		json_object_put(k);
-	}
-	kr_db_res_free(&res);
 	if (r.cls == KR_LLM_OK)
 		kr_json_add_int(o, "latencyMs", r.latency_ms);
 	else
 		kr_json_add_str(o, "error", r.message);
-	d = json_object_new_object();
-	kr_json_add_str(d, "outcome", kr_llm_class_name(r.cls));
-	json_object_object_add(d, "status", json_object_get(json_object_object_get(o, "status")));
-	if (r.cls != KR_LLM_OK)
-		kr_json_add_str(d, "error", r.message);
-	audit_key(req, "key.tested", id, d);
+	json_object_put(t.key);
 	kr_llm_result_release(&r);
 	resp_json(resp, 200, o);
 }
@@ -467,7 +603,7 @@ h_keys_test(struct kr_req *req, struct kr_resp *resp)
 void
 h_keys_get(struct kr_req *req, struct kr_resp *resp)
 {
-	answer_key(req, resp, req->params[1], 200, 0);
+	answer_key(req, resp, req->params[1]);
 }
 
 /* expiresAt: absent (untouched), null (cleared) or an RFC 3339 time. -1 after 422. */
@@ -491,16 +627,30 @@ req_expires(struct kr_req *req, struct kr_resp *resp, struct kr_key_patch *k, ch
 	return 0;
 }
 
+/* The PATCH, its audit entry and its event. */
+static enum kr_db_err
+update_in_tx(struct kr_db *db, void *arg)
+{
+	struct key_tx *t = arg;
+	enum kr_db_err rc, db_rc = KR_DB_OK;
+
+	if ((rc = keys_step(kr_keys_update(db, t->req->p.ws.id, t->id, t->patch, &db_rc), db_rc,
+	    &t->why)) != KR_DB_OK ||
+	    (rc = audit_key(t->req, "key.updated", t->id, t->detail)) != KR_DB_OK)
+		return rc;
+	return key_changed(t);
+}
+
 void
 h_keys_update(struct kr_req *req, struct kr_resp *resp)
 {
 	const char *id = req->params[1];
+	struct key_tx t = { .req = req, .id = id };
 	struct kr_key_patch k = { 0 };
 	char expires[KR_TIME_MAX];
 	long long priority = 0;
 	enum kr_db_err db_rc;
 	enum kr_keys_err rc;
-	json_object *d;
 
 	if (req_str(req, resp, "name", 0, 1, KR_NAME_MAX, &k.name) != 0 ||
 	    req_bool(req, resp, "isEnabled", 0, &k.enabled) != 0 ||
@@ -524,27 +674,45 @@ h_keys_update(struct kr_req *req, struct kr_resp *resp)
 	case KR_JSON_ABSENT:
 		break;
 	}
-	if ((rc = kr_keys_update(req->db, req->p.ws.id, id, &k, &db_rc)) != KR_KEYS_OK) {
+	t.patch = &k;
+	t.detail = json_object_new_object();
+	if (k.has_name)
+		kr_json_add_str(t.detail, "name", k.name);
+	if (k.has_priority)
+		kr_json_add_int(t.detail, "priority", k.priority);
+	if (k.has_enabled)
+		kr_json_add_bool(t.detail, "isEnabled", k.enabled);
+	if (k.has_expires)
+		kr_json_add_str(t.detail, "expiresAt", k.expires_at);
+	rc = keys_tx(req, update_in_tx, &t, &t.why, &db_rc);
+	json_object_put(t.detail);
+	if (rc != KR_KEYS_OK) {
+		json_object_put(t.key);
 		keys_error(resp, rc, db_rc, NULL);
 		return;
 	}
-	d = json_object_new_object();
-	if (k.has_name)
-		kr_json_add_str(d, "name", k.name);
-	if (k.has_priority)
-		kr_json_add_int(d, "priority", k.priority);
-	if (k.has_enabled)
-		kr_json_add_bool(d, "isEnabled", k.enabled);
-	if (k.has_expires)
-		kr_json_add_str(d, "expiresAt", k.expires_at);
-	audit_key(req, "key.updated", id, d);
-	answer_key(req, resp, id, 200, 1);
+	resp_json(resp, 200, t.key);
+}
+
+/* The new secret, its audit entry and its event. */
+static enum kr_db_err
+rotate_in_tx(struct kr_db *db, void *arg)
+{
+	struct key_tx *t = arg;
+	enum kr_db_err rc, db_rc = KR_DB_OK;
+
+	if ((rc = keys_step(kr_keys_rotate(db, t->req->p.ws.id, t->id, t->secret, t->len,
+	    &db_rc), db_rc, &t->why)) != KR_DB_OK ||
+	    (rc = audit_key(t->req, "key.rotated", t->id, NULL)) != KR_DB_OK)
+		return rc;
+	return key_changed(t);
 }
 
 void
 h_keys_rotate(struct kr_req *req, struct kr_resp *resp)
 {
 	const char *id = req->params[1], *secret = NULL, *why;
+	struct key_tx t = { .req = req, .id = id };
 	const struct kr_provider *p = NULL;
 	struct entries e = { .n = 0 };
 	enum kr_db_err db_rc;
@@ -558,15 +726,17 @@ h_keys_rotate(struct kr_req *req, struct kr_resp *resp)
 		resp_error(resp, 500, NULL, "internal error");
 		return;
 	}
+	t.secret = e.v[0];
+	t.len = e.len[0];
 	if ((why = kr_key_format_error(p, e.v[0], e.len[0])) != NULL)
 		resp_error(resp, 422, "key", "%s", why);
-	else if ((rc = kr_keys_rotate(req->db, req->p.ws.id, id, e.v[0], e.len[0], &db_rc)) !=
-	    KR_KEYS_OK)
+	else if ((rc = keys_tx(req, rotate_in_tx, &t, &t.why, &db_rc)) != KR_KEYS_OK)
 		keys_error(resp, rc, db_rc, rc == KR_KEYS_DUPLICATE ? "key" : NULL);
 	else {
-		audit_key(req, "key.rotated", id, NULL);
-		answer_key(req, resp, id, 200, 1);
+		resp_json(resp, 200, t.key);
+		t.key = NULL;
 	}
+	json_object_put(t.key);
 	entries_release(&e);
 }
 
@@ -603,62 +773,100 @@ read_order(struct kr_req *req, struct kr_resp *resp, const char **ids, unsigned 
 	return 0;
 }
 
+/* PUT keys/reorder as a kr_db_tx body's argument. */
+struct reorder_tx {
+	struct kr_req		*req;
+	const char		**ids;
+	const unsigned		*prio;
+	size_t			 n;
+	size_t			 bad;		/* the entry refused */
+	json_object		*order;		/* [{"id", "priority"}], for audit and event */
+	enum kr_keys_err	 why;
+};
+
+/* The priorities, their event {"keys": order} and their audit entry. */
+static enum kr_db_err
+reorder_in_tx(struct kr_db *db, void *arg)
+{
+	struct reorder_tx *o = arg;
+	enum kr_db_err rc, db_rc = KR_DB_OK;
+	json_object *e, *d;
+
+	if ((rc = keys_step(kr_keys_reorder(db, o->req->p.ws.id, o->ids, o->prio, o->n, &o->bad,
+	    &db_rc), db_rc, &o->why)) != KR_DB_OK)
+		return rc;
+	e = json_object_new_object();
+	json_object_object_add(e, "keys", json_object_get(o->order));
+	rc = kr_event_append(db, o->req->p.ws.id, "key_status_changed", e, NULL);
+	json_object_put(e);
+	if (rc != KR_DB_OK)
+		return rc;
+	d = json_object_new_object();
+	json_object_object_add(d, "keys", json_object_get(o->order));
+	rc = audit_key(o->req, "key.reordered", NULL, d);
+	json_object_put(d);
+	return rc;
+}
+
 void
 h_keys_reorder(struct kr_req *req, struct kr_resp *resp)
 {
 	const char *ids[1000];
 	unsigned prio[1000];
-	size_t n = 0, bad = 0;
+	struct reorder_tx o = { req, ids, prio, 0, 0, NULL, KR_KEYS_OK };
 	enum kr_db_err db_rc;
 	enum kr_keys_err rc;
 	char field[40];
-	json_object *d, *a;
 
-	if (read_order(req, resp, ids, prio, &n) != 0)
+	if (read_order(req, resp, ids, prio, &o.n) != 0)
 		return;
-	if ((rc = kr_keys_reorder(req->db, req->p.ws.id, ids, prio, n, &bad, &db_rc)) !=
-	    KR_KEYS_OK) {
-		snprintf(field, sizeof(field), "keys[%zu].id", bad);
-		keys_error(resp, rc, db_rc, field);
-		return;
-	}
-	d = json_object_new_object();
-	a = json_object_new_array();
-	for (size_t i = 0; i < n; i++) {
+	o.order = json_object_new_array();
+	for (size_t i = 0; i < o.n; i++) {
 		json_object *x = json_object_new_object();
 		kr_json_add_str(x, "id", ids[i]);
 		kr_json_add_int(x, "priority", prio[i]);
-		json_object_array_add(a, x);
+		json_object_array_add(o.order, x);
 	}
-	json_object_object_add(d, "keys", a);
-	{
-		json_object *e = json_object_new_object();
-		json_object_object_add(e, "keys", json_object_get(a));
-		(void)kr_event_append(req->db, req->p.ws.id, "key_status_changed", e, NULL);
-		json_object_put(e);
+	rc = keys_tx(req, reorder_in_tx, &o, &o.why, &db_rc);
+	json_object_put(o.order);
+	if (rc != KR_KEYS_OK) {
+		snprintf(field, sizeof(field), "keys[%zu].id", o.bad);
+		keys_error(resp, rc, db_rc, field);
+		return;
 	}
-	audit_key(req, "key.reordered", NULL, d);
 	answer_keys(req, resp, NULL, 200);
+}
+
+/* The deletion, its audit entry and its event {"key": {"id", "deleted": true}}. */
+static enum kr_db_err
+delete_in_tx(struct kr_db *db, void *arg)
+{
+	struct key_tx *t = arg;
+	enum kr_db_err rc, db_rc = KR_DB_OK;
+	json_object *k;
+
+	if ((rc = keys_step(kr_keys_delete(db, t->req->p.ws.id, t->id, &db_rc), db_rc,
+	    &t->why)) != KR_DB_OK ||
+	    (rc = audit_key(t->req, "key.deleted", t->id, NULL)) != KR_DB_OK)
+		return rc;
+	k = json_object_new_object();
+	kr_json_add_str(k, "id", t->id);
+	kr_json_add_bool(k, "deleted", 1);
+	rc = key_event(t->req, k);
+	json_object_put(k);
+	return rc;
 }
 
 void
 h_keys_delete(struct kr_req *req, struct kr_resp *resp)
 {
-	const char *id = req->params[1];
+	struct key_tx t = { .req = req, .id = req->params[1] };
 	enum kr_db_err db_rc;
 	enum kr_keys_err rc;
 
-	if ((rc = kr_keys_delete(req->db, req->p.ws.id, id, &db_rc)) != KR_KEYS_OK) {
+	if ((rc = keys_tx(req, delete_in_tx, &t, &t.why, &db_rc)) != KR_KEYS_OK) {
 		keys_error(resp, rc, db_rc, NULL);
 		return;
-	}
-	audit_key(req, "key.deleted", id, NULL);
-	{
-		json_object *k = json_object_new_object();
-		kr_json_add_str(k, "id", id);
-		kr_json_add_bool(k, "deleted", 1);
-		key_event(req, k);
-		json_object_put(k);
 	}
 	resp_no_content(resp);
 }

@@ -192,13 +192,42 @@ check_url(const struct kr_req *req, const char *v)
 	return NULL;
 }
 
+/* PUT as a kr_db_tx body's argument: the settings and their view for audit and event. */
+struct put_tx {
+	struct kr_req		 *req;
+	const struct kr_settings *s;
+	json_object		 *view;
+};
+
+/*
+ * The settings, their audit entry and their settings_changed event {"settings": view}, in
+ * one transaction: they commit together or not at all.
+ */
+static enum kr_db_err
+put_in_tx(struct kr_db *db, void *arg)
+{
+	struct put_tx *t = arg;
+	struct kr_actor a = req_actor(t->req);
+	const char *ws = t->req->p.ws.id;
+	enum kr_db_err rc;
+	json_object *e;
+
+	if ((rc = kr_settings_put(db, ws, t->s)) != KR_DB_OK ||
+	    (rc = kr_audit(db, ws, &a, "settings.changed", NULL, t->view)) != KR_DB_OK)
+		return rc;
+	e = json_object_new_object();
+	json_object_object_add(e, "settings", json_object_get(t->view));
+	rc = kr_event_append(db, ws, "settings_changed", e, NULL);
+	json_object_put(e);
+	return rc;
+}
+
 void
 h_providers_put(struct kr_req *req, struct kr_resp *resp)
 {
-	struct kr_actor a = req_actor(req);
+	struct put_tx t = { req, NULL, NULL };
 	struct kr_settings s;
 	enum kr_db_err rc;
-	json_object *d;
 
 	if ((rc = kr_settings_get(req->db, req->p.ws.id, &s)) != KR_DB_OK) {
 		resp_db_error(resp, rc);
@@ -215,17 +244,13 @@ h_providers_put(struct kr_req *req, struct kr_resp *resp)
 			    "be in the fallback chain", s.primary->slug);
 			return;
 		}
-	if ((rc = kr_settings_put(req->db, req->p.ws.id, &s)) != KR_DB_OK) {
+	t.s = &s;
+	t.view = view_settings(&s);
+	rc = kr_db_tx(req->db, put_in_tx, &t, 0);
+	json_object_put(t.view);
+	if (rc != KR_DB_OK) {
 		resp_db_error(resp, rc);
 		return;
-	}
-	d = view_settings(&s);
-	(void)kr_audit(req->db, req->p.ws.id, &a, "settings.changed", NULL, d);
-	{
-		json_object *e = json_object_new_object();
-		json_object_object_add(e, "settings", d);	/* takes d */
-		(void)kr_event_append(req->db, req->p.ws.id, "settings_changed", e, NULL);
-		json_object_put(e);
 	}
 	answer_settings(req, resp);
 }

@@ -7,6 +7,7 @@
 
 #include "kr_crypto.h"
 #include "kr_accounts.h"
+#include "kr_log.h"
 #include "kr_vault.h"
 
 #define N(a)		((unsigned)(sizeof(a) / sizeof((a)[0])))
@@ -53,7 +54,7 @@ static const char sql_set_priority[] =
     "WHERE workspace_id = ? AND id = ?";
 static const char sql_delete[] = "DELETE FROM provider_keys WHERE workspace_id = ? AND id = ?";
 static const char sql_status[] =
-    "SELECT status FROM provider_keys WHERE workspace_id = ? AND id = ?";
+    "SELECT status FROM provider_keys WHERE workspace_id = ? AND id = ? FOR UPDATE";
 /* One statement for every outcome: status (NULL keeps it), error, failures, cooldown. */
 static const char sql_record[] =
     "UPDATE provider_keys SET status = COALESCE(?, status), "
@@ -113,6 +114,19 @@ kr_keys_get(struct kr_db *db, const char *ws_id, const char *id, struct kr_db_re
 	return kr_db_exec(db, sql_get, p, N(p), res, NULL);
 }
 
+/*
+ * 1 (after logging the caller's mistake) when a change is asked for outside a transaction:
+ * its audit entry and event could not commit with it (see kr_keys.h).
+ */
+static int
+outside_tx(struct kr_db *db, const char *what)
+{
+	if (kr_db_in_tx(db))
+		return 0;
+	kr_error("%s: called outside a transaction", what);
+	return 1;
+}
+
 /* Seal secret for key id; fingerprint and hint too. */
 static enum kr_keys_err
 seal(struct kr_db *db, const char *ws_id, const char *provider, const char *id,
@@ -168,35 +182,27 @@ kr_keys_add(struct kr_db *db, const char *ws_id, const struct kr_provider *p,
 {
 	struct kr_dbp q[2] = { KR_P_STR(ws_id), KR_P_STR(p->slug) };
 	enum kr_keys_err rc = KR_KEYS_DB;
-	char (*fps)[65] = calloc(n ? n : 1, sizeof(*fps));
+	char (*fps)[65] = NULL;
 	struct kr_db_res res;
 	long long next;
 
-	*db_rc = KR_DB_OK;
-	if (fps == NULL)
+	*db_rc = KR_DB_ERROR;
+	if (outside_tx(db, "kr_keys_add") || (fps = calloc(n ? n : 1, sizeof(*fps))) == NULL)
 		return KR_KEYS_DB;
-	if ((*db_rc = kr_db_begin(db)) != KR_DB_OK)
-		goto out;
 	if ((*db_rc = kr_db_exec(db, sql_lock_ws, q, 1, &res, NULL)) != KR_DB_OK)
-		goto rollback;
+		goto out;
 	kr_db_res_free(&res);
 	if ((*db_rc = kr_db_exec(db, sql_next_priority, q, 2, &res, NULL)) != KR_DB_OK)
-		goto rollback;
+		goto out;
 	next = kr_db_cell_int(&res, 0, 0, 0);
 	kr_db_res_free(&res);
 	for (size_t i = 0; i < n; i++) {
 		*bad_index = i;
 		if ((rc = insert_one(db, ws_id, p, &entries[i], next + (long long)i, fps, i,
 		    db_rc)) != KR_KEYS_OK)
-			goto rollback;
+			goto out;
 	}
-	if ((*db_rc = kr_db_commit(db)) == KR_DB_OK) {
-		rc = KR_KEYS_OK;
-		goto out;
-	}
-	rc = KR_KEYS_DB;
-rollback:
-	kr_db_rollback(db);
+	rc = KR_KEYS_OK;
 out:
 	free(fps);
 	return rc;
@@ -287,6 +293,9 @@ kr_keys_update(struct kr_db *db, const char *ws_id, const char *id,
 	};
 	enum kr_keys_err rc;
 
+	*db_rc = KR_DB_ERROR;
+	if (outside_tx(db, "kr_keys_update"))
+		return KR_KEYS_DB;
 	if ((rc = exists(db, ws_id, id, db_rc)) != KR_KEYS_OK)
 		return rc;
 	*db_rc = kr_db_exec(db, sql_update, p, N(p), NULL, NULL);
@@ -303,6 +312,9 @@ kr_keys_rotate(struct kr_db *db, const char *ws_id, const char *id, const char *
 	size_t ctlen = 0;
 	enum kr_keys_err rc;
 
+	*db_rc = KR_DB_ERROR;
+	if (outside_tx(db, "kr_keys_rotate"))
+		return KR_KEYS_DB;
 	if ((*db_rc = kr_keys_get(db, ws_id, id, &res)) != KR_DB_OK)
 		return KR_KEYS_DB;
 	rc = res.nrows == 1 ? seal(db, ws_id, kr_db_cell(&res, 0, KR_KC_PROVIDER), id, secret,
@@ -325,31 +337,26 @@ enum kr_keys_err
 kr_keys_reorder(struct kr_db *db, const char *ws_id, const char **ids,
     const unsigned *priorities, size_t n, size_t *bad_index, enum kr_db_err *db_rc)
 {
-	enum kr_keys_err rc = KR_KEYS_DB;
+	enum kr_keys_err rc;
 	struct kr_db_res res;
 
-	if ((*db_rc = kr_db_begin(db)) != KR_DB_OK)
+	*db_rc = KR_DB_ERROR;
+	if (outside_tx(db, "kr_keys_reorder"))
 		return KR_KEYS_DB;
 	for (size_t i = 0; i < n; i++) {
 		struct kr_dbp p[3] = { KR_P_INT(priorities[i]), KR_P_STR(ws_id),
 		    KR_P_STR(ids[i]) };
 		*bad_index = i;
 		if ((*db_rc = kr_db_exec(db, sql_lock, p + 1, 2, &res, NULL)) != KR_DB_OK)
-			goto rollback;
+			return KR_KEYS_DB;
 		rc = res.nrows == 1 ? KR_KEYS_OK : KR_KEYS_NOTFOUND;
 		kr_db_res_free(&res);
 		if (rc != KR_KEYS_OK)
-			goto rollback;
-		rc = KR_KEYS_DB;
+			return rc;
 		if ((*db_rc = kr_db_exec(db, sql_set_priority, p, 3, NULL, NULL)) != KR_DB_OK)
-			goto rollback;
+			return KR_KEYS_DB;
 	}
-	if ((*db_rc = kr_db_commit(db)) == KR_DB_OK)
-		return KR_KEYS_OK;
-	rc = KR_KEYS_DB;
-rollback:
-	kr_db_rollback(db);
-	return rc;
+	return KR_KEYS_OK;
 }
 
 enum kr_keys_err
@@ -358,6 +365,9 @@ kr_keys_delete(struct kr_db *db, const char *ws_id, const char *id, enum kr_db_e
 	struct kr_dbp p[2] = { KR_P_STR(ws_id), KR_P_STR(id) };
 	uint64_t n = 0;
 
+	*db_rc = KR_DB_ERROR;
+	if (outside_tx(db, "kr_keys_delete"))
+		return KR_KEYS_DB;
 	if ((*db_rc = kr_db_exec(db, sql_delete, p, 2, NULL, &n)) != KR_DB_OK)
 		return KR_KEYS_DB;
 	return n > 0 ? KR_KEYS_OK : KR_KEYS_NOTFOUND;
@@ -390,6 +400,8 @@ kr_keys_record(struct kr_db *db, const char *ws_id, const char *id,
 	enum kr_db_err rc;
 
 	*changed = 0;
+	if (outside_tx(db, "kr_keys_record"))
+		return KR_DB_ERROR;
 	if (r->cls == KR_LLM_RATE)
 		cool_us = 1000LL * (r->retry_after_ms > 0 ? (r->retry_after_ms < COOLDOWN_MAX_MS ?
 		    r->retry_after_ms : COOLDOWN_MAX_MS) : COOLDOWN_DEFAULT_MS);

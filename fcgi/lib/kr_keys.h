@@ -4,6 +4,14 @@
  * Secrets are sealed with kr_vault under purpose "provider_key", column "secret", with the
  * key's own id as record id; listing never decrypts (hint and fingerprint are stored
  * beside the ciphertext). Every function filters on the caller's workspace id.
+ *
+ * Changes (kr_keys_add, _update, _rotate, _reorder, _delete and kr_keys_record) are
+ * statements of the caller's transaction (kr_db_begin, or a kr_db_tx body), which also
+ * holds the change's audit entry and its event (design.md, "Events and server-sent
+ * events"): they commit together or not at all. Outside a transaction a change does
+ * nothing and fails with KR_DB_ERROR. After any failure, refusals included (NOTFOUND,
+ * DUPLICATE, VAULT: earlier statements may have run), the caller rolls back; after
+ * KR_DB_RETRY the whole transaction may run again (kr_db_tx does).
  */
 #ifndef KR_KEYS_H
 #define KR_KEYS_H
@@ -61,9 +69,10 @@ struct kr_key_entry {
 };
 
 /*
- * Add entries for one provider in one transaction, priorities after the provider's
- * existing keys; all or nothing. KR_KEYS_DUPLICATE with *bad_index set when an entry is
- * already stored (or repeated within the batch).
+ * Add entries for one provider, priorities after the provider's existing keys; adds to one
+ * workspace take turns (its row is locked until the caller's transaction ends).
+ * KR_KEYS_DUPLICATE with *bad_index set when an entry is already stored (or repeated within
+ * the batch); the caller rolls back, so a batch is stored all or nothing.
  */
 enum kr_keys_err kr_keys_add(struct kr_db *db, const char *ws_id, const struct kr_provider *p,
 		    struct kr_key_entry *entries, size_t n, size_t *bad_index,
@@ -93,7 +102,8 @@ enum kr_keys_err kr_keys_update(struct kr_db *db, const char *ws_id, const char 
 /* Replace the secret; status back to untested, health cleared. */
 enum kr_keys_err kr_keys_rotate(struct kr_db *db, const char *ws_id, const char *id,
 		    const char *secret, size_t len, enum kr_db_err *db_rc);
-/* Set priorities of several keys at once; all must exist in the workspace. */
+/* Set priorities of several keys; KR_KEYS_NOTFOUND with *bad_index for a key not in the
+ * workspace (the caller rolls back, so no priority changes). */
 enum kr_keys_err kr_keys_reorder(struct kr_db *db, const char *ws_id, const char **ids,
 		    const unsigned *priorities, size_t n, size_t *bad_index,
 		    enum kr_db_err *db_rc);
@@ -105,7 +115,9 @@ enum kr_keys_err kr_keys_delete(struct kr_db *db, const char *ws_id, const char 
  * (failures reset, validated when tested); AUTH → invalid; QUOTA → exhausted; RATE →
  * cooldown until now + retry_after_ms (default 60 s, capped at 5 min); TRANSIENT and
  * REQUEST leave the status alone. used: also set last_used_at. *changed is 1 when the
- * status changed (for key_status_changed events).
+ * status changed; it is read under the key's row lock, so of two records racing only the
+ * one that changes the status says so. The caller appends the key_status_changed event in
+ * the same transaction.
  */
 enum kr_db_err	 kr_keys_record(struct kr_db *db, const char *ws_id, const char *id,
 		    const struct kr_llm_result *r, int tested, int used, int *changed);

@@ -26,6 +26,10 @@ struct kr_settings {
 
 /* The stored settings, or the defaults (nothing chosen) when none are stored. */
 enum kr_db_err	kr_settings_get(struct kr_db *db, const char *ws_id, struct kr_settings *s);
+/*
+ * Store s (one statement). Call it inside the transaction that also appends the change's
+ * audit entry and its settings_changed event, so that they commit together.
+ */
 enum kr_db_err	kr_settings_put(struct kr_db *db, const char *ws_id, const struct kr_settings *s);
 
 /* 1 when the instance environment holds a key for p (p->env_var set and not empty). */

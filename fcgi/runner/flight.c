@@ -384,21 +384,26 @@ flight_next(struct runner *r, struct flight *f)
 	kr_candidates_release(&c);
 }
 
-/* Tell the key's health, and its status change as an event. */
-static void
-record_key(struct runner *r, struct flight *f, const struct kr_llm_result *res)
+/* What an attempt taught about its key, as a kr_db_tx body's argument. */
+struct record_tx {
+	const struct flight		*f;
+	const struct kr_llm_result	*res;
+};
+
+/* The key's health and, when its status changed, the key_status_changed event. */
+static enum kr_db_err
+record_key_in_tx(struct kr_db *db, void *arg)
 {
+	const struct record_tx *t = arg;
+	const struct flight *f = t->f;
+	const struct kr_llm_result *res = t->res;
+	enum kr_db_err rc;
 	json_object *o, *k;
 	int changed = 0;
 
-	/* A success on a key that is valid and healthy changes nothing but last_used_at,
-	 * which is kept to ten seconds: no write, and no hot row, on the common path. */
-	if (f->cand.key_id[0] == '\0' ||
-	    (res->cls == KR_LLM_OK && f->cand.clean && !f->cand.use_stale))
-		return;
-	if (kr_keys_record(r->db, f->job.ws_id, f->cand.key_id, res, 0, 1, &changed) !=
+	if ((rc = kr_keys_record(db, f->job.ws_id, f->cand.key_id, res, 0, 1, &changed)) !=
 	    KR_DB_OK || !changed)
-		return;
+		return rc;
 	o = json_object_new_object();
 	k = json_object_new_object();
 	kr_json_add_str(k, "id", f->cand.key_id);
@@ -407,8 +412,26 @@ record_key(struct runner *r, struct flight *f, const struct kr_llm_result *res)
 	    res->cls == KR_LLM_QUOTA ? "exhausted" : "valid");
 	kr_json_add_str(k, "lastError", res->cls == KR_LLM_OK ? NULL : res->message);
 	json_object_object_add(o, "key", k);
-	(void)kr_event_append(r->db, f->job.ws_id, "key_status_changed", o, NULL);
+	rc = kr_event_append(db, f->job.ws_id, "key_status_changed", o, NULL);
 	json_object_put(o);
+	return rc;
+}
+
+/*
+ * Tell the key's health, and its status change as an event in the same transaction (run
+ * again on deadlock). On a database error neither is written and the job goes on.
+ */
+static void
+record_key(struct runner *r, struct flight *f, const struct kr_llm_result *res)
+{
+	struct record_tx t = { f, res };
+
+	/* A success on a key that is valid and healthy changes nothing but last_used_at,
+	 * which is kept to ten seconds: no write, and no hot row, on the common path. */
+	if (f->cand.key_id[0] == '\0' ||
+	    (res->cls == KR_LLM_OK && f->cand.clean && !f->cand.use_stale))
+		return;
+	(void)kr_db_tx(r->db, record_key_in_tx, &t, 0);
 }
 
 /* 1 s, 2 s, 4 s ... capped, ±25 % jitter, never below the provider's hint. */
