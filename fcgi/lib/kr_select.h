@@ -3,7 +3,7 @@
  *
  * Read fresh from the database every time, so a key added, rotated, disabled or deleted is
  * used or dropped by the very next attempt, with no restart and no cache. (The runner makes
- * one read for the attempts that start together in one claim pass: see runner.h.)
+ * one read for first attempts that start within 20 ms of each other: see runner.h.)
  */
 #ifndef KR_SELECT_H
 #define KR_SELECT_H

@@ -21,40 +21,30 @@
 #define HISTORY_MAX		40	/* chat messages sent as context */
 
 static void flight_next(struct runner *r, struct flight *f);
-static struct ws_count *
-ws_find(struct runner *r, const char *ws_id, int create)
+
+struct ws_count *
+flight_ws(struct runner *r, const char *ws_id, int create)
 {
+	size_t max = r->cfg->runner_max_in_flight * 3 / 2 + 1;
+
 	for (size_t i = 0; i < r->nws; i++)
 		if (strcmp(r->ws[i].ws_id, ws_id) == 0)
 			return &r->ws[i];
-	if (!create || r->nws == r->cfg->runner_max_in_flight)
+	if (!create || r->nws == max)
 		return NULL;
 	memset(&r->ws[r->nws], 0, sizeof(r->ws[0]));
 	snprintf(r->ws[r->nws].ws_id, sizeof(r->ws[0].ws_id), "%s", ws_id);
 	return &r->ws[r->nws++];
 }
 
-int
-flight_may_take(const char *ws_id, void *arg)
-{
-	struct runner *r = arg;
-	struct ws_count *w = ws_find(r, ws_id, 1);
-
-	if (w == NULL || w->flying + w->batch >= r->cfg->runner_workspace_cap)
-		return 0;
-	w->batch++;
-	return 1;
-}
-
 void
-flight_claim_done(struct runner *r)
+flight_ws_forget(struct runner *r)
 {
 	size_t i = 0;
 
-	/* Forget the batch counts, and workspaces with nothing in flight. */
 	while (i < r->nws) {
 		r->ws[i].batch = 0;
-		if (r->ws[i].flying == 0)
+		if (r->ws[i].flying == 0 && r->ws[i].ready == 0)
 			r->ws[i] = r->ws[--r->nws];
 		else
 			i++;
@@ -65,38 +55,35 @@ flight_claim_done(struct runner *r)
 static void
 flight_end(struct runner *r, struct flight *f)
 {
-	struct ws_count *w = ws_find(r, f->job.ws_id, 0);
+	struct ws_count *w;
 
 	if (f->call != NULL) {
 		curl_multi_remove_handle(r->multi, kr_llm_call_easy(f->call));
 		kr_llm_call_free(&f->call);
 	}
-	if (w != NULL && w->flying > 0)
+	pthread_mutex_lock(&r->lock);
+	if ((w = flight_ws(r, f->job.ws_id, 0)) != NULL && w->flying > 0)
 		w->flying--;
+	r->nflying--;
+	pthread_mutex_unlock(&r->lock);
 	kr_claimed_release(&f->job);
 	memset(f, 0, sizeof(*f));
-	r->nflying--;
-	r->free_slots[r->cfg->runner_max_in_flight - r->nflying - 1] = (size_t)(f - r->flights);
+	r->free_slots[r->nfree++] = (size_t)(f - r->flights);
 }
 
 void
 flight_start(struct runner *r, const struct kr_claimed *job)
 {
-	size_t nfree = r->cfg->runner_max_in_flight - r->nflying;
-	struct ws_count *w;
 	struct flight *f;
 
-	if (nfree == 0) {	/* cannot happen: claims never exceed the free slots */
+	if (r->nfree == 0) {	/* cannot happen: the caller counted the slot */
 		kr_error("no free slot for job %s", job->id);
 		return;
 	}
-	f = &r->flights[r->free_slots[nfree - 1]];
+	f = &r->flights[r->free_slots[--r->nfree]];
 	memset(f, 0, sizeof(*f));
 	f->job = *job;
 	f->used = 1;
-	r->nflying++;
-	if ((w = ws_find(r, job->ws_id, 1)) != NULL)
-		w->flying++;
 	flight_next(r, f);
 }
 
@@ -226,7 +213,7 @@ candidates_copy(const struct pass_pick *pk, struct kr_candidates *c)
 	return KR_DB_OK;
 }
 
-/* The candidates of a job's next attempt: shared within a claim pass, else read now. */
+/* The candidates of a job's next attempt: shared within a pass, else read now. */
 static enum kr_db_err
 candidates(struct runner *r, const struct flight *f, const struct kr_provider *want,
     struct kr_candidates *c)
@@ -261,7 +248,7 @@ secret_copy(const struct pass_secret *ps, char **secret, size_t *len)
 	return 0;
 }
 
-/* The secret of a candidate: shared within a claim pass, else read now. */
+/* The secret of a candidate: shared within a pass, else read now. */
 static int
 key_secret(struct runner *r, const char *ws_id, const struct kr_candidate *c, char **out,
     size_t *len)

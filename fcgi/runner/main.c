@@ -2,11 +2,12 @@
  * keyrelay-runner: the long-lived job runner.
  *
  * The main thread has one MariaDB connection and one curl multi handle with up to
- * runner.max_in_flight provider calls at once. The loop claims due jobs into free slots,
+ * runner.max_in_flight provider calls at once. The loop starts claimed jobs in free slots,
  * drives the transfers, and on timers heartbeats (extending its leases), rescues jobs of
  * runners that died, notices cancelled jobs, fires due schedules and prunes old events.
- * Answers are stored by a thread of their own with its own connection (store.c), and
- * notifications sent by another (kr_notify), so neither holds back the calls.
+ * Jobs are claimed ahead by a thread of their own (ahead.c), answers stored by another
+ * (store.c), each with its own connection, and notifications sent by a third (kr_notify),
+ * so none of them holds back the calls.
  * SIGTERM or SIGINT: stop claiming, finish the calls in hand for up to
  * runner.drain_seconds, hand back what is left, mark the runner stopped, exit 0.
  */
@@ -35,9 +36,6 @@
 #include "runner.h"
 
 #define PROG		"keyrelay-runner"
-#define CLAIM_BATCH	128	/* jobs per claim at most (KR_DB_ROWS_MAX) */
-#define CLAIM_GATHER_MS	5	/* free slots wait this long for others to claim together */
-#define CLAIM_IDLE_MS	20	/* after a claim that found fewer due jobs than it wanted */
 #define HELD_MS		500
 #define RESCUE_MS	2000
 #define PRUNE_MS	(10 * 60 * 1000)
@@ -53,8 +51,9 @@ static const char sql_stopped[] =
     "UPDATE runners SET stopped_at = NOW(3), heartbeat_at = NOW(3) WHERE id = ?";
 
 /*
- * Extend the leases of the jobs this runner holds (calls in flight, answers not stored yet),
- * by id: a job it no longer tracks keeps its lease, which expires, and is rescued.
+ * Extend the leases of the jobs this runner holds (ready, calls in flight, answers not
+ * stored yet), by id: a job it no longer tracks keeps its lease, which expires, and is
+ * rescued.
  */
 static void
 extend(struct runner *r)
@@ -71,6 +70,7 @@ extend(struct runner *r)
 		for (size_t i = 0; i < r->cfg->runner_max_in_flight && n < max; i++)
 			if (r->flights[i].used)
 				memcpy(ids[n++], r->flights[i].job.id, KR_UUID_MAX);
+		n += ahead_held_ids(r, ids + n, max - n);
 		n += store_held_ids(r, ids + n, max - n);
 		for (size_t i = 0; i < n; i++)
 			p[i] = ids[i];
@@ -107,46 +107,12 @@ leases:
 size_t
 runner_held(struct runner *r)
 {
-	return r->nflying + store_pending(r);
-}
+	size_t ready;
 
-/* Claim jobs into the free slots and start them; returns whether all that were asked came. */
-static int
-claim(struct runner *r)
-{
-	size_t free_slots = r->cfg->runner_max_in_flight - r->nflying, n = 0;
-	struct kr_claimed *jobs = NULL;
-	struct pass pass;
-
-	if (free_slots > CLAIM_BATCH)
-		free_slots = CLAIM_BATCH;
-	if (kr_queue_claim(r->db, r->id, r->cfg->runner_lease_seconds, (unsigned)free_slots,
-	    flight_may_take, r, &jobs, &n) != KR_DB_OK)
-		n = 0;
-	flight_claim_done(r);
-	flight_pass_begin(r, &pass);
-	for (size_t i = 0; i < n; i++)
-		flight_start(r, &jobs[i]);	/* the flight owns the job now */
-	flight_pass_end(r);
-	free(jobs);
-	return n == free_slots;
-}
-
-/*
- * Whether to claim now. Free slots (calls not in flight) are claimed together: at once when
- * there are enough of them (an eighth of the slots, or a full batch), else after
- * CLAIM_GATHER_MS; never sooner than CLAIM_IDLE_MS after a claim that found the queue
- * short, nor while as many answers wait for the store thread as there are slots.
- */
-static int
-claim_due(struct runner *r, int64_t now, int64_t last, int64_t not_before)
-{
-	size_t max = r->cfg->runner_max_in_flight, free_slots = max - r->nflying;
-	size_t enough = max / 8 < CLAIM_BATCH ? max / 8 : CLAIM_BATCH;
-
-	if (r->stopping || free_slots == 0 || now < not_before || store_pending(r) >= max)
-		return 0;
-	return free_slots >= enough || r->nflying == 0 || now - last >= CLAIM_GATHER_MS;
+	pthread_mutex_lock(&r->lock);
+	ready = r->nready;
+	pthread_mutex_unlock(&r->lock);
+	return r->nflying + ready + store_pending(r);
 }
 
 /* CURLMOPT_SOCKETFUNCTION: watch (or stop watching) a socket for curl. */
@@ -214,6 +180,8 @@ drive_transfers(struct runner *r, int wait_ms)
 	for (int i = 0; i < nev; i++) {
 		if (ev[i].data.fd == store_wake_fd(r))
 			store_woken(r);
+		else if (r->ahead != NULL && ev[i].data.fd == ahead_wake_fd(r))
+			;	/* ahead_take reads it */
 		else
 			curl_multi_socket_action(r->multi, ev[i].data.fd,
 			    curl_select(ev[i].events), &running);
@@ -236,7 +204,7 @@ drive_transfers(struct runner *r, int wait_ms)
 }
 
 struct timers {
-	int64_t	beat, held, rescue, prune, claim, claim_not_before, schedule;
+	int64_t	beat, held, rescue, prune, schedule;
 };
 
 /*
@@ -341,7 +309,7 @@ housekeeping(struct runner *r, struct timers *t, int64_t now)
 static void
 run(struct runner *r, const sigset_t *sigs)
 {
-	struct timers t = { INT64_MIN / 2, 0, 0, 0, 0, 0, 0 };
+	struct timers t = { INT64_MIN / 2, 0, 0, 0, 0 };
 	struct timespec zero = { 0, 0 };
 	int64_t drain_until = 0, now;
 	int sig;
@@ -351,18 +319,18 @@ run(struct runner *r, const sigset_t *sigs)
 		sig = sigtimedwait(sigs, NULL, &zero);
 		if ((sig == SIGTERM || sig == SIGINT) && !r->stopping) {
 			kr_info("signal %d: no new jobs; finishing %zu in hand", sig, r->nflying);
+			pthread_mutex_lock(&r->lock);
 			r->stopping = 1;
+			pthread_mutex_unlock(&r->lock);
+			ahead_stop(r);
 			drain_until = now + (int64_t)r->cfg->runner_drain_seconds * 1000;
 		}
 		if (r->stopping && (r->nflying == 0 || now >= drain_until))
 			break;
 		housekeeping(r, &t, now);
-		if (claim_due(r, now, t.claim, t.claim_not_before)) {
-			t.claim = now;
-			t.claim_not_before = claim(r) ? now : now + CLAIM_IDLE_MS;
-		}
-		drive_transfers(r, r->nflying == 0 ? 200 :
-		    r->nflying < r->cfg->runner_max_in_flight ? CLAIM_GATHER_MS : 20);
+		if (r->ahead != NULL)
+			ahead_take(r);
+		drive_transfers(r, r->nflying == 0 ? 200 : 20);
 	}
 	if (r->nflying > 0)
 		kr_info("handing back %zu job(s)", r->nflying);
@@ -377,7 +345,8 @@ setup(struct runner *r, const struct kr_config *cfg)
 	kr_uuid_new(r->id);
 	r->flights = calloc(cfg->runner_max_in_flight, sizeof(*r->flights));
 	r->free_slots = calloc(cfg->runner_max_in_flight, sizeof(*r->free_slots));
-	r->ws = calloc(cfg->runner_max_in_flight, sizeof(*r->ws));
+	r->ws = calloc(cfg->runner_max_in_flight * 3 / 2 + 1, sizeof(*r->ws));
+	pthread_mutex_init(&r->lock, NULL);
 	r->curl_due = -1;
 	r->epfd = -1;
 	if ((r->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 || r->flights == NULL ||
@@ -386,6 +355,7 @@ setup(struct runner *r, const struct kr_config *cfg)
 		return -1;
 	for (size_t i = 0; i < cfg->runner_max_in_flight; i++)
 		r->free_slots[i] = cfg->runner_max_in_flight - 1 - i;	/* slot 0 on top */
+	r->nfree = cfg->runner_max_in_flight;
 	curl_multi_setopt(r->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
 	curl_multi_setopt(r->multi, CURLMOPT_SOCKETDATA, r);
 	curl_multi_setopt(r->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -406,6 +376,7 @@ teardown(struct runner *r)
 	free(r->flights);
 	free(r->free_slots);
 	free(r->ws);
+	pthread_mutex_destroy(&r->lock);
 }
 
 int
@@ -448,8 +419,16 @@ main(int argc, char **argv)
 		kr_error("cannot start the thread that stores answers");
 		goto out;
 	}
+	if (ahead_start(&r) != 0 || epoll_ctl(r.epfd, EPOLL_CTL_ADD, ahead_wake_fd(&r),
+	    &(struct epoll_event){ .events = EPOLLIN, .data.fd = ahead_wake_fd(&r) }) != 0) {
+		kr_error("cannot start the thread that claims jobs");
+		ahead_stop(&r);
+		store_stop(&r, &stored, &lost);
+		goto out;
+	}
 	notifier_start(&notifier, &cfg);
 	run(&r, &sigs);
+	ahead_stop(&r);
 	store_stop(&r, &stored, &lost);
 	notifier_stop(&notifier);
 	if (kr_db_exec(r.db, sql_stopped, (struct kr_dbp[]){ KR_P_STR(r.id) }, 1, NULL, NULL) !=

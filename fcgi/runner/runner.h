@@ -1,11 +1,14 @@
 /*
  * The runner's state, shared by its main loop (main.c) and the life of each job in flight
- * (flight.c). Single-threaded: one MariaDB connection, one curl multi handle driven through
- * its socket interface (epoll), so each pass costs what the sockets with news cost.
+ * (flight.c): one MariaDB connection, one curl multi handle driven through its socket
+ * interface (epoll), so each pass costs what the sockets with news cost. Two threads with
+ * connections of their own claim jobs ahead (ahead.c) and store answers (store.c); what
+ * the claim thread shares with the main loop is under r->lock.
  */
 #ifndef KR_RUNNER_H
 #define KR_RUNNER_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,17 +29,19 @@ struct flight {
 	int			 used;
 };
 
-/* Jobs in flight per workspace, for the per-workspace cap. */
+/* Jobs in flight and ready per workspace, for the per-workspace cap (under r->lock). */
 struct ws_count {
 	char		ws_id[KR_UUID_MAX];
 	unsigned	flying;
+	unsigned	ready;		/* claimed ahead, not started */
 	unsigned	batch;		/* taken by the claim in progress */
 };
 
 /*
- * What the attempts starting in one claim pass share: the key choice of each workspace
- * (and requested provider) and the secrets of the keys chosen, read from the database once
- * for all of them, at the moment they start. Wiped and freed when the pass ends.
+ * What first attempts starting within a few milliseconds of each other share (ahead.c,
+ * PASS_MS): the key choice of each workspace (and requested provider) and the secrets of
+ * the keys chosen, read from the database once for all of them when the first starts.
+ * Wiped and freed when the pass ends. Later attempts (failover, retries) read afresh.
  */
 struct pass_pick {
 	char			 ws_id[KR_UUID_MAX];
@@ -63,6 +68,7 @@ struct pass {
 
 struct store;		/* store.c */
 struct stored;
+struct ahead;		/* ahead.c */
 
 struct runner {
 	const struct kr_config	*cfg;
@@ -72,19 +78,27 @@ struct runner {
 	int64_t			 curl_due;	/* when curl's timer fires; -1: no timer */
 	char			 id[KR_UUID_MAX];
 	int			 registered;
-	int			 stopping;
 	struct flight		*flights;	/* cfg->runner_max_in_flight slots */
 	size_t			*free_slots;	/* indexes of the unused ones, a stack */
-	size_t			 nflying;
-	struct pass		*pass;		/* during a claim pass */
-	struct ws_count		*ws;
+	size_t			 nfree;
+	struct pass		*pass;		/* while first attempts start */
+	/* Shared with the claim thread (ahead.c), under lock: */
+	pthread_mutex_t		 lock;
+	int			 stopping;
+	size_t			 nflying;	/* slots in use */
+	size_t			 nready;	/* jobs claimed ahead, not started */
+	struct ws_count		*ws;		/* max_in_flight * 3 / 2 + 1 of them */
 	size_t			 nws;
+	struct ahead		*ahead;		/* the claims' thread */
 	struct store		*store;		/* the answers' thread */
 	uint64_t		 done_failed;
 };
 
 /* flight.c */
-/* Take a new claimed job into a free slot and start its first attempt. */
+/*
+ * Take a claimed job into a free slot and start its first attempt; the caller counted it
+ * in nflying and its workspace's flying already.
+ */
 void	flight_start(struct runner *r, const struct kr_claimed *job);
 /*
  * Transfers of one pass ended: failures are acted on one by one, the answers go to the
@@ -96,12 +110,24 @@ void	flight_transfers_done(struct runner *r, CURL *const *easy, const CURLcode *
 void	flight_check_held(struct runner *r);
 /* Shutdown: abort every call in hand and give the jobs back. */
 void	flight_release_all(struct runner *r);
-/* Around the flight_start calls of one claim: the attempts share their key reads. */
+/* Around flight_start calls: the first attempts share their key reads (r->pass). */
 void	flight_pass_begin(struct runner *r, struct pass *p);
 void	flight_pass_end(struct runner *r);
-/* Per-workspace cap for kr_queue_claim. */
-int	flight_may_take(const char *ws_id, void *arg);
-void	flight_claim_done(struct runner *r);
+/* A workspace's counts (created when asked and there is room); with r->lock held. */
+struct ws_count	*flight_ws(struct runner *r, const char *ws_id, int create);
+/* After a claim: forget the batch counts, and workspaces with nothing left; r->lock held. */
+void	flight_ws_forget(struct runner *r);
+
+/* ahead.c: jobs are claimed by a thread of their own, ahead of need (see there). */
+int	ahead_start(struct runner *r);
+/* An eventfd readable when claimed jobs are ready. */
+int	ahead_wake_fd(const struct runner *r);
+/* Start ready jobs in the free slots (within the workspace caps); wake the claims. */
+void	ahead_take(struct runner *r);
+/* Copy the ids of the ready jobs into ids (at most max); the count copied. */
+size_t	ahead_held_ids(struct runner *r, char (*ids)[KR_UUID_MAX], size_t max);
+/* End the thread and hand back the jobs it claimed that did not start. */
+void	ahead_stop(struct runner *r);
 
 /* store.c: answers are stored by a thread of their own (see there). */
 struct store_list {
@@ -124,7 +150,7 @@ void	store_woken(struct runner *r);
 /* Store what is queued, then end the thread; counts of answers stored and found lost. */
 void	store_stop(struct runner *r, uint64_t *ok, uint64_t *lost);
 
-/* Jobs this runner holds: calls in flight, and answers waiting to be stored. */
+/* Jobs this runner holds: ready, calls in flight, and answers waiting to be stored. */
 size_t	runner_held(struct runner *r);
 
 #endif

@@ -2,13 +2,13 @@
  * The answers' own thread: the main loop hands over each answered job and frees its slot
  * at once; this thread stores the answers with its own MariaDB connection, up to
  * KR_QUEUE_BATCH_MAX per transaction (kr_queue_succeed_batch), while the main loop goes on
- * claiming and driving calls. Until stored, a job stays `running` under this runner's lease
+ * driving calls. Until stored, a job stays `running` under this runner's lease
  * (extended by the heartbeat like any other), so a runner that dies with answers queued
  * here loses nothing that a rescue does not run again; while the database is away the
  * answers are kept and stored once it is back. The call is over, so a job waiting
  * here no longer counts against runner.max_in_flight or its workspace's cap (those limit
- * provider calls); but while as many answers wait as there are slots, the main loop claims
- * nothing: a slow database slows the claims, it does not grow the memory. After each batch
+ * provider calls); but while as many answers wait as there are slots, nothing is claimed
+ * (ahead.c): a slow database slows the claims, it does not grow the memory. After each batch
  * the thread hands the stored items back and wakes the main loop (store_wake_fd).
  */
 #include <pthread.h>

@@ -20,6 +20,8 @@ backoff capped at 4 s, 8 calls in flight per runner).
    hands back a call longer than that, which another runner answers exactly once.
 6. Attempt timeout. 7. The heartbeat extends only the leases a runner holds: a running job
    under a busy runner's id that it does not track expires and is rescued.
+8. Claims ahead: a runner with 8 slots holds 4 more jobs ready but never makes more than 8
+   calls; SIGTERM hands back the ready jobs and the calls past the drain window.
 
 KEYRELAY_TEST_KEEP=1 keeps the stack's directory (logs) after the run.
 Stand-alone: needs KEYRELAY_BIN_DIR (or a shared stack's stack.json in KEYRELAY_TEST_STACK to
@@ -987,6 +989,34 @@ def scenarios(t, s, admin):
     with t("holder runner: SIGTERM, exit 0"):
         holder.kill(signal.SIGTERM)
         eq(holder.wait(20), 0, "exit status")
+
+    # ================================================================ phase 8: claims ahead
+    with t.setup("setup: 12 jobs calling a stub that answers after 8 s, one runner with "
+                 "8 slots"):
+        ahr = s.start_runner("ahead")
+        ahr_id = runner_id_of(s, ahr.pid)
+        wa = Ws(s, admin, "ahead")
+        ((_, sa),) = wa.add_keys("anthropic", [("delay", {"delay_ms": 8000})])
+        wa.providers("anthropic")
+        ahead_ids = [wa.task("ahead %d %s" % (i, token()))["id"] for i in range(12)]
+        wait_for("8 calls at the stub", lambda: len(calls_with(s, sa)) >= 8, 15)
+        wait_for("the 12 jobs to be claimed", lambda: all(
+            tuple(r[1:3]) == ("running", ahr_id) for r in job_rows(s, ahead_ids).values()),
+            10, 0.1)
+    with t("the runner claims 4 jobs ahead (half its 8 slots) but calls only 8 at once"):
+        time.sleep(1)
+        eq(len(calls_with(s, sa)), 8, "calls at the stub")
+    with t("SIGTERM: the jobs claimed ahead and the calls past the drain window are handed "
+           "back (queued, no lease, no attempt)"):
+        ahr.kill(signal.SIGTERM)
+        eq(ahr.wait(20), 0, "exit status")
+        rows = job_rows(s, ahead_ids)
+        eq(sorted((r[1], r[3], int(r[4])) for r in rows.values()), [("queued", None, 0)] * 12,
+           "status, lease_token, attempts of the 12 jobs")
+        true(log_lines(ahr.log_text(), "handing back 4 job(s) claimed ahead"),
+             "the log does not say it handed back the 4 jobs claimed ahead")
+        true(log_lines(ahr.log_text(), "handing back 8 job(s)"),
+             "the log does not say it handed back the 8 calls")
 
     with t("no sanitizer report in any runner's log"):
         eq(s.sanitizer_reports(), [], "sanitizer reports")

@@ -1,0 +1,289 @@
+/*
+ * Claims ahead: a thread of its own, with its own MariaDB connection, claims due jobs
+ * while the main loop drives the calls, and keeps up to half as many claimed jobs ready
+ * as there are slots. When a call ends, the main loop starts a ready job in its slot at
+ * once, without waiting for the database (ahead_take).
+ *
+ * A ready job is claimed like any other (running, under this runner's lease, extended by
+ * the heartbeat) and handed back at shutdown. The per-workspace cap limits calls: a
+ * workspace may have runner.workspace_cap calls in flight and, ready behind them, half as
+ * many again (at least one), so the ready jobs of one workspace never fill the space
+ * that the others' need. Claims gather: at once when an eighth of the room (or a full
+ * batch) is free, else CLAIM_GATHER_MS after the last claim; never within CLAIM_IDLE_MS
+ * of a claim that found the queue short, nor while as many answers wait for the store
+ * thread as there are slots.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mysql.h>
+
+#include "kr_log.h"
+#include "kr_time.h"
+#include "runner.h"
+
+#define CLAIM_BATCH	KR_DB_ROWS_MAX	/* jobs per claim at most */
+#define CLAIM_GATHER_MS	5	/* free room waits this long for more before a claim */
+#define CLAIM_IDLE_MS	20	/* after a claim that found fewer due jobs than it wanted */
+#define PASS_MS		20	/* first attempts this close together share their key reads */
+#define AHEAD_MAX	(2 * CLAIM_BATCH)	/* ready jobs at most */
+
+struct ahead {
+	struct kr_db		*db;
+	pthread_t		 thread;
+	pthread_cond_t		 cond;
+	struct kr_claimed	*ready;		/* oldest first; r->nready of them */
+	size_t			 depth;		/* ready jobs kept at most beyond free slots */
+	int			 waiting;	/* the thread sleeps on cond */
+	int			 stop;
+	int			 wake;		/* eventfd, in the main loop's epoll set */
+	struct pass		 memo;		/* the main loop's shared key reads */
+	int64_t			 memo_at;	/* when they began; 0: none */
+};
+
+/* A workspace's ready jobs at most: half its cap, at least one. */
+static unsigned
+ws_ahead(const struct runner *r)
+{
+	unsigned cap = r->cfg->runner_workspace_cap;
+
+	return cap / 2 > AHEAD_MAX ? AHEAD_MAX : cap / 2 > 0 ? cap / 2 : 1;
+}
+
+/* How many jobs the next claim should ask for; called with r->lock held. */
+static size_t
+wanted(struct runner *r)
+{
+	size_t max = r->cfg->runner_max_in_flight, room = max - r->nflying + r->ahead->depth;
+
+	if (r->stopping || room <= r->nready)
+		return 0;
+	room -= r->nready;
+	return room < CLAIM_BATCH ? room : CLAIM_BATCH;
+}
+
+/* kr_queue_claim's per-workspace cap: calls in flight, ready jobs and this claim's. */
+static int
+may_take(const char *ws_id, void *arg)
+{
+	struct runner *r = arg;
+	struct ws_count *w;
+	int ok = 0;
+
+	pthread_mutex_lock(&r->lock);
+	if ((w = flight_ws(r, ws_id, 1)) != NULL &&
+	    w->flying + w->ready + w->batch < r->cfg->runner_workspace_cap + ws_ahead(r)) {
+		w->batch++;
+		ok = 1;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return ok;
+}
+
+/* Claim up to want jobs and put them behind the ready ones; whether all came. */
+static int
+claim(struct runner *r, size_t want)
+{
+	struct ahead *a = r->ahead;
+	struct kr_claimed *jobs = NULL;
+	size_t n = 0;
+
+	if (kr_queue_claim(a->db, r->id, r->cfg->runner_lease_seconds, (unsigned)want,
+	    may_take, r, &jobs, &n) != KR_DB_OK)
+		n = 0;
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct ws_count *w = flight_ws(r, jobs[i].ws_id, 1);
+		if (w != NULL)
+			w->ready++;
+		a->ready[r->nready++] = jobs[i];	/* the queue owns the job now */
+	}
+	flight_ws_forget(r);
+	pthread_mutex_unlock(&r->lock);
+	free(jobs);
+	if (n > 0)
+		(void)eventfd_write(a->wake, 1);
+	return n == want;
+}
+
+static void *
+ahead_main(void *arg)
+{
+	struct runner *r = arg;
+	struct ahead *a = r->ahead;
+	int64_t last = 0, not_before = 0, now;
+	size_t max = r->cfg->runner_max_in_flight, want, enough;
+
+	enough = (max + a->depth) / 8 < CLAIM_BATCH ? (max + a->depth) / 8 : CLAIM_BATCH;
+	mysql_thread_init();
+	pthread_mutex_lock(&r->lock);
+	while (!a->stop) {
+		struct timespec until;
+		now = kr_time_mono_ms();
+		want = wanted(r);
+		if (want > 0 && now >= not_before && (want >= enough || r->nready == 0 ||
+		    now - last >= CLAIM_GATHER_MS) && store_pending(r) < max) {
+			pthread_mutex_unlock(&r->lock);
+			last = now;
+			not_before = claim(r, want) ? now : now + CLAIM_IDLE_MS;
+			pthread_mutex_lock(&r->lock);
+			continue;
+		}
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += (long)(want > 0 && not_before > now ? not_before - now :
+		    CLAIM_GATHER_MS) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec += until.tv_nsec / 1000000000L;
+			until.tv_nsec %= 1000000000L;
+		}
+		a->waiting = 1;
+		pthread_cond_timedwait(&a->cond, &r->lock, &until);
+		a->waiting = 0;
+	}
+	pthread_mutex_unlock(&r->lock);
+	kr_db_free(&a->db);
+	mysql_thread_end();
+	return NULL;
+}
+
+int
+ahead_start(struct runner *r)
+{
+	struct ahead *a = calloc(1, sizeof(*a));
+	size_t max = r->cfg->runner_max_in_flight;
+
+	if (a == NULL)
+		return -1;
+	a->depth = max / 2 < AHEAD_MAX ? max / 2 : AHEAD_MAX;
+	a->wake = -1;
+	if ((a->ready = calloc(max + a->depth, sizeof(*a->ready))) == NULL ||
+	    (a->db = kr_db_new(r->cfg)) == NULL ||
+	    (a->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+		goto fail;
+	pthread_cond_init(&a->cond, NULL);
+	r->ahead = a;
+	if (pthread_create(&a->thread, NULL, ahead_main, r) == 0)
+		return 0;
+	r->ahead = NULL;
+	pthread_cond_destroy(&a->cond);
+fail:
+	kr_db_free(&a->db);
+	if (a->wake >= 0)
+		close(a->wake);
+	free(a->ready);
+	free(a);
+	return -1;
+}
+
+int
+ahead_wake_fd(const struct runner *r)
+{
+	return r->ahead->wake;
+}
+
+/* The shared key reads, begun again when older than PASS_MS. */
+static void
+memo_refresh(struct runner *r, int64_t now)
+{
+	struct ahead *a = r->ahead;
+
+	if (a->memo_at != 0 && now - a->memo_at < PASS_MS)
+		return;
+	if (a->memo_at != 0) {
+		r->pass = &a->memo;
+		flight_pass_end(r);		/* wipes the secrets */
+		a->memo_at = 0;
+	}
+}
+
+void
+ahead_take(struct runner *r)
+{
+	struct ahead *a = r->ahead;
+	size_t max = r->cfg->runner_max_in_flight, n = 0, keep = 0;
+	struct kr_claimed *take = NULL;
+	int64_t now = kr_time_mono_ms();
+	eventfd_t v;
+
+	(void)eventfd_read(a->wake, &v);
+	memo_refresh(r, now);
+	pthread_mutex_lock(&r->lock);
+	if (r->nready > 0 && r->nflying < max && !r->stopping &&
+	    (take = calloc(max - r->nflying, sizeof(*take))) != NULL) {
+		for (size_t i = 0; i < r->nready; i++) {
+			struct ws_count *w = flight_ws(r, a->ready[i].ws_id, 1);
+			if (r->nflying < max && w != NULL &&
+			    w->flying < r->cfg->runner_workspace_cap) {
+				w->ready--;
+				w->flying++;
+				r->nflying++;
+				take[n++] = a->ready[i];
+			} else
+				a->ready[keep++] = a->ready[i];
+		}
+		r->nready = keep;
+	}
+	if (a->waiting && wanted(r) > 0)
+		pthread_cond_signal(&a->cond);
+	pthread_mutex_unlock(&r->lock);
+	if (n > 0) {
+		if (a->memo_at == 0) {
+			flight_pass_begin(r, &a->memo);
+			a->memo_at = now;
+		}
+		r->pass = &a->memo;
+		for (size_t i = 0; i < n; i++)
+			flight_start(r, &take[i]);	/* the flight owns the job now */
+		r->pass = NULL;
+	}
+	free(take);
+}
+
+size_t
+ahead_held_ids(struct runner *r, char (*ids)[KR_UUID_MAX], size_t max)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->nready && n < max; i++)
+		memcpy(ids[n++], r->ahead->ready[i].id, KR_UUID_MAX);
+	pthread_mutex_unlock(&r->lock);
+	return n;
+}
+
+void
+ahead_stop(struct runner *r)
+{
+	struct ahead *a = r->ahead;
+	size_t n;
+
+	if (a == NULL)
+		return;
+	pthread_mutex_lock(&r->lock);
+	a->stop = 1;
+	pthread_cond_signal(&a->cond);
+	pthread_mutex_unlock(&r->lock);
+	pthread_join(a->thread, NULL);
+	/* The thread is gone: what it claimed and nobody started goes back. */
+	if ((n = r->nready) > 0)
+		kr_info("handing back %zu job(s) claimed ahead", n);
+	for (size_t i = 0; i < n; i++) {
+		(void)kr_queue_release(r->db, &a->ready[i]);
+		kr_claimed_release(&a->ready[i]);
+	}
+	r->nready = 0;
+	if (a->memo_at != 0) {
+		r->pass = &a->memo;
+		flight_pass_end(r);
+	}
+	pthread_cond_destroy(&a->cond);
+	close(a->wake);
+	free(a->ready);
+	free(a);
+	r->ahead = NULL;
+}
