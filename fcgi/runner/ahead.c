@@ -32,6 +32,7 @@
 #define CLAIM_IDLE_MS	20	/* after a claim that found fewer due jobs than it wanted */
 #define PASS_MS		20	/* first attempts this close together share their key reads */
 #define AHEAD_MAX	(2 * CLAIM_BATCH)	/* ready jobs at most */
+#define FULL_WAIT_MS	100	/* the longest sleep without room (a safety net) */
 
 struct ahead {
 	struct kr_db		*db;
@@ -134,9 +135,10 @@ ahead_main(void *arg)
 			pthread_mutex_lock(&r->lock);
 			continue;
 		}
+		/* No room: ahead_take signals when there is. Room: the gather or idle pause. */
 		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += (long)(want > 0 && not_before > now ? not_before - now :
-		    CLAIM_GATHER_MS) * 1000000L;
+		until.tv_nsec += (long)(want == 0 ? FULL_WAIT_MS : not_before > now ?
+		    not_before - now : CLAIM_GATHER_MS) * 1000000L;
 		if (until.tv_nsec >= 1000000000L) {
 			until.tv_sec += until.tv_nsec / 1000000000L;
 			until.tv_nsec %= 1000000000L;
