@@ -192,16 +192,36 @@ check_url(const struct kr_req *req, const char *v)
 	return NULL;
 }
 
-/* PUT as a kr_db_tx body's argument: the settings and their view for audit and event. */
+/* PUT as a kr_db_tx body's argument. */
 struct put_tx {
-	struct kr_req		 *req;
-	const struct kr_settings *s;
-	json_object		 *view;
+	struct kr_req	*req;
+	struct kr_resp	*resp;
+	int		 refused;	/* the body answered 422 */
 };
 
+/* The request's changes applied to s; -1 once it answered 422. */
+static int
+merge(struct kr_req *req, struct kr_resp *resp, struct kr_settings *s)
+{
+	if (read_primary(req, resp, s) != 0 || read_chain(req, resp, s) != 0 ||
+	    read_map(req, resp, "models", &s->models[0][0], sizeof(s->models[0]),
+	    check_model) != 0 || read_map(req, resp, "baseUrls", &s->base_urls[0][0],
+	    sizeof(s->base_urls[0]), check_url) != 0 ||
+	    req_bool(req, resp, "allowSystemKeys", 0, &s->allow_system_keys) != 0)
+		return -1;
+	for (unsigned i = 0; s->primary != NULL && i < s->nchain; i++)
+		if (s->chain[i] == s->primary) {
+			resp_error(resp, 422, "fallbackChain", "the primary provider (%s) cannot also "
+			    "be in the fallback chain", s->primary->slug);
+			return -1;
+		}
+	return 0;
+}
+
 /*
- * The settings, their audit entry and their settings_changed event {"settings": view}, in
- * one transaction: they commit together or not at all.
+ * Read the settings under the workspace's lock, apply the request, store them with their
+ * audit entry and their settings_changed event {"settings": view}: one transaction, so a
+ * concurrent PUT is never lost and all of it commits together or not at all.
  */
 static enum kr_db_err
 put_in_tx(struct kr_db *db, void *arg)
@@ -209,45 +229,37 @@ put_in_tx(struct kr_db *db, void *arg)
 	struct put_tx *t = arg;
 	struct kr_actor a = req_actor(t->req);
 	const char *ws = t->req->p.ws.id;
+	struct kr_settings s;
+	json_object *view, *e;
 	enum kr_db_err rc;
-	json_object *e;
 
-	if ((rc = kr_settings_put(db, ws, t->s)) != KR_DB_OK ||
-	    (rc = kr_audit(db, ws, &a, "settings.changed", NULL, t->view)) != KR_DB_OK)
+	if ((rc = kr_settings_lock(db, ws)) != KR_DB_OK ||
+	    (rc = kr_settings_get(db, ws, &s)) != KR_DB_OK)
 		return rc;
-	e = json_object_new_object();
-	json_object_object_add(e, "settings", json_object_get(t->view));
-	rc = kr_event_append(db, ws, "settings_changed", e, NULL);
-	json_object_put(e);
+	if (merge(t->req, t->resp, &s) != 0) {
+		t->refused = 1;
+		return KR_DB_ABORT;
+	}
+	view = view_settings(&s);
+	if ((rc = kr_settings_put(db, ws, &s)) == KR_DB_OK &&
+	    (rc = kr_audit(db, ws, &a, "settings.changed", NULL, view)) == KR_DB_OK) {
+		e = json_object_new_object();
+		json_object_object_add(e, "settings", json_object_get(view));
+		rc = kr_event_append(db, ws, "settings_changed", e, NULL);
+		json_object_put(e);
+	}
+	json_object_put(view);
 	return rc;
 }
 
 void
 h_providers_put(struct kr_req *req, struct kr_resp *resp)
 {
-	struct put_tx t = { req, NULL, NULL };
-	struct kr_settings s;
-	enum kr_db_err rc;
+	struct put_tx t = { req, resp, 0 };
+	enum kr_db_err rc = kr_db_tx(req->db, put_in_tx, &t, 0);
 
-	if ((rc = kr_settings_get(req->db, req->p.ws.id, &s)) != KR_DB_OK) {
-		resp_db_error(resp, rc);
+	if (t.refused)
 		return;
-	}
-	if (read_primary(req, resp, &s) != 0 || read_chain(req, resp, &s) != 0 ||
-	    read_map(req, resp, "models", &s.models[0][0], sizeof(s.models[0]), check_model) ||
-	    read_map(req, resp, "baseUrls", &s.base_urls[0][0], sizeof(s.base_urls[0]),
-	    check_url) || req_bool(req, resp, "allowSystemKeys", 0, &s.allow_system_keys) != 0)
-		return;
-	for (unsigned i = 0; s.primary != NULL && i < s.nchain; i++)
-		if (s.chain[i] == s.primary) {
-			resp_error(resp, 422, "fallbackChain", "the primary provider (%s) cannot also "
-			    "be in the fallback chain", s.primary->slug);
-			return;
-		}
-	t.s = &s;
-	t.view = view_settings(&s);
-	rc = kr_db_tx(req->db, put_in_tx, &t, 0);
-	json_object_put(t.view);
 	if (rc != KR_DB_OK) {
 		resp_db_error(resp, rc);
 		return;

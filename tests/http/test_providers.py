@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import string
+import threading
 import sys
 import tempfile
 import urllib.parse
@@ -224,6 +225,25 @@ def body(t):
 
     with t("PUT unknown fields are ignored: 200"):
         put(wadm, ws_a, {"colour": "blue"})
+
+    with t("6 PUTs at once, each setting another provider's model: none is lost"):
+        before = get(wadm, ws_a)["models"]
+        want = {p: "m-%s-%s" % (p.replace("_", "-"), rnd(6)) for p in DEFAULT_MODEL}
+        answers = {}
+
+        def put_one(p):
+            c = Client(base, bearer=toks["admin"].bearer)
+            answers[p] = c.put(PV(ws_a), json={"models": {p: want[p]}}).status
+        th = [threading.Thread(target=put_one, args=(p,)) for p in want]
+        for x in th:
+            x.start()
+        for x in th:
+            x.join(60)
+        eq(answers, {p: 200 for p in want}, "statuses")
+        got = get(wadm, ws_a)["models"]
+        eq({p: got.get(p) for p in want}, want, "models after the PUTs")
+        put(wadm, ws_a, {"models": {p: before.get(p) for p in want}})
+        eq(get(wadm, ws_a)["models"], before, "models put back")
 
     bad = [
         ({"primary": "mistral"}, ("primary",), "an unknown primary"),
@@ -507,8 +527,9 @@ def body(t):
     with t("audit: refused PUTs (422, 403) changed nothing and left no settings.changed entry"):
         r = wadm.get("/api/workspaces/%s/audit?limit=200" % ws_a)
         n = sum(1 for e in r.json["entries"] if e.get("action") == "settings.changed")
-        # full PUT, allowSystemKeys x2, models, chain x2, colour, token, baseUrls x2 = 10
-        eq(n, 10, "settings.changed entries")
+        # full PUT, allowSystemKeys x2, models, chain x2, colour, 6 at once and their
+        # undoing, token, baseUrls x2 = 17
+        eq(n, 17, "settings.changed entries")
 
     with t("no provider key in the audit trail"):
         for ws in (ws_a, ws_e):
