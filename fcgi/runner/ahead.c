@@ -39,6 +39,7 @@ struct ahead {
 	pthread_t		 thread;
 	pthread_cond_t		 cond;
 	struct kr_claimed	*ready;		/* oldest first; r->nready of them */
+	struct kr_claimed	*take;		/* ahead_take's, max_in_flight of them */
 	size_t			 depth;		/* ready jobs kept at most beyond free slots */
 	int			 waiting;	/* the thread sleeps on cond */
 	int			 stop;
@@ -164,6 +165,7 @@ ahead_start(struct runner *r)
 	a->depth = max / 2 < AHEAD_MAX ? max / 2 : AHEAD_MAX;
 	a->wake = -1;
 	if ((a->ready = calloc(max + a->depth, sizeof(*a->ready))) == NULL ||
+	    (a->take = calloc(max, sizeof(*a->take))) == NULL ||
 	    (a->db = kr_db_new(r->cfg)) == NULL ||
 	    (a->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
 		goto fail;
@@ -178,6 +180,7 @@ fail:
 	if (a->wake >= 0)
 		close(a->wake);
 	free(a->ready);
+	free(a->take);
 	free(a);
 	return -1;
 }
@@ -188,9 +191,9 @@ ahead_wake_fd(const struct runner *r)
 	return r->ahead->wake;
 }
 
-/* The shared key reads, begun again when older than PASS_MS. */
+/* Wipe the shared key reads once they are PASS_MS old; the next start reads again. */
 static void
-memo_refresh(struct runner *r, int64_t now)
+memo_expire(struct runner *r, int64_t now)
 {
 	struct ahead *a = r->ahead;
 
@@ -208,15 +211,14 @@ ahead_take(struct runner *r)
 {
 	struct ahead *a = r->ahead;
 	size_t max = r->cfg->runner_max_in_flight, n = 0, keep = 0;
-	struct kr_claimed *take = NULL;
+	struct kr_claimed *take = a->take;
 	int64_t now = kr_time_mono_ms();
 	eventfd_t v;
 
 	(void)eventfd_read(a->wake, &v);
-	memo_refresh(r, now);
+	memo_expire(r, now);
 	pthread_mutex_lock(&r->lock);
-	if (r->nready > 0 && r->nflying < max && !r->stopping &&
-	    (take = calloc(max - r->nflying, sizeof(*take))) != NULL) {
+	if (r->nready > 0 && r->nflying < max && !r->stopping) {
 		for (size_t i = 0; i < r->nready; i++) {
 			struct ws_count *w = flight_ws(r, a->ready[i].ws_id, 1);
 			if (r->nflying < max && w != NULL &&
@@ -243,7 +245,6 @@ ahead_take(struct runner *r)
 			flight_start(r, &take[i]);	/* the flight owns the job now */
 		r->pass = NULL;
 	}
-	free(take);
 }
 
 size_t
@@ -286,6 +287,7 @@ ahead_stop(struct runner *r)
 	pthread_cond_destroy(&a->cond);
 	close(a->wake);
 	free(a->ready);
+	free(a->take);
 	free(a);
 	r->ahead = NULL;
 }

@@ -58,11 +58,12 @@ static const char sql_stopped[] =
 static void
 extend(struct runner *r)
 {
-	size_t max = runner_held(r), n = 0;
+	/* Room for every slot and ready job (the claim thread may add some meanwhile). */
+	size_t max = r->cfg->runner_max_in_flight * 3 / 2 + store_pending(r), n = 0;
 	char (*ids)[KR_UUID_MAX];
 	const char **p;
 
-	if (max == 0)
+	if (runner_held(r) == 0)
 		return;
 	ids = calloc(max, sizeof(*ids));
 	p = calloc(max, sizeof(*p));
