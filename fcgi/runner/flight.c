@@ -15,10 +15,12 @@
 #include "kr_json.h"
 #include "kr_keys.h"
 #include "kr_log.h"
+#include "kr_time.h"
 #include "runner.h"
 
 #define TRANSIENT_PER_PROVIDER	2	/* transient failures before the next provider */
 #define HISTORY_MAX		40	/* chat messages sent as context */
+#define KEY_TOUCH_MS		10000	/* last_used_at's precision (kr_select's use_stale) */
 
 static void flight_next(struct runner *r, struct flight *f);
 
@@ -405,6 +407,27 @@ record_key_in_tx(struct kr_db *db, void *arg)
 }
 
 /*
+ * Whether this runner set the key's last_used_at within KEY_TOUCH_MS; if not, note that
+ * it does now. Two keys sharing a slot only cost an extra write.
+ */
+static int
+touched_lately(struct runner *r, const char *key_id)
+{
+	struct key_touch *t;
+	int64_t now = kr_time_mono_ms();
+	uint32_t h = 2166136261u;
+
+	for (const char *p = key_id; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	t = &r->touched[h % KEY_TOUCH_SLOTS];
+	if (strcmp(t->key_id, key_id) == 0 && now - t->at < KEY_TOUCH_MS)
+		return 1;
+	memcpy(t->key_id, key_id, sizeof(t->key_id));
+	t->at = now;
+	return 0;
+}
+
+/*
  * Tell the key's health, and its status change as an event in the same transaction (run
  * again on deadlock). On a database error neither is written and the job goes on.
  */
@@ -414,9 +437,12 @@ record_key(struct runner *r, struct flight *f, const struct kr_llm_result *res)
 	struct record_tx t = { f, res };
 
 	/* A success on a key that is valid and healthy changes nothing but last_used_at,
-	 * which is kept to ten seconds: no write, and no hot row, on the common path. */
+	 * which is kept to ten seconds: no write, and no hot row, on the common path. The
+	 * candidates read before the first success all say it is stale: only that first
+	 * success writes. */
 	if (f->cand.key_id[0] == '\0' ||
-	    (res->cls == KR_LLM_OK && f->cand.clean && !f->cand.use_stale))
+	    (res->cls == KR_LLM_OK && f->cand.clean &&
+	    (!f->cand.use_stale || touched_lately(r, f->cand.key_id))))
 		return;
 	(void)kr_db_tx(r->db, record_key_in_tx, &t, 0);
 }

@@ -66,6 +66,16 @@ struct pass {
 	size_t			 nsecrets;
 };
 
+/*
+ * Keys whose last_used_at this runner set lately (flight.c), by a hash of the key id: a
+ * success on a healthy key sets it once per KEY_TOUCH_MS, not once per call.
+ */
+#define KEY_TOUCH_SLOTS	256
+struct key_touch {
+	char	key_id[KR_UUID_MAX];
+	int64_t	at;			/* kr_time_mono_ms */
+};
+
 struct store;		/* store.c */
 struct stored;
 struct ahead;		/* ahead.c */
@@ -82,6 +92,7 @@ struct runner {
 	size_t			*free_slots;	/* indexes of the unused ones, a stack */
 	size_t			 nfree;
 	struct pass		*pass;		/* while first attempts start */
+	struct key_touch	 touched[KEY_TOUCH_SLOTS];
 	/* Shared with the claim thread (ahead.c), under lock: */
 	pthread_mutex_t		 lock;
 	int			 stopping;

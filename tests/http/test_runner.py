@@ -681,6 +681,17 @@ def scenarios(t, s, admin):
         w2 = Ws(s, admin, "two")
         (k40, s40), = w2.add_keys("anthropic", [("ok", {"delay_ms": 300})])
         w2.providers("anthropic")
+        # A tested key is valid and healthy, its last_used_at not set yet. Every change of
+        # that column is counted by a trigger (this key only).
+        r = admin.post(w2.base + "/keys/%s/test" % k40)
+        if r.status != 200 or not r.json.get("valid"):
+            raise SetupError("test key: %s" % r.describe())
+        touch_table = "kr_test_touch_%s" % rnd(8).lower()
+        s.sql("CREATE TABLE %s (at DATETIME(6) NOT NULL)" % touch_table)
+        s.sql("DELIMITER //\nCREATE TRIGGER %s_t AFTER UPDATE ON provider_keys FOR EACH ROW "
+              "BEGIN IF NEW.id = ? AND NOT (NEW.last_used_at <=> OLD.last_used_at) THEN "
+              "INSERT INTO %s VALUES (NOW(6)); END IF; END//\nDELIMITER ;"
+              % (touch_table, touch_table), k40)
         jobs40 = {}
         for i in range(40):
             chat = w2.chat("c%d" % i)
@@ -732,6 +743,16 @@ def scenarios(t, s, admin):
         rid2 = runner_id_of(s, r2.pid)
         true(rid1 in owners and rid2 in owners,
              "jobs answered by runners %r; runners are %s and %s" % (owners, rid1, rid2))
+    with t("40 answers on one healthy key: its lastUsedAt is set, by one write per runner "
+           "(not one per answer)"):
+        try:
+            touches = int(s.sql("SELECT COUNT(*) FROM %s" % touch_table)[0][0])
+        finally:
+            s.sql("DROP TRIGGER IF EXISTS %s_t" % touch_table)
+            s.sql("DROP TABLE IF EXISTS %s" % touch_table)
+        true(w2.keys()[k40].get("lastUsedAt") is not None, "lastUsedAt of the key is set")
+        true(1 <= touches <= 2, "last_used_at written %d time(s) for 40 answers by two "
+             "runners within a few seconds" % touches)
 
     # ---------------------------------------------------------- schedules with two runners
     with t.setup("setup: 8 schedules in Europe/Berlin and UTC"):
