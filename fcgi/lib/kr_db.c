@@ -552,18 +552,24 @@ kr_db_rows_fit(size_t n)
 
 enum kr_db_err
 kr_db_exec_rows(struct kr_db *db, struct kr_db_rows *r, unsigned ncols, size_t n,
-    void (*row)(void *arg, size_t i, struct kr_dbp *p), void *arg)
+    void (*row)(void *arg, size_t i, struct kr_dbp *p), void *arg, uint64_t *affected)
 {
 	struct kr_dbp *p = calloc(kr_db_rows_chunk(n) * ncols, sizeof(*p));
 	enum kr_db_err rc = p != NULL ? KR_DB_OK : KR_DB_ERROR;
 	const char *sql;
+	uint64_t one;
 
+	if (affected != NULL)
+		*affected = 0;
 	for (size_t done = 0, k; done < n && rc == KR_DB_OK; done += k) {
 		k = kr_db_rows_chunk(n - done);
 		for (size_t i = 0; i < k; i++)
 			row(arg, done + i, &p[i * ncols]);
+		one = 0;
 		rc = (sql = kr_db_rows_sql(r, k)) != NULL ?
-		    kr_db_exec(db, sql, p, (unsigned)(k * ncols), NULL, NULL) : KR_DB_ERROR;
+		    kr_db_exec(db, sql, p, (unsigned)(k * ncols), NULL, &one) : KR_DB_ERROR;
+		if (affected != NULL)
+			*affected += one;
 	}
 	free(p);
 	return rc;

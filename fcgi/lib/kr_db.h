@@ -139,10 +139,12 @@ size_t		 kr_db_rows_fit(size_t n);
 /*
  * Run r for n rows (any n >= 1), in as few statements as the power-of-two sizes allow
  * (100 rows: 64 + 32 + 4). row(arg, i, p) writes the ncols parameters of row i at p.
- * Stops at the first statement that fails and returns its result.
+ * Stops at the first statement that fails and returns its result. *affected (unless NULL)
+ * gets the rows the statements changed, summed.
  */
 enum kr_db_err	 kr_db_exec_rows(struct kr_db *db, struct kr_db_rows *r, unsigned ncols,
-		    size_t n, void (*row)(void *arg, size_t i, struct kr_dbp *p), void *arg);
+		    size_t n, void (*row)(void *arg, size_t i, struct kr_dbp *p), void *arg,
+		    uint64_t *affected);
 
 /* The AUTO_INCREMENT or LAST_INSERT_ID(expr) value of the last statement run. */
 uint64_t	 kr_db_insert_id(const struct kr_db *db);

@@ -607,6 +607,7 @@ struct batch_ctx {
 	const double		*costs;
 	size_t			 n;
 	enum kr_queue_result	*results;
+	int			 fenced;	/* lock and check the leases first */
 };
 
 /*
@@ -642,28 +643,28 @@ static struct kr_db_rows sql_batch_messages = {
     "VALUES (?,?,?,'out',?,?,?)", ",(?,?,?,'out',?,?,?)", "", { NULL } };
 #define MESSAGE_COLS	6
 static struct kr_db_rows sql_batch_succeed = {
-    "UPDATE jobs j JOIN (SELECT ? AS id, ? AS result, ? AS provider, ? AS model, "
+    "UPDATE jobs j JOIN (SELECT ? AS id, ? AS lease, ? AS result, ? AS provider, ? AS model, "
     "? AS key_id, ? AS fb, ? AS tin, ? AS tout, ? AS cost",
-    " UNION ALL SELECT ?,?,?,?,?,?,?,?,?",
-    ") v ON j.id = v.id SET j.status = 'succeeded', j.result = v.result, j.error = NULL, "
+    " UNION ALL SELECT ?,?,?,?,?,?,?,?,?,?",
+    ") v ON j.id = v.id AND j.lease_token = v.lease AND j.status = 'running' "
+    "SET j.status = 'succeeded', j.result = v.result, j.error = NULL, "
     "j.finished_at = NOW(3), j.delivered_at = NOW(3), j.provider = v.provider, "
     "j.model = v.model, j.key_id = v.key_id, j.used_fallback = v.fb, "
     "j.attempts = j.attempts + 1, j.input_tokens = j.input_tokens + v.tin, "
     "j.output_tokens = j.output_tokens + v.tout, j.cost_usd = j.cost_usd + v.cost, "
     "j.lease_token = NULL, j.updated_at = NOW(3)", { NULL } };
-#define SUCCEED_COLS	9
-/* After the update: the job's attempts counter is the attempt's number. */
+#define SUCCEED_COLS	10
+/*
+ * The attempt's number is the job's attempts counter as this runner holds it (kr_claimed
+ * counts the calls made under the lease), plus one: while the lease is held nobody else
+ * changes the counter.
+ */
 static struct kr_db_rows sql_batch_attempts = {
     "INSERT INTO job_attempts (job_id, workspace_id, attempt, provider, key_id, system_key, "
     "model, is_fallback, started_at, finished_at, outcome, http_status, error, input_tokens, "
-    "output_tokens, cost_usd, latency_ms) "
-    "SELECT v.id, j.workspace_id, j.attempts, v.provider, v.key_id, v.sk, v.model, v.fb, "
-    "v.started, NOW(3), v.outcome, v.http, NULL, v.tin, v.tout, v.cost, v.ms "
-    "FROM (SELECT ? AS id, ? AS provider, ? AS key_id, ? AS sk, ? AS model, ? AS fb, "
-    "? AS started, ? AS outcome, ? AS http, ? AS tin, ? AS tout, ? AS cost, ? AS ms",
-    " UNION ALL SELECT ?,?,?,?,?,?,?,?,?,?,?,?,?",
-    ") v JOIN jobs j ON j.id = v.id", { NULL } };
-#define ATTEMPT_COLS	13
+    "output_tokens, cost_usd, latency_ms) VALUES (?,?,?,?,?,?,?,?,?,NOW(3),?,?,NULL,?,?,?,?)",
+    ",(?,?,?,?,?,?,?,?,?,NOW(3),?,?,NULL,?,?,?,?)", "", { NULL } };
+#define ATTEMPT_COLS	15
 
 /* The jobs of the batch still held (held[] indexes into b->jobs) and their texts. */
 struct batch_rows {
@@ -704,14 +705,15 @@ succeed_row(void *arg, size_t i, struct kr_dbp *p)
 	const struct kr_attempt *a = br->b->attempts[br->held[i]];
 
 	p[0] = KR_P_STR(j->id);
-	p[1] = KR_P_STR(a->r->text != NULL ? a->r->text : "");
-	p[2] = KR_P_STR(a->provider);
-	p[3] = KR_P_STR(a->model);
-	p[4] = KR_P_STR(a->key_id);
-	p[5] = KR_P_INT(a->is_fallback);
-	p[6] = KR_P_INT(tokens(a->r->input_tokens));
-	p[7] = KR_P_INT(tokens(a->r->output_tokens));
-	p[8] = KR_P_STR(br->cost[i]);
+	p[1] = KR_P_STR(j->lease);
+	p[2] = KR_P_STR(a->r->text != NULL ? a->r->text : "");
+	p[3] = KR_P_STR(a->provider);
+	p[4] = KR_P_STR(a->model);
+	p[5] = KR_P_STR(a->key_id);
+	p[6] = KR_P_INT(a->is_fallback);
+	p[7] = KR_P_INT(tokens(a->r->input_tokens));
+	p[8] = KR_P_INT(tokens(a->r->output_tokens));
+	p[9] = KR_P_STR(br->cost[i]);
 }
 
 static void
@@ -722,23 +724,44 @@ attempt_row(void *arg, size_t i, struct kr_dbp *p)
 	const struct kr_attempt *a = br->b->attempts[br->held[i]];
 
 	p[0] = KR_P_STR(j->id);
-	p[1] = KR_P_STR(a->provider);
-	p[2] = KR_P_STR(a->key_id);
-	p[3] = KR_P_INT(a->key_id == NULL);
-	p[4] = KR_P_STR(a->model);
-	p[5] = KR_P_INT(a->is_fallback);
-	p[6] = KR_P_STR(a->started_at);
-	p[7] = KR_P_STR(a->outcome);
-	p[8] = a->r->http_status > 0 ? KR_P_INT(a->r->http_status) : KR_P_NULL;
-	p[9] = KR_P_INT(tokens(a->r->input_tokens));
-	p[10] = KR_P_INT(tokens(a->r->output_tokens));
-	p[11] = KR_P_STR(br->cost[i]);
-	p[12] = KR_P_INT(a->r->latency_ms > 0 ? a->r->latency_ms : 0);
+	p[1] = KR_P_STR(j->ws_id);
+	p[2] = KR_P_INT((long long)j->attempts + 1);
+	p[3] = KR_P_STR(a->provider);
+	p[4] = KR_P_STR(a->key_id);
+	p[5] = KR_P_INT(a->key_id == NULL);
+	p[6] = KR_P_STR(a->model);
+	p[7] = KR_P_INT(a->is_fallback);
+	p[8] = KR_P_STR(a->started_at);
+	p[9] = KR_P_STR(a->outcome);
+	p[10] = a->r->http_status > 0 ? KR_P_INT(a->r->http_status) : KR_P_NULL;
+	p[11] = KR_P_INT(tokens(a->r->input_tokens));
+	p[12] = KR_P_INT(tokens(a->r->output_tokens));
+	p[13] = KR_P_STR(br->cost[i]);
+	p[14] = KR_P_INT(a->r->latency_ms > 0 ? a->r->latency_ms : 0);
 }
 
-/* Lock the batch's rows and keep those whose lease is still this runner's. */
+/* Keep job i of the batch: its cost as text and, for a chat job, a new message id. */
+static void
+hold(struct batch_rows *br, size_t i)
+{
+	const struct kr_claimed *j = br->b->jobs[i];
+
+	snprintf(br->cost[br->n], sizeof(br->cost[0]), "%.6f", br->b->costs[i]);
+	br->msg_id[br->n][0] = '\0';
+	if (j->chat_id[0] != '\0') {
+		kr_uuid_new(br->msg_id[br->n]);
+		br->chat[br->nchat++] = br->n;
+	}
+	br->held[br->n++] = i;
+}
+
+/*
+ * The jobs of the batch to store. Fenced: lock their rows and keep those whose lease is
+ * still this runner's. Otherwise all of them; the update then checks that it changed every
+ * one.
+ */
 static enum kr_db_err
-batch_fence(struct kr_db *db, struct batch_rows *br)
+batch_hold(struct kr_db *db, struct batch_rows *br)
 {
 	const struct batch_ctx *b = br->b;
 	const char *ids[KR_QUEUE_BATCH_MAX];
@@ -747,42 +770,44 @@ batch_fence(struct kr_db *db, struct batch_rows *br)
 	enum kr_db_err rc;
 	unsigned np;
 
+	br->n = br->nchat = 0;
+	if (!b->fenced) {
+		for (size_t i = 0; i < b->n; i++)
+			hold(br, i);
+		return KR_DB_OK;
+	}
 	for (size_t i = 0; i < b->n; i++)
 		ids[i] = b->jobs[i]->id;
 	np = bind_ids(p, 0, ids, b->n);
 	if ((rc = kr_db_exec(db, kr_db_rows_sql(&sql_batch_fence, kr_db_rows_fit(b->n)), p, np,
 	    &res, NULL)) != KR_DB_OK)
 		return rc;
-	br->n = br->nchat = 0;
 	for (size_t i = 0; i < b->n; i++) {
 		const struct kr_claimed *j = b->jobs[i];
 		unsigned r;
 		for (r = 0; r < res.nrows; r++)
 			if (strcmp(kr_db_cell(&res, r, 0), j->id) == 0)
 				break;
-		if (r == res.nrows || kr_db_cell(&res, r, 1) == NULL ||
-		    strcmp(kr_db_cell(&res, r, 1), j->lease) != 0)
-			continue;
-		snprintf(br->cost[br->n], sizeof(br->cost[0]), "%.6f", b->costs[i]);
-		br->msg_id[br->n][0] = '\0';
-		if (j->chat_id[0] != '\0') {
-			kr_uuid_new(br->msg_id[br->n]);
-			br->chat[br->nchat++] = br->n;
-		}
-		br->held[br->n++] = i;
+		if (r < res.nrows && kr_db_cell(&res, r, 1) != NULL &&
+		    strcmp(kr_db_cell(&res, r, 1), j->lease) == 0)
+			hold(br, i);
 	}
 	kr_db_res_free(&res);
 	return KR_DB_OK;
 }
 
 /*
- * The batch in a fixed number of statements: lock the rows and keep the jobs still held,
- * insert the answer messages (chat jobs), mark the jobs succeeded, insert their attempts
- * (numbered by the updated counter), queue notifications, append the events (one sequence
- * step and insert per workspace, in the jobs' order). A job whose lease is gone is left
- * out (KR_QUEUE_LOST). A duplicate answer message (delivered already, which the fence
- * should make impossible) fails the whole batch: the caller then stores the jobs one by
- * one, where it is recognised. Any failure leaves the transaction to kr_db_tx.
+ * The batch in a fixed number of statements: mark the jobs succeeded (only where the lease
+ * is still this runner's), insert the answer messages (chat jobs) and the attempts, queue
+ * notifications, append the events (one sequence step and insert per workspace, in the
+ * jobs' order).
+ *
+ * Not fenced (the first try): when the update did not change every job, some lease is
+ * gone: KR_DB_ABORT, and the caller runs the batch again fenced. Fenced: the rows are
+ * locked first and a job whose lease is gone is left out (KR_QUEUE_LOST). A duplicate
+ * answer message (delivered already, which the leases should make impossible) fails the
+ * whole batch: the caller then stores the jobs one by one, where it is recognised. Any
+ * failure leaves the transaction to kr_db_tx.
  */
 static enum kr_db_err
 batch_body(struct kr_db *db, void *arg)
@@ -794,6 +819,7 @@ batch_body(struct kr_db *db, void *arg)
 	int notify[KR_QUEUE_BATCH_MAX];
 	struct batch_rows *br = calloc(1, sizeof(*br));
 	enum kr_db_err rc = KR_DB_ERROR;
+	uint64_t changed = 0;
 	size_t ne = 0;
 
 	for (size_t i = 0; i < b->n; i++)
@@ -802,15 +828,19 @@ batch_body(struct kr_db *db, void *arg)
 		return KR_DB_ERROR;
 	br->b = b;
 	if ((rc = batch_notify(db, b, notify)) != KR_DB_OK ||
-	    (rc = batch_fence(db, br)) != KR_DB_OK || br->n == 0)
-		goto out;
-	if (br->nchat > 0 && (rc = kr_db_exec_rows(db, &sql_batch_messages, MESSAGE_COLS,
-	    br->nchat, message_row, br)) != KR_DB_OK)
+	    (rc = batch_hold(db, br)) != KR_DB_OK || br->n == 0)
 		goto out;
 	if ((rc = kr_db_exec_rows(db, &sql_batch_succeed, SUCCEED_COLS, br->n, succeed_row,
-	    br)) != KR_DB_OK ||
+	    br, &changed)) != KR_DB_OK)
+		goto out;
+	if (changed != br->n) {		/* a lease went since the fence, or before it */
+		rc = b->fenced ? KR_DB_ERROR : KR_DB_ABORT;
+		goto out;
+	}
+	if ((br->nchat > 0 && (rc = kr_db_exec_rows(db, &sql_batch_messages, MESSAGE_COLS,
+	    br->nchat, message_row, br, NULL)) != KR_DB_OK) ||
 	    (rc = kr_db_exec_rows(db, &sql_batch_attempts, ATTEMPT_COLS, br->n, attempt_row,
-	    br)) != KR_DB_OK)
+	    br, NULL)) != KR_DB_OK)
 		goto out;
 	for (size_t h = 0; h < br->n; h++) {
 		const struct kr_claimed *j = b->jobs[br->held[h]];
@@ -841,7 +871,7 @@ kr_queue_succeed_batch(struct kr_db *db, const struct kr_claimed *const *jobs,
     const struct kr_attempt *const *attempts, size_t n, enum kr_queue_result *results)
 {
 	double costs[KR_QUEUE_BATCH_MAX];
-	struct batch_ctx b = { jobs, attempts, costs, n, results };
+	struct batch_ctx b = { jobs, attempts, costs, n, results, 0 };
 	enum kr_db_err rc;
 
 	if (n == 0)
@@ -852,8 +882,11 @@ kr_queue_succeed_batch(struct kr_db *db, const struct kr_claimed *const *jobs,
 		return KR_DB_ERROR;
 	for (size_t i = 0; i < n; i++)
 		costs[i] = attempt_cost(db, attempts[i]);
-	/* A body never returns KR_DB_ABORT: a lost job is its own result, not the batch's. */
-	rc = kr_db_tx(db, batch_body, &b, 1);
+	/* Every lease still held is the rule: try without the fence first. */
+	if ((rc = kr_db_tx(db, batch_body, &b, 1)) == KR_DB_ABORT) {
+		b.fenced = 1;
+		rc = kr_db_tx(db, batch_body, &b, 1);
+	}
 	return rc == KR_DB_ABORT || rc == KR_DB_DUPLICATE ? KR_DB_ERROR : rc;
 }
 

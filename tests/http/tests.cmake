@@ -16,6 +16,12 @@ set(KR_STACK_PY ${CMAKE_SOURCE_DIR}/tests/lib/krstack.py)
 set(KR_BIN_DIR_ENV "KEYRELAY_BIN_DIR=$<TARGET_FILE_DIR:keyrelay-fcgi>")
 set(KR_STACK_ENV "KEYRELAY_TEST_STACK=${KR_STACK_DIR}")
 
+# test_batch.py drives the library's batch store directly through this program.
+add_executable(kr-batch-probe ${CMAKE_CURRENT_LIST_DIR}/batch_probe.c)
+target_link_libraries(kr-batch-probe PRIVATE keyrelay)
+keyrelay_target_defaults(kr-batch-probe)
+set(KR_PROBE_ENV "KEYRELAY_BATCH_PROBE=$<TARGET_FILE:kr-batch-probe>")
+
 add_test(NAME stack.up COMMAND ${KR_PYTHON} -B ${KR_STACK_PY} up ${KR_STACK_DIR})
 set_tests_properties(stack.up PROPERTIES
     FIXTURES_SETUP stack
@@ -42,7 +48,7 @@ foreach(script ${KR_HTTP_TESTS})
     set_tests_properties(http.${name} PROPERTIES
         FIXTURES_REQUIRED stack
         DEPENDS stack.up
-        ENVIRONMENT "${KR_STACK_ENV};${KR_BIN_DIR_ENV}"
+        ENVIRONMENT "${KR_STACK_ENV};${KR_BIN_DIR_ENV};${KR_PROBE_ENV}"
         TIMEOUT 300
         LABELS http)
     list(APPEND KR_HTTP_TEST_NAMES http.${name})

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""How the runner stores answers in batches (kr_queue_succeed_batch), driven directly by
+tests/http/batch_probe.c on a PRIVATE stack whose runner is stopped, so that nothing but the
+probe claims the jobs.
+
+1. Four jobs (two chat messages, two tasks, one of them at its third attempt) stored in one
+   batch: each succeeds once, with its attempt numbered after the calls made before, one
+   `out` message per chat job, one job_succeeded event each.
+2. Four jobs of which one lost its lease between the claim and the store (another lease
+   token, as a rescue and a claim elsewhere leave it): the other three are stored; the lost
+   one is left exactly as the other holder has it (running, no attempt, no message, no
+   event).
+
+Stand-alone: needs KEYRELAY_BIN_DIR and KEYRELAY_BATCH_PROBE (the built kr-batch-probe).
+KEYRELAY_TEST_KEEP=1 keeps the stack's directory.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import krstack  # noqa: E402
+from krclient import SetupError, admin_client, eq, run  # noqa: E402
+from test_runner import ENV, Ws, token  # noqa: E402
+
+
+def probe(s, ws_id, steal=""):
+    """Run kr-batch-probe; {job id: 'done' | 'lost'} and the batch's return code."""
+    exe = os.environ.get("KEYRELAY_BATCH_PROBE")
+    if not exe:
+        raise SetupError("KEYRELAY_BATCH_PROBE is not set (the built kr-batch-probe)")
+    p = subprocess.run([exe, s.config, ws_id, steal or "-"], capture_output=True, text=True,
+                       timeout=60)
+    out, rc = {}, None
+    for line in p.stdout.splitlines():
+        k, v = line.split()
+        if k == "rc":
+            rc = int(v)
+        else:
+            out[k] = v
+    if rc is None:
+        raise SetupError("kr-batch-probe: exit %d: %s" % (p.returncode, p.stderr.strip()))
+    return out, rc
+
+
+def job_state(s, jid):
+    (status, attempts, result, lease), = s.sql(
+        "SELECT status, attempts, result, lease_token FROM jobs WHERE id = ?", jid)
+    tries = [int(r[0]) for r in s.sql(
+        "SELECT attempt FROM job_attempts WHERE job_id = ? ORDER BY attempt", jid)]
+    outs = int(s.sql("SELECT COUNT(*) FROM messages WHERE job_id = ? AND direction = 'out'",
+                     jid)[0][0])
+    done = int(s.sql("SELECT COUNT(*) FROM events WHERE type = 'job_succeeded' AND "
+                     "payload LIKE ?", "%%\"jobId\":\"%s\"%%" % jid)[0][0])
+    return {"status": status, "attempts": int(attempts), "result": result, "lease": lease,
+            "attempt_rows": tries, "out_messages": outs, "job_succeeded": done}
+
+
+def four_jobs(ws):
+    """Two chat messages and two tasks, queued; their ids."""
+    ids = []
+    for i in range(2):
+        ids.append(ws.say(ws.chat("batch %d" % i), "hello " + token())["id"])
+        ids.append(ws.task("task " + token())["id"])
+    return ids
+
+
+def body(t):
+    root = tempfile.mkdtemp(prefix="krba-")
+    try:
+        with t.setup("setup: private stack, its runner stopped"):
+            s = krstack.Stack.start(os.path.join(root, "s"), env=ENV)
+            s.stop_service("runner")
+            admin = admin_client(s)
+        try:
+            scenarios(t, s, admin)
+        finally:
+            for p in s.down():
+                t.not_ok("stack down without problems", p)
+    finally:
+        if os.environ.get("KEYRELAY_TEST_KEEP"):
+            print("# stack directory kept: %s" % root, flush=True)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def scenarios(t, s, admin):
+    with t.setup("setup: four queued jobs, one of them after two calls already"):
+        ws = Ws(s, admin, "batch")
+        ids = four_jobs(ws)
+        s.sql("UPDATE jobs SET attempts = 2 WHERE id = ?", ids[3])
+    with t("a batch of four: every job stored"):
+        out, rc = probe(s, ws.id)
+        eq(rc, 0, "kr_queue_succeed_batch's result")
+        eq(out, {j: "done" for j in ids}, "each job's result")
+    with t("a batch of four: succeeded once each, attempt numbered after the earlier calls, "
+           "one out message per chat job, one job_succeeded event"):
+        got = {j: job_state(s, j) for j in ids}
+        want = {}
+        for i, j in enumerate(ids):
+            n = 3 if i == 3 else 1
+            want[j] = {"status": "succeeded", "attempts": n, "result": "probe answer " + j,
+                       "lease": None, "attempt_rows": [n],
+                       "out_messages": 1 if i % 2 == 0 else 0, "job_succeeded": 1}
+        eq(got, want, "the jobs")
+
+    with t.setup("setup: four more queued jobs"):
+        ids = four_jobs(ws)
+        stolen = ids[2]
+    with t("a batch of four, one lease gone before the store: three stored, one lost"):
+        out, rc = probe(s, ws.id, stolen)
+        eq(rc, 0, "kr_queue_succeed_batch's result")
+        eq(out, {j: "lost" if j == stolen else "done" for j in ids}, "each job's result")
+    with t("the lost job is left as its new holder has it; the others are stored"):
+        got = {j: job_state(s, j) for j in ids}
+        lease = got[stolen]["lease"]
+        want = {}
+        for i, j in enumerate(ids):
+            if j == stolen:
+                want[j] = {"status": "running", "attempts": 0, "result": None,
+                           "lease": lease, "attempt_rows": [], "out_messages": 0,
+                           "job_succeeded": 0}
+            else:
+                want[j] = {"status": "succeeded", "attempts": 1,
+                           "result": "probe answer " + j, "lease": None, "attempt_rows": [1],
+                           "out_messages": 1 if i % 2 == 0 else 0, "job_succeeded": 1}
+        eq(got, want, "the jobs")
+        eq(lease is not None, True, "the lost job still has a lease")
+
+
+if __name__ == "__main__":
+    run("batch", body)
