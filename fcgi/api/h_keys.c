@@ -133,7 +133,7 @@ key_now(struct kr_req *req, const char *id, json_object **out)
 	if ((rc = kr_keys_get(req->db, req->p.ws.id, id, &res)) != KR_DB_OK)
 		return rc;
 	if (res.nrows == 1)
-		*out = view_key_row(&res, 0);
+		*out = kr_keys_view(&res, 0);
 	kr_db_res_free(&res);
 	return KR_DB_OK;
 }
@@ -148,7 +148,7 @@ answer_keys(struct kr_req *req, struct kr_resp *resp, const char *provider, int 
 		resp_db_error(resp, rc);
 		return;
 	}
-	resp_json(resp, status, view_list("keys", &res, view_key_row));
+	resp_json(resp, status, view_list("keys", &res, kr_keys_view));
 	kr_db_res_free(&res);
 }
 

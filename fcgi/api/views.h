@@ -19,8 +19,6 @@ json_object	*view_workspace_row(const struct kr_db_res *res, unsigned row);
 json_object	*view_member_row(const struct kr_db_res *res, unsigned row);
 /* A row of kr_token_list: id, name, role, prefix, created_at, last_used_at. */
 json_object	*view_token_row(const struct kr_db_res *res, unsigned row);
-/* A row of kr_keys_list / kr_keys_get (columns enum kr_key_col). */
-json_object	*view_key_row(const struct kr_db_res *res, unsigned row);
 /* {"<name>": [view(row) for each row]} */
 json_object	*view_list(const char *name, const struct kr_db_res *res,
 		    json_object *(*view)(const struct kr_db_res *, unsigned));

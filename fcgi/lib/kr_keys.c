@@ -7,6 +7,7 @@
 
 #include "kr_crypto.h"
 #include "kr_accounts.h"
+#include "kr_json.h"
 #include "kr_log.h"
 #include "kr_vault.h"
 
@@ -112,6 +113,41 @@ kr_keys_get(struct kr_db *db, const char *ws_id, const char *id, struct kr_db_re
 	struct kr_dbp p[2] = { KR_P_STR(ws_id), KR_P_STR(id) };
 
 	return kr_db_exec(db, sql_get, p, N(p), res, NULL);
+}
+
+/* disabled wins over expired, which wins over what was learned. */
+static const char *
+key_status(const struct kr_db_res *res, unsigned row)
+{
+	if (kr_db_cell_int(res, row, KR_KC_ENABLED, 1) == 0)
+		return "disabled";
+	if (kr_db_cell_int(res, row, KR_KC_EXPIRED, 0) != 0)
+		return "expired";
+	return kr_db_cell(res, row, KR_KC_STATUS);
+}
+
+json_object *
+kr_keys_view(const struct kr_db_res *res, unsigned row)
+{
+	json_object *o = json_object_new_object();
+
+	kr_json_add_str(o, "id", kr_db_cell(res, row, KR_KC_ID));
+	kr_json_add_str(o, "provider", kr_db_cell(res, row, KR_KC_PROVIDER));
+	kr_json_add_str(o, "name", kr_db_cell(res, row, KR_KC_NAME));
+	kr_json_add_str(o, "maskedKey", kr_db_cell(res, row, KR_KC_HINT));
+	kr_json_add_str(o, "status", key_status(res, row));
+	kr_json_add_bool(o, "isEnabled", kr_db_cell_int(res, row, KR_KC_ENABLED, 1) != 0);
+	kr_json_add_int(o, "priority", kr_db_cell_int(res, row, KR_KC_PRIORITY, 0));
+	kr_json_add_str(o, "lastError", kr_db_cell(res, row, KR_KC_LAST_ERROR));
+	kr_json_add_time(o, "validatedAt", kr_db_cell(res, row, KR_KC_VALIDATED_AT));
+	kr_json_add_time(o, "lastUsedAt", kr_db_cell(res, row, KR_KC_LAST_USED_AT));
+	kr_json_add_time(o, "expiresAt", kr_db_cell(res, row, KR_KC_EXPIRES_AT));
+	kr_json_add_int(o, "consecutiveFailures", kr_db_cell_int(res, row, KR_KC_FAILURES, 0));
+	kr_json_add_time(o, "cooldownUntil", kr_db_cell_int(res, row, KR_KC_COOLING, 0) ?
+	    kr_db_cell(res, row, KR_KC_COOLDOWN_UNTIL) : NULL);
+	kr_json_add_time(o, "createdAt", kr_db_cell(res, row, KR_KC_CREATED_AT));
+	kr_json_add_time(o, "updatedAt", kr_db_cell(res, row, KR_KC_UPDATED_AT));
+	return o;
 }
 
 /*

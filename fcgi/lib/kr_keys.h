@@ -18,6 +18,8 @@
 
 #include <stddef.h>
 
+#include <json-c/json.h>
+
 #include "kr_db.h"
 #include "kr_llm.h"
 #include "kr_providers.h"
@@ -60,6 +62,8 @@ enum kr_db_err	 kr_keys_list(struct kr_db *db, const char *ws_id, const char *pr
 /* One key; res.nrows is 0 when there is none in this workspace. */
 enum kr_db_err	 kr_keys_get(struct kr_db *db, const char *ws_id, const char *id,
 		    struct kr_db_res *res);
+/* The key object of the API (masked, never the secret) of a row of kr_keys_list/get. */
+json_object	*kr_keys_view(const struct kr_db_res *res, unsigned row);
 
 struct kr_key_entry {
 	const char	*secret;

@@ -7,6 +7,7 @@ entry is reported (without echoing it) and skipped; no secret in the output or t
 
 Runs against the shared stack ($KEYRELAY_TEST_STACK) and its stub provider; own workspaces.
 """
+import json
 import os
 import secrets
 import subprocess
@@ -208,9 +209,33 @@ def body(t):
         missing = [k["maskedKey"] for k in lst if k["id"] not in created]
         eq(missing, [], "keys without a key.created audit entry")
 
-    with t("import-env: no imported key in the audit log, the outputs or the stack's logs"):
+    with t("import-env: each imported key's first key_status_changed event carries the key "
+           "object of the API (status untested, masked); later ones are the key tests'"):
+        wid = s.sql("SELECT id FROM workspaces WHERE slug = ?", ws)[0][0]
+        events = {}
+        for (payload,) in s.sql("SELECT payload FROM events WHERE workspace_id = ? AND "
+                                "type = 'key_status_changed' ORDER BY seq", wid):
+            k = json.loads(payload).get("key") or {}
+            events.setdefault(k.get("id"), []).append(k)
+        _, lst = keys_of(admin, ws)
+        fields = ("id", "provider", "name", "maskedKey", "priority")
+        got = {k["id"]: [{f: e.get(f) for f in fields + ("status",)}
+                         for e in events.get(k["id"], [])][:1]
+               for k in lst if k["id"] != pre_id}
+        want = {k["id"]: [dict({f: k[f] for f in fields}, status="untested")]
+                for k in lst if k["id"] != pre_id}
+        untested = [e for k in lst if k["id"] != pre_id for e in events.get(k["id"], [])
+                    if e.get("status") == "untested"]
+        eq(len(untested), len(want), "events with status untested (one per imported key)")
+        eq(got, want, "key_status_changed events of the imported keys")
+
+    with t("import-env: no imported key in the audit log, the events, the outputs or the "
+           "stack's logs"):
         r = admin.get("/api/workspaces/%s/audit" % ws)
-        blob = r.text + "\n".join(outputs) + s.log_text()
+        ev = s.sql("SELECT payload FROM events WHERE workspace_id = "
+                   "(SELECT id FROM workspaces WHERE slug = ?)", ws)
+        blob = (r.text + "\n".join(outputs) + s.log_text()
+                + "\n".join(row[0] for row in ev))
         leaked = [x[:10] + "..." for x in all_secrets if x in blob]
         eq(leaked, [], "secrets found")
 
