@@ -14,7 +14,9 @@ STATUS deltas), redo log fsyncs, and CPU of the runner, mariadbd and the stub.
         [--scenarios a,b,c] [--stub-check] [--profile DIR] [--json FILE]
 
 Scenarios: a) 1 s stub, 5,000 jobs, 500 in flight (limit 10 s); b) 1 s stub, 20,000 jobs,
-2,000 in flight (limit 10 s); c) stub answering at once, 20,000 jobs, 64 in flight (jobs/s).
+2,000 in flight (limit 10 s); c) stub answering at once, 20,000 jobs, 64 in flight (jobs/s);
+d) the database path alone: the runner's claim and store statements through the library
+(tests/bench/queue_db.c, --queue-db), no HTTP, to show what MariaDB costs per job here.
 --stub-check measures the stubs alone with wrk (2,000 connections, 1 s answers) first.
 --profile DIR: one more run of --profile-scenario (default c) under `perf record -g -p` (the
 runner and mariadbd), reports written to DIR.
@@ -47,6 +49,10 @@ SCENARIOS = {
           "what": "1 s stub, 20,000 jobs, 2,000 in flight"},
     "c": {"jobs": 20000, "in_flight": 64, "delay_ms": 0,
           "what": "stub at once, 20,000 jobs, 64 in flight"},
+    "d": {"jobs": 20000, "in_flight": 0, "delay_ms": 0, "claim": 96, "batch": 64,
+          "what": "the database path alone (tests/bench/queue_db.c): 20,000 jobs claimed 96 "
+                  "and stored 64 per transaction through the library on one connection, "
+                  "no HTTP"},
 }
 AIMS = {"a": 1.04, "b": 1.08}
 RSS_AIM_MB = 64
@@ -55,6 +61,7 @@ QUOTED = {
     "a": "pg-boss 1.07x, BullMQ 1.10x of the limit, 134-160 MB worker memory",
     "b": "pg-boss 1.21x, BullMQ 1.22x of the limit, about 250 MB",
     "c": "pg-boss about 3,600 jobs/s (durable), BullMQ about 5,200 jobs/s",
+    "d": "scenario (c) of the same run, when it ran: the whole runner with HTTP",
 }
 STATUS_VARS = ("Com_stmt_execute", "Com_commit", "Com_begin", "Com_select", "Com_insert",
                "Com_update", "Com_insert_select", "Com_delete", "Questions",
@@ -309,6 +316,50 @@ def run_scenario(stack, db, ws_id, name, fast, perf_dir=None):
     return res
 
 
+def run_db_path(stack, ws_id, queue_db):
+    """Scenario (d): the claim and store statements alone, with the runner stopped."""
+    sc = SCENARIOS["d"]
+    n = sc["jobs"]
+    stack.stop_service("runner")
+    reset_queue(stack)
+    enqueue(stack, ws_id, n)
+    maria = pid_of(stack, "mariadb")
+    cpu0, busy0 = proc_cpu(maria), machine_busy()
+    p = subprocess.run([queue_db, stack.config, ws_id, str(sc["claim"]), str(sc["batch"])],
+                       capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        raise SystemExit("queue_db failed (exit %d): %s" % (p.returncode, p.stderr.strip()))
+    f = p.stdout.split()
+    jobs, wall, client = int(f[1]), float(f[3]), float(f[5])
+    server = proc_cpu(maria) - cpu0
+    busy = machine_busy() - busy0
+    done = int(stack.sql("SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'")[0][0])
+    return {"scenario": "d", "jobs": n, "in_flight": 0, "delay_ms": 0, "limit_s": 0,
+            "succeeded": done, "wall_s": wall, "jobs_per_s": jobs / wall,
+            "peak_rss_mb": 0.0, "cpu_s": {"queue_db": client, "mariadbd": server},
+            "other_cpu_s": max(0.0, busy - client - server)}
+
+
+def describe_db_path(r, results):
+    n = r["jobs"]
+    same = [x for x in results if x["scenario"] == "c" and x.get("run") == r.get("run")]
+    lines = ["(d) " + SCENARIOS["d"]["what"],
+             "    wall %.2f s   %.0f jobs/s   succeeded %d/%d" % (r["wall_s"], r["jobs_per_s"],
+                                                                r["succeeded"], n),
+             "    CPU us per job: mariadbd %.0f, queue_db (client) %.0f"
+             % (1e6 * r["cpu_s"]["mariadbd"] / n, 1e6 * r["cpu_s"]["queue_db"] / n),
+             "    machine: other processes used %.0f%% of the %d cores during the run"
+             % (100 * r["other_cpu_s"] / (r["wall_s"] * os.cpu_count()), os.cpu_count())]
+    if same:
+        c = same[0]
+        lines.append("    reference, scenario (c) of this run (the whole runner): %.0f jobs/s, "
+                     "mariadbd %.0f us per job" % (c["jobs_per_s"],
+                                                   1e6 * c["cpu_s"]["mariadbd"] / c["jobs"]))
+    else:
+        lines.append("    reference: " + QUOTED["d"] + " (not run)")
+    return "\n".join(lines)
+
+
 def describe(r):
     name, pj, cpu, n = r["scenario"], r["per_job"], r["cpu_s"], r["jobs"]
     lines = ["(%s) %s" % (name, SCENARIOS[name]["what"])]
@@ -364,8 +415,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
     ap.add_argument("--fast-stub", required=True)
+    ap.add_argument("--queue-db", help="the built tests/bench/queue_db.c (scenario d)")
     ap.add_argument("--runs", type=int, default=2)
-    ap.add_argument("--scenarios", default="a,b,c")
+    ap.add_argument("--scenarios", default="a,b,c,d")
     ap.add_argument("--stub-check", action="store_true")
     ap.add_argument("--profile", help="directory for perf reports of one more run")
     ap.add_argument("--profile-scenario", default="c")
@@ -400,6 +452,14 @@ def main():
         for run in range(1, args.runs + 1):
             for name in names:
                 log("run %d, scenario %s" % (run, name))
+                if name == "d":
+                    if not args.queue_db:
+                        raise SystemExit("scenario d needs --queue-db")
+                    r = run_db_path(stack, ws_id, args.queue_db)
+                    r["run"] = run
+                    results.append(r)
+                    print("run %d " % run + describe_db_path(r, results), flush=True)
+                    continue
                 r = run_scenario(stack, db, ws_id, name, fast)
                 r["run"] = run
                 results.append(r)
@@ -424,6 +484,12 @@ def main():
                       "  (others: %.0f%% CPU)"
                       % (r["run"], r["scenario"], r["wall_s"], r["limit_s"], r["ratio"],
                          r["peak_rss_mb"], 100 * r["other_cpu_s"] / r["wall_s"] / os.cpu_count()))
+            elif r["scenario"] == "d":
+                print("  run %-7s (%s) wall %6.2f s  %6.0f jobs/s  mariadbd %.0f us/job"
+                      "  (others: %.0f%% CPU)"
+                      % (r["run"], r["scenario"], r["wall_s"], r["jobs_per_s"],
+                         1e6 * r["cpu_s"]["mariadbd"] / r["jobs"],
+                         100 * r["other_cpu_s"] / r["wall_s"] / os.cpu_count()))
             else:
                 print("  run %-7s (%s) wall %6.2f s  %6.0f jobs/s  peak RSS %5.1f MB"
                       "  (others: %.0f%% CPU)"
