@@ -78,7 +78,7 @@ enum kr_db_err	kr_queue_succeed(struct kr_db *db, const struct kr_claimed *j,
  * undoes the whole batch and is returned (results[] are then meaningless): the caller may
  * finish the jobs one by one with kr_queue_succeed.
  */
-#define KR_QUEUE_BATCH_MAX	64
+#define KR_QUEUE_BATCH_MAX	128
 enum kr_db_err	kr_queue_succeed_batch(struct kr_db *db, const struct kr_claimed *const *jobs,
 		    const struct kr_attempt *const *attempts, size_t n,
 		    enum kr_queue_result *results);

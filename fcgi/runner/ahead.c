@@ -11,7 +11,7 @@
  * that the others' need. Claims gather: at once when an eighth of the room (or a full
  * batch) is free, else CLAIM_GATHER_MS after the last claim; never within CLAIM_IDLE_MS
  * of a claim that found the queue short, nor while as many answers wait for the store
- * thread as there are slots.
+ * thread's next batch as there are slots.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -129,7 +129,7 @@ ahead_main(void *arg)
 		now = kr_time_mono_ms();
 		want = wanted(r);
 		if (want > 0 && now >= not_before && (want >= enough || r->nready == 0 ||
-		    now - last >= CLAIM_GATHER_MS) && store_pending(r) < max) {
+		    now - last >= CLAIM_GATHER_MS) && store_waiting(r) < max) {
 			pthread_mutex_unlock(&r->lock);
 			last = now;
 			not_before = claim(r, want) ? now : now + CLAIM_IDLE_MS;

@@ -153,6 +153,8 @@ void	store_add(struct store_list *l, struct stored *s);
 void	store_put(struct runner *r, struct store_list *l);
 /* Answers handed over and not yet stored (and freed by store_woken). */
 size_t	store_pending(struct runner *r);
+/* Of those, the answers not taken into a batch yet. */
+size_t	store_waiting(struct runner *r);
 /* Copy the ids of answers not yet stored into ids (at most max); the count copied. */
 size_t	store_held_ids(struct runner *r, char (*ids)[KR_UUID_MAX], size_t max);
 /* An eventfd readable after each stored batch; store_woken frees the stored answers. */

@@ -7,9 +7,10 @@
  * here loses nothing that a rescue does not run again; while the database is away the
  * answers are kept and stored once it is back. The call is over, so a job waiting
  * here no longer counts against runner.max_in_flight or its workspace's cap (those limit
- * provider calls); but while as many answers wait as there are slots, nothing is claimed
- * (ahead.c): a slow database slows the claims, it does not grow the memory. After each batch
- * the thread hands the stored items back and wakes the main loop (store_wake_fd).
+ * provider calls); but while as many answers wait behind the batch being stored as there
+ * are slots, nothing is claimed (ahead.c): a slow database slows the claims, it does not
+ * grow the memory (at most a batch and twice the slots' answers are held here). After each
+ * batch the thread hands the stored items back and wakes the main loop (store_wake_fd).
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -275,6 +276,20 @@ store_pending(struct runner *r)
 		return 0;
 	pthread_mutex_lock(&st->lock);
 	n = st->queued + st->busy + st->ndone;
+	pthread_mutex_unlock(&st->lock);
+	return n;
+}
+
+size_t
+store_waiting(struct runner *r)
+{
+	struct store *st = r->store;
+	size_t n;
+
+	if (st == NULL)
+		return 0;
+	pthread_mutex_lock(&st->lock);
+	n = st->queued;
 	pthread_mutex_unlock(&st->lock);
 	return n;
 }
