@@ -433,7 +433,7 @@ import_in_tx(struct kr_db *db, void *arg)
 	return rc == KR_DB_OK ? key_event(db, t->ws->id, t->e->id) : rc;
 }
 
-/* Add e with its audit entry in one transaction (again on deadlock). */
+/* Add e with its audit entry and its event in one transaction (again on deadlock). */
 static enum kr_keys_err
 import_one(struct ctx *c, const struct kr_workspace *ws, const struct kr_provider *p,
     struct kr_key_entry *e)

@@ -636,29 +636,26 @@ batch_notify(struct kr_db *db, const struct batch_ctx *b, int *notify)
 
 /* Row statements of the batch; the derived tables carry each job's own values. */
 static struct kr_db_rows sql_batch_fence = {
-    "SELECT id, lease_token FROM jobs WHERE status = 'running' AND id IN (?", ",?",
+    "SELECT id, lease_token, attempts FROM jobs WHERE status = 'running' AND id IN (?", ",?",
     ") FOR UPDATE", { NULL } };
 static struct kr_db_rows sql_batch_messages = {
     "INSERT INTO messages (id, workspace_id, chat_id, direction, sender, content, job_id) "
     "VALUES (?,?,?,'out',?,?,?)", ",(?,?,?,'out',?,?,?)", "", { NULL } };
 #define MESSAGE_COLS	6
 static struct kr_db_rows sql_batch_succeed = {
-    "UPDATE jobs j JOIN (SELECT ? AS id, ? AS lease, ? AS result, ? AS provider, ? AS model, "
-    "? AS key_id, ? AS fb, ? AS tin, ? AS tout, ? AS cost",
-    " UNION ALL SELECT ?,?,?,?,?,?,?,?,?,?",
+    "UPDATE jobs j JOIN (SELECT ? AS id, ? AS lease, ? AS att, ? AS result, ? AS provider, "
+    "? AS model, ? AS key_id, ? AS fb, ? AS tin, ? AS tout, ? AS cost",
+    " UNION ALL SELECT ?,?,?,?,?,?,?,?,?,?,?",
     ") v ON j.id = v.id AND j.lease_token = v.lease AND j.status = 'running' "
+    "AND j.attempts = v.att "
     "SET j.status = 'succeeded', j.result = v.result, j.error = NULL, "
     "j.finished_at = NOW(3), j.delivered_at = NOW(3), j.provider = v.provider, "
     "j.model = v.model, j.key_id = v.key_id, j.used_fallback = v.fb, "
     "j.attempts = j.attempts + 1, j.input_tokens = j.input_tokens + v.tin, "
     "j.output_tokens = j.output_tokens + v.tout, j.cost_usd = j.cost_usd + v.cost, "
     "j.lease_token = NULL, j.updated_at = NOW(3)", { NULL } };
-#define SUCCEED_COLS	10
-/*
- * The attempt's number is the job's attempts counter as this runner holds it (kr_claimed
- * counts the calls made under the lease), plus one: while the lease is held nobody else
- * changes the counter.
- */
+#define SUCCEED_COLS	11
+/* The attempt's number: the job's attempts counter before the update (batch_rows), plus one. */
 static struct kr_db_rows sql_batch_attempts = {
     "INSERT INTO job_attempts (job_id, workspace_id, attempt, provider, key_id, system_key, "
     "model, is_fallback, started_at, finished_at, outcome, http_status, error, input_tokens, "
@@ -671,6 +668,8 @@ struct batch_rows {
 	const struct batch_ctx	*b;
 	size_t			 held[KR_QUEUE_BATCH_MAX], n;
 	size_t			 chat[KR_QUEUE_BATCH_MAX], nchat;	/* indexes into held */
+	size_t			 by_id[KR_QUEUE_BATCH_MAX];	/* held, in job id order */
+	unsigned		 attempts[KR_QUEUE_BATCH_MAX];	/* the counter before */
 	char			 msg_id[KR_QUEUE_BATCH_MAX][KR_UUID_MAX];
 	char			 cost[KR_QUEUE_BATCH_MAX][32];
 };
@@ -697,23 +696,26 @@ message_row(void *arg, size_t i, struct kr_dbp *p)
 	p[5] = KR_P_STR(j->id);
 }
 
+/* In job id order: the rows are locked in the order of the primary key, as everywhere. */
 static void
 succeed_row(void *arg, size_t i, struct kr_dbp *p)
 {
 	struct batch_rows *br = arg;
-	const struct kr_claimed *j = br->b->jobs[br->held[i]];
-	const struct kr_attempt *a = br->b->attempts[br->held[i]];
+	size_t h = br->by_id[i];
+	const struct kr_claimed *j = br->b->jobs[br->held[h]];
+	const struct kr_attempt *a = br->b->attempts[br->held[h]];
 
 	p[0] = KR_P_STR(j->id);
 	p[1] = KR_P_STR(j->lease);
-	p[2] = KR_P_STR(a->r->text != NULL ? a->r->text : "");
-	p[3] = KR_P_STR(a->provider);
-	p[4] = KR_P_STR(a->model);
-	p[5] = KR_P_STR(a->key_id);
-	p[6] = KR_P_INT(a->is_fallback);
-	p[7] = KR_P_INT(tokens(a->r->input_tokens));
-	p[8] = KR_P_INT(tokens(a->r->output_tokens));
-	p[9] = KR_P_STR(br->cost[i]);
+	p[2] = KR_P_INT(br->attempts[h]);
+	p[3] = KR_P_STR(a->r->text != NULL ? a->r->text : "");
+	p[4] = KR_P_STR(a->provider);
+	p[5] = KR_P_STR(a->model);
+	p[6] = KR_P_STR(a->key_id);
+	p[7] = KR_P_INT(a->is_fallback);
+	p[8] = KR_P_INT(tokens(a->r->input_tokens));
+	p[9] = KR_P_INT(tokens(a->r->output_tokens));
+	p[10] = KR_P_STR(br->cost[h]);
 }
 
 static void
@@ -725,7 +727,7 @@ attempt_row(void *arg, size_t i, struct kr_dbp *p)
 
 	p[0] = KR_P_STR(j->id);
 	p[1] = KR_P_STR(j->ws_id);
-	p[2] = KR_P_INT((long long)j->attempts + 1);
+	p[2] = KR_P_INT((long long)br->attempts[i] + 1);
 	p[3] = KR_P_STR(a->provider);
 	p[4] = KR_P_STR(a->key_id);
 	p[5] = KR_P_INT(a->key_id == NULL);
@@ -740,12 +742,16 @@ attempt_row(void *arg, size_t i, struct kr_dbp *p)
 	p[14] = KR_P_INT(a->r->latency_ms > 0 ? a->r->latency_ms : 0);
 }
 
-/* Keep job i of the batch: its cost as text and, for a chat job, a new message id. */
+/*
+ * Keep job i of the batch, its attempts counter as it stands: its cost as text and, for a
+ * chat job, a new message id.
+ */
 static void
-hold(struct batch_rows *br, size_t i)
+hold(struct batch_rows *br, size_t i, unsigned attempts)
 {
 	const struct kr_claimed *j = br->b->jobs[i];
 
+	br->attempts[br->n] = attempts;
 	snprintf(br->cost[br->n], sizeof(br->cost[0]), "%.6f", br->b->costs[i]);
 	br->msg_id[br->n][0] = '\0';
 	if (j->chat_id[0] != '\0') {
@@ -755,10 +761,35 @@ hold(struct batch_rows *br, size_t i)
 	br->held[br->n++] = i;
 }
 
+struct id_ref {
+	const char	*id;
+	size_t		 h;
+};
+
+static int
+id_ref_cmp(const void *x, const void *y)
+{
+	return strcmp(((const struct id_ref *)x)->id, ((const struct id_ref *)y)->id);
+}
+
+/* br->by_id: the held jobs in the order of their ids. */
+static void
+order_by_id(struct batch_rows *br)
+{
+	struct id_ref refs[KR_QUEUE_BATCH_MAX];
+
+	for (size_t h = 0; h < br->n; h++)
+		refs[h] = (struct id_ref){ br->b->jobs[br->held[h]]->id, h };
+	qsort(refs, br->n, sizeof(refs[0]), id_ref_cmp);
+	for (size_t h = 0; h < br->n; h++)
+		br->by_id[h] = refs[h].h;
+}
+
 /*
  * The jobs of the batch to store. Fenced: lock their rows and keep those whose lease is
- * still this runner's. Otherwise all of them; the update then checks that it changed every
- * one.
+ * still this runner's, with their attempts counter as the database has it. Otherwise all
+ * of them, with the counter as this runner knows it (the calls made under the lease); the
+ * update then checks lease and counter, and that it changed every job.
  */
 static enum kr_db_err
 batch_hold(struct kr_db *db, struct batch_rows *br)
@@ -773,7 +804,8 @@ batch_hold(struct kr_db *db, struct batch_rows *br)
 	br->n = br->nchat = 0;
 	if (!b->fenced) {
 		for (size_t i = 0; i < b->n; i++)
-			hold(br, i);
+			hold(br, i, b->jobs[i]->attempts);
+		order_by_id(br);
 		return KR_DB_OK;
 	}
 	for (size_t i = 0; i < b->n; i++)
@@ -790,9 +822,10 @@ batch_hold(struct kr_db *db, struct batch_rows *br)
 				break;
 		if (r < res.nrows && kr_db_cell(&res, r, 1) != NULL &&
 		    strcmp(kr_db_cell(&res, r, 1), j->lease) == 0)
-			hold(br, i);
+			hold(br, i, (unsigned)kr_db_cell_int(&res, r, 2, 0));
 	}
 	kr_db_res_free(&res);
+	order_by_id(br);
 	return KR_DB_OK;
 }
 
@@ -802,12 +835,15 @@ batch_hold(struct kr_db *db, struct batch_rows *br)
  * notifications, append the events (one sequence step and insert per workspace, in the
  * jobs' order).
  *
- * Not fenced (the first try): when the update did not change every job, some lease is
- * gone: KR_DB_ABORT, and the caller runs the batch again fenced. Fenced: the rows are
- * locked first and a job whose lease is gone is left out (KR_QUEUE_LOST). A duplicate
- * answer message (delivered already, which the leases should make impossible) fails the
- * whole batch: the caller then stores the jobs one by one, where it is recognised. Any
- * failure leaves the transaction to kr_db_tx.
+ * Not fenced (the first try): when the update did not change every job, a lease is gone
+ * or a job's attempts counter is not what this runner counted (a recorded failure whose
+ * commit landed twice): KR_DB_ABORT, and the caller runs the batch again fenced. Fenced:
+ * the rows are locked first, a job whose lease is gone is left out (KR_QUEUE_LOST), and
+ * the attempts are numbered from the database's counter; the update can then miss a job
+ * only when one is in the batch twice, which fails the whole batch. So does a duplicate
+ * answer message (delivered already, which the leases should make impossible): the caller
+ * then stores the jobs one by one, where either is recognised. Any failure leaves the
+ * transaction to kr_db_tx.
  */
 static enum kr_db_err
 batch_body(struct kr_db *db, void *arg)
@@ -833,7 +869,10 @@ batch_body(struct kr_db *db, void *arg)
 	if ((rc = kr_db_exec_rows(db, &sql_batch_succeed, SUCCEED_COLS, br->n, succeed_row,
 	    br, &changed)) != KR_DB_OK)
 		goto out;
-	if (changed != br->n) {		/* a lease went since the fence, or before it */
+	if (changed != br->n) {
+		if (b->fenced)
+			kr_warn("a batch of answers changed %llu of %zu jobs; storing them one by "
+			    "one", (unsigned long long)changed, br->n);
 		rc = b->fenced ? KR_DB_ERROR : KR_DB_ABORT;
 		goto out;
 	}

@@ -406,25 +406,34 @@ record_key_in_tx(struct kr_db *db, void *arg)
 	return rc;
 }
 
-/*
- * Whether this runner set the key's last_used_at within KEY_TOUCH_MS; if not, note that
- * it does now. Two keys sharing a slot only cost an extra write.
- */
-static int
-touched_lately(struct runner *r, const char *key_id)
+/* The slot of key_id in r->touched. */
+static struct key_touch *
+touch_slot(struct runner *r, const char *key_id)
 {
-	struct key_touch *t;
-	int64_t now = kr_time_mono_ms();
 	uint32_t h = 2166136261u;
 
 	for (const char *p = key_id; *p != '\0'; p++)
 		h = (h ^ (unsigned char)*p) * 16777619u;
-	t = &r->touched[h % KEY_TOUCH_SLOTS];
-	if (strcmp(t->key_id, key_id) == 0 && now - t->at < KEY_TOUCH_MS)
-		return 1;
+	return &r->touched[h % KEY_TOUCH_SLOTS];
+}
+
+/* Whether this runner set the key's last_used_at within KEY_TOUCH_MS. */
+static int
+touched_lately(struct runner *r, const char *key_id)
+{
+	const struct key_touch *t = touch_slot(r, key_id);
+
+	return strcmp(t->key_id, key_id) == 0 && kr_time_mono_ms() - t->at < KEY_TOUCH_MS;
+}
+
+/* This runner set the key's last_used_at now (another key sharing the slot is forgotten). */
+static void
+touched_now(struct runner *r, const char *key_id)
+{
+	struct key_touch *t = touch_slot(r, key_id);
+
 	memcpy(t->key_id, key_id, sizeof(t->key_id));
-	t->at = now;
-	return 0;
+	t->at = kr_time_mono_ms();
 }
 
 /*
@@ -436,15 +445,17 @@ record_key(struct runner *r, struct flight *f, const struct kr_llm_result *res)
 {
 	struct record_tx t = { f, res };
 
+	if (f->cand.key_id[0] == '\0')
+		return;
 	/* A success on a key that is valid and healthy changes nothing but last_used_at,
 	 * which is kept to ten seconds: no write, and no hot row, on the common path. The
 	 * candidates read before the first success all say it is stale: only that first
 	 * success writes. */
-	if (f->cand.key_id[0] == '\0' ||
-	    (res->cls == KR_LLM_OK && f->cand.clean &&
-	    (!f->cand.use_stale || touched_lately(r, f->cand.key_id))))
+	if (res->cls == KR_LLM_OK && f->cand.clean &&
+	    (!f->cand.use_stale || touched_lately(r, f->cand.key_id)))
 		return;
-	(void)kr_db_tx(r->db, record_key_in_tx, &t, 0);
+	if (kr_db_tx(r->db, record_key_in_tx, &t, 0) == KR_DB_OK && res->cls == KR_LLM_OK)
+		touched_now(r, f->cand.key_id);
 }
 
 /* 1 s, 2 s, 4 s ... capped, ±25 % jitter, never below the provider's hint. */

@@ -2,13 +2,15 @@
  * kr-batch-probe: drives the runner's way of storing answers (kr_queue_succeed_batch) on
  * jobs of one workspace, for tests/http/test_batch.py, with the stack's runner stopped.
  *
- *	kr-batch-probe CONFIG WORKSPACE_ID STEAL
+ *	kr-batch-probe CONFIG WORKSPACE_ID STEAL BUMP
  *
  * Claims the due jobs of WORKSPACE_ID (at most KR_QUEUE_BATCH_MAX). When STEAL is a claimed
  * job's id, that job then gets another lease token in the database, as a rescue and a
- * claim by another runner would leave it. Then every claimed job is stored as answered
- * ("probe answer <id>", 7 + 11 tokens) in one batch. Prints "<id> done" or "<id> lost" per
- * job and "rc <kr_db_err>"; exits 0 when the batch call returned KR_DB_OK.
+ * claim by another runner would leave it. When BUMP is one, its attempts counter goes up
+ * by one in the database, as a recorded failure whose commit landed twice would leave it
+ * ("-": none). Then every claimed job is stored as answered ("probe answer <id>", 7 + 11
+ * tokens) in one batch. Prints "<id> done" or "<id> lost" per job and "rc <kr_db_err>";
+ * exits 0 when the batch call returned KR_DB_OK.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +46,16 @@ steal(struct kr_db *db, const char *id)
 	    KR_DB_OK && n == 1 ? 0 : -1;
 }
 
+static int
+bump(struct kr_db *db, const char *id)
+{
+	struct kr_dbp p[1] = { KR_P_STR(id) };
+	uint64_t n = 0;
+
+	return kr_db_exec(db, "UPDATE jobs SET attempts = attempts + 1 WHERE id = ?", p, 1,
+	    NULL, &n) == KR_DB_OK && n == 1 ? 0 : -1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -60,8 +72,8 @@ main(int argc, char **argv)
 	enum kr_db_err rc;
 	size_t n = 0;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: kr-batch-probe CONFIG WORKSPACE_ID STEAL\n");
+	if (argc != 5) {
+		fprintf(stderr, "usage: kr-batch-probe CONFIG WORKSPACE_ID STEAL BUMP\n");
 		return 2;
 	}
 	if (kr_config_load(&cfg, argv[1], err, sizeof(err)) != KR_CONFIG_OK) {
@@ -82,6 +94,10 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(jobs[i].id, argv[3]) == 0 && steal(db, jobs[i].id) != 0) {
 			fprintf(stderr, "kr-batch-probe: could not take job %s away\n", jobs[i].id);
+			return 2;
+		}
+		if (strcmp(jobs[i].id, argv[4]) == 0 && bump(db, jobs[i].id) != 0) {
+			fprintf(stderr, "kr-batch-probe: could not count for job %s\n", jobs[i].id);
 			return 2;
 		}
 		snprintf(texts[i], sizeof(texts[i]), "probe answer %s", jobs[i].id);

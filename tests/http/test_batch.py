@@ -10,6 +10,11 @@ probe claims the jobs.
    token, as a rescue and a claim elsewhere leave it): the other three are stored; the lost
    one is left exactly as the other holder has it (running, no attempt, no message, no
    event).
+3. Seventy jobs (more than one statement per kind), the lease of the one with the highest
+   id (in the last statement) gone: 69 stored, that one untouched.
+4. Four jobs, one whose attempts counter grew in the database after the claim (a recorded
+   failure whose commit landed twice): all stored, that one's attempt numbered from the
+   database's counter.
 
 Stand-alone: needs KEYRELAY_BIN_DIR and KEYRELAY_BATCH_PROBE (the built kr-batch-probe).
 KEYRELAY_TEST_KEEP=1 keeps the stack's directory.
@@ -28,13 +33,13 @@ from krclient import SetupError, admin_client, eq, run  # noqa: E402
 from test_runner import ENV, Ws, token  # noqa: E402
 
 
-def probe(s, ws_id, steal=""):
+def probe(s, ws_id, steal="", bump=""):
     """Run kr-batch-probe; {job id: 'done' | 'lost'} and the batch's return code."""
     exe = os.environ.get("KEYRELAY_BATCH_PROBE")
     if not exe:
         raise SetupError("KEYRELAY_BATCH_PROBE is not set (the built kr-batch-probe)")
-    p = subprocess.run([exe, s.config, ws_id, steal or "-"], capture_output=True, text=True,
-                       timeout=60)
+    p = subprocess.run([exe, s.config, ws_id, steal or "-", bump or "-"], capture_output=True,
+                       text=True, timeout=60)
     out, rc = {}, None
     for line in p.stdout.splitlines():
         k, v = line.split()
@@ -130,6 +135,32 @@ def scenarios(t, s, admin):
                            "out_messages": 1 if i % 2 == 0 else 0, "job_succeeded": 1}
         eq(got, want, "the jobs")
         eq(lease is not None, True, "the lost job still has a lease")
+
+    with t.setup("setup: seventy queued tasks"):
+        ids = [ws.task("task %d %s" % (i, token()))["id"] for i in range(70)]
+        stolen = max(ids)
+    with t("a batch of seventy, the lease of the last by id gone: 69 stored, one lost"):
+        out, rc = probe(s, ws.id, stolen)
+        eq(rc, 0, "kr_queue_succeed_batch's result")
+        eq(out, {j: "lost" if j == stolen else "done" for j in ids}, "each job's result")
+        rows = {r[0]: (r[1], int(r[2])) for r in s.sql(
+            "SELECT j.id, j.status, COUNT(a.id) FROM jobs j LEFT JOIN job_attempts a "
+            "ON a.job_id = j.id WHERE j.workspace_id = ? AND j.id IN (%s) GROUP BY j.id"
+            % ",".join("?" * len(ids)), ws.id, *ids)}
+        eq(rows, {j: ("running", 0) if j == stolen else ("succeeded", 1) for j in ids},
+           "status and attempt rows")
+
+    with t.setup("setup: four more queued jobs"):
+        ids = four_jobs(ws)
+        bumped = ids[1]
+    with t("a batch of four, one counter grown meanwhile: all stored, that attempt numbered "
+           "from the database"):
+        out, rc = probe(s, ws.id, bump=bumped)
+        eq(rc, 0, "kr_queue_succeed_batch's result")
+        eq(out, {j: "done" for j in ids}, "each job's result")
+        got = {j: (job_state(s, j)["attempts"], job_state(s, j)["attempt_rows"]) for j in ids}
+        eq(got, {j: (2, [2]) if j == bumped else (1, [1]) for j in ids},
+           "attempts counter and attempt rows")
 
 
 if __name__ == "__main__":
