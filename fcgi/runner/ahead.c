@@ -1,14 +1,16 @@
 /*
  * Claims ahead: a thread of its own, with its own MariaDB connection, claims due jobs
- * while the main loop drives the calls, and keeps up to half as many claimed jobs ready
- * as there are slots. When a call ends, the main loop starts a ready job in its slot at
- * once, without waiting for the database (ahead_take).
+ * while the main loop drives the calls, and keeps up to as many claimed jobs ready as
+ * there are slots (at most AHEAD_MAX). When a call ends, the main loop starts a ready job
+ * in its slot at once, without waiting for the database (ahead_take). A full slot count
+ * ready also makes the claims big, and a claim costs MariaDB less per job the more jobs
+ * it takes.
  *
  * A ready job is claimed like any other (running, under this runner's lease, extended by
  * the heartbeat) and handed back at shutdown. The per-workspace cap limits calls: a
- * workspace may have runner.workspace_cap calls in flight and, ready behind them, half as
- * many again (at least one), so the ready jobs of one workspace never fill the space
- * that the others' need. Claims gather: at once when an eighth of the room (or a full
+ * workspace may have runner.workspace_cap calls in flight and as many again ready behind
+ * them, so when its cap is below the slot count its ready jobs, which wait for its own
+ * calls to end, never fill the room that the other workspaces need. Claims gather: at once when an eighth of the room (or a full
  * batch) is free, else CLAIM_GATHER_MS after the last claim; never within CLAIM_IDLE_MS
  * of a claim that found the queue short, nor while as many answers wait for the store
  * thread's next batch as there are slots.
@@ -48,13 +50,13 @@ struct ahead {
 	int64_t			 memo_at;	/* when they began; 0: none */
 };
 
-/* A workspace's ready jobs at most: half its cap, at least one. */
+/* A workspace's ready jobs at most: its cap. */
 static unsigned
 ws_ahead(const struct runner *r)
 {
 	unsigned cap = r->cfg->runner_workspace_cap;
 
-	return cap / 2 > AHEAD_MAX ? AHEAD_MAX : cap / 2 > 0 ? cap / 2 : 1;
+	return cap > AHEAD_MAX ? AHEAD_MAX : cap;
 }
 
 /* How many jobs the next claim should ask for; called with r->lock held. */
@@ -162,7 +164,7 @@ ahead_start(struct runner *r)
 
 	if (a == NULL)
 		return -1;
-	a->depth = max / 2 < AHEAD_MAX ? max / 2 : AHEAD_MAX;
+	a->depth = max < AHEAD_MAX ? max : AHEAD_MAX;
 	a->wake = -1;
 	if ((a->ready = calloc(max + a->depth, sizeof(*a->ready))) == NULL ||
 	    (a->take = calloc(max, sizeof(*a->take))) == NULL ||

@@ -20,7 +20,7 @@ backoff capped at 4 s, 8 calls in flight per runner).
    hands back a call longer than that, which another runner answers exactly once.
 6. Attempt timeout. 7. The heartbeat extends only the leases a runner holds: a running job
    under a busy runner's id that it does not track expires and is rescued.
-8. Claims ahead: a runner with 8 slots holds 4 more jobs ready but never makes more than 8
+8. Claims ahead: a runner with 8 slots holds 8 more jobs ready but never makes more than 8
    calls; SIGTERM hands back the ready jobs and the calls past the drain window.
 
 KEYRELAY_TEST_KEEP=1 keeps the stack's directory (logs) after the run.
@@ -1012,30 +1012,35 @@ def scenarios(t, s, admin):
         eq(holder.wait(20), 0, "exit status")
 
     # ================================================================ phase 8: claims ahead
-    with t.setup("setup: 12 jobs calling a stub that answers after 8 s, one runner with "
+    with t.setup("setup: 20 jobs calling a stub that answers after 8 s, one runner with "
                  "8 slots"):
         ahr = s.start_runner("ahead")
         ahr_id = runner_id_of(s, ahr.pid)
         wa = Ws(s, admin, "ahead")
         ((_, sa),) = wa.add_keys("anthropic", [("delay", {"delay_ms": 8000})])
         wa.providers("anthropic")
-        ahead_ids = [wa.task("ahead %d %s" % (i, token()))["id"] for i in range(12)]
+        ahead_ids = [wa.task("ahead %d %s" % (i, token()))["id"] for i in range(20)]
         wait_for("8 calls at the stub", lambda: len(calls_with(s, sa)) >= 8, 15)
-        wait_for("the 12 jobs to be claimed", lambda: all(
-            tuple(r[1:3]) == ("running", ahr_id) for r in job_rows(s, ahead_ids).values()),
-            10, 0.1)
-    with t("the runner claims 4 jobs ahead (half its 8 slots) but calls only 8 at once"):
+
+        def claimed():
+            rows = job_rows(s, ahead_ids).values()
+            return sum(tuple(r[1:3]) == ("running", ahr_id) for r in rows) >= 16
+        wait_for("16 of the jobs to be claimed", claimed, 10, 0.1)
+    with t("the runner claims 8 jobs ahead (as many as its 8 slots), leaves 4 queued, and "
+           "calls only 8 at once"):
         time.sleep(1)
         eq(len(calls_with(s, sa)), 8, "calls at the stub")
+        eq(sorted(r[1] for r in job_rows(s, ahead_ids).values()),
+           ["queued"] * 4 + ["running"] * 16, "statuses of the 20 jobs")
     with t("SIGTERM: the jobs claimed ahead and the calls past the drain window are handed "
            "back (queued, no lease, no attempt)"):
         ahr.kill(signal.SIGTERM)
         eq(ahr.wait(20), 0, "exit status")
         rows = job_rows(s, ahead_ids)
-        eq(sorted((r[1], r[3], int(r[4])) for r in rows.values()), [("queued", None, 0)] * 12,
-           "status, lease_token, attempts of the 12 jobs")
-        true(log_lines(ahr.log_text(), "handing back 4 job(s) claimed ahead"),
-             "the log does not say it handed back the 4 jobs claimed ahead")
+        eq(sorted((r[1], r[3], int(r[4])) for r in rows.values()), [("queued", None, 0)] * 20,
+           "status, lease_token, attempts of the 20 jobs")
+        true(log_lines(ahr.log_text(), "handing back 8 job(s) claimed ahead"),
+             "the log does not say it handed back the 8 jobs claimed ahead")
         true(log_lines(ahr.log_text(), "handing back 8 job(s)"),
              "the log does not say it handed back the 8 calls")
 
