@@ -164,9 +164,14 @@ keys_error(struct kr_resp *resp, enum kr_keys_err rc, enum kr_db_err db_rc, cons
 		resp_error(resp, 409, field, "this key is stored already for this provider");
 		break;
 	case KR_KEYS_VAULT:
+		kr_warn("key change: the vault failed");
 		resp_error(resp, 500, NULL, "the key vault is unavailable");
 		break;
 	default:
+		/* A failed statement logged itself; a refusal that should not happen did not. */
+		if (db_rc == KR_DB_DUPLICATE || db_rc == KR_DB_ABORT || db_rc == KR_DB_OK)
+			kr_warn("key change: unexpected result %d (database %d)", (int)rc,
+			    (int)db_rc);
 		resp_db_error(resp, db_rc);
 	}
 }
@@ -443,8 +448,10 @@ create_in_tx(struct kr_db *db, void *arg)
 			return rc;
 		if ((rc = key_now(c->req, c->e[i].id, &k)) != KR_DB_OK)
 			return rc;
-		if (k == NULL)
-			return KR_DB_ERROR;	/* added in this transaction: cannot be missing */
+		if (k == NULL) {	/* added in this transaction: cannot be missing */
+			kr_error("key %s: not found right after it was added", c->e[i].id);
+			return KR_DB_ERROR;
+		}
 		json_object_array_add(c->keys, k);
 		if ((rc = audit_created(c, c->e[i].id, k)) != KR_DB_OK ||
 		    (rc = key_event(c->req, k)) != KR_DB_OK)

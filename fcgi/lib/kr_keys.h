@@ -11,7 +11,9 @@
  * events"): they commit together or not at all. Outside a transaction a change does
  * nothing and fails with KR_DB_ERROR. After any failure, refusals included (NOTFOUND,
  * DUPLICATE, VAULT: earlier statements may have run), the caller rolls back; after
- * KR_DB_RETRY the whole transaction may run again (kr_db_tx does).
+ * KR_DB_RETRY the whole transaction may run again (kr_db_tx does). Each change first locks
+ * the workspace's row, so the key changes of a workspace take turns in one lock order; the
+ * caller must not lock the workspace's keys before calling.
  */
 #ifndef KR_KEYS_H
 #define KR_KEYS_H
