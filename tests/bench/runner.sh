@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runner benchmark (issue 4, "Benchmarks"): a Release build (no sanitizers) in build-bench/,
-# a throwaway stack (MariaDB with innodb_flush_log_at_trx_commit=1), one workspace with one
-# key, the jobs inserted up front with SQL, and a fresh keyrelay-runner per scenario:
+# a throwaway stack (MariaDB with deploy/mariadb/keyrelay.cnf, so durable commits), one
+# workspace with one key, the jobs inserted up front with SQL, and a fresh keyrelay-runner
+# per scenario:
 #   (a) stub answering after 1 s, 5,000 jobs, 500 in flight: wall, limit (10 s), ratio, RSS
 #   (b) stub answering after 1 s, 20,000 jobs, 2,000 in flight: the same
 #   (c) stub answering at once, 20,000 jobs, 64 in flight: jobs/s

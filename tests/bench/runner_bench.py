@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """keyrelay-runner benchmark (issue 4, "Benchmarks"); driven by tests/bench/runner.sh.
 
-A throwaway stack (tests/lib/krstack.py: MariaDB with innodb_flush_log_at_trx_commit=1), one
-workspace with one Anthropic key, and tests/bench/fast_stub (C, epoll) as the provider. For
+A throwaway stack (tests/lib/krstack.py: MariaDB with deploy/mariadb/keyrelay.cnf, so
+innodb_flush_log_at_trx_commit=1), one workspace with one Anthropic key, and
+tests/bench/fast_stub (C, epoll) as the provider. For
 each scenario the runner is stopped, the queue emptied, N `task` jobs inserted up front with
 SQL (INSERT ... SELECT FROM seq_1_to_N), and a fresh runner started with
 runner.max_in_flight = runner.workspace_cap = the scenario's figure. Wall time runs from the
@@ -438,7 +439,8 @@ def main():
         os.environ.pop("KEYRELAY_TEST_STACK", None)
         log("starting a stack in %s" % (work / "stack"))
         stack = krstack.Stack.start(work / "stack", config={"log.level": "warn"})
-        for v in ("innodb_flush_log_at_trx_commit", "sync_binlog", "log_bin"):
+        for v in ("innodb_flush_log_at_trx_commit", "sync_binlog", "log_bin",
+                  "innodb_adaptive_hash_index"):
             print("MariaDB %s = %s" % (v, stack.sql("SELECT @@%s" % v)[0][0]))
         admin = krclient.admin_client(stack)
         r = admin.post("/api/workspaces/%s/keys" % stack.workspace,
@@ -476,7 +478,7 @@ def main():
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
         print()
-        print("Summary (%d cores; MariaDB innodb_flush_log_at_trx_commit=1; fast_stub)"
+        print("Summary (%d cores; MariaDB with deploy/mariadb/keyrelay.cnf; fast_stub)"
               % os.cpu_count())
         for r in results:
             if r["limit_s"]:

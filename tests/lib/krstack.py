@@ -782,14 +782,16 @@ class Stack:
             if st["mariadb_port"] is None or (
                     may_move and (attempt > 0 or not _port_free(st["mariadb_port"]))):
                 st["mariadb_port"] = free_port()
-            argv = [_tool("mariadbd"), "--no-defaults",
+            # The settings a server installs (deploy/mariadb/keyrelay.cnf), and nothing else
+            # from the machine's MariaDB configuration.
+            argv = [_tool("mariadbd"),
+                    "--defaults-file=" + str(REPO / "deploy" / "mariadb" / "keyrelay.cnf"),
                     "--datadir=" + str(self.p("mariadb")),
                     "--socket=" + self.mariadb_socket,
                     "--port=%d" % st["mariadb_port"],
                     "--bind-address=127.0.0.1",
                     "--pid-file=" + str(self.p("mariadb", "mariadbd.pid")),
                     "--log-error=" + str(log),
-                    "--innodb-flush-log-at-trx-commit=1",
                     "--character-set-server=utf8mb4",
                     "--collation-server=utf8mb4_unicode_ci",
                     "--skip-name-resolve",
