@@ -496,7 +496,7 @@ struct succeed_ctx {
  */
 static size_t
 succeed_events(const struct kr_claimed *j, const struct kr_attempt *a, const char *msg_id,
-    const char **types, json_object **o)
+    int attempts_delta, const char **types, json_object **o)
 {
 	size_t k = 0;
 
@@ -517,7 +517,7 @@ succeed_events(const struct kr_claimed *j, const struct kr_attempt *a, const cha
 		json_object_object_add(o[k++], "message", m);
 	}
 	types[k] = "job_succeeded";
-	o[k++] = job_payload(j, "succeeded", a, NULL, 1);
+	o[k++] = job_payload(j, "succeeded", a, NULL, attempts_delta);
 	return k;
 }
 
@@ -585,7 +585,7 @@ succeed_body(struct kr_db *db, void *arg)
 
 	if ((rc = succeed_job(db, c, msg_id)) != KR_DB_OK)
 		return rc;
-	k = succeed_events(c->j, c->a, msg_id, types, o);
+	k = succeed_events(c->j, c->a, msg_id, 1, types, o);
 	rc = kr_events_append_many(db, c->j->ws_id, types, o, k, NULL);
 	for (size_t i = 0; i < k; i++)
 		json_object_put(o[i]);
@@ -890,7 +890,9 @@ batch_body(struct kr_db *db, void *arg)
 		if (notify[br->held[h]] && (rc = kr_notify_enqueue(db, j->ws_id, j->id,
 		    a->r->text != NULL ? a->r->text : "")) != KR_DB_OK && rc != KR_DB_ERROR)
 			goto out;
-		k = succeed_events(j, a, br->msg_id[h], &types[ne], &o[ne]);
+		/* The counter as the update left it (the fence may have read another). */
+		k = succeed_events(j, a, br->msg_id[h],
+		    (int)br->attempts[h] + 1 - (int)j->attempts, &types[ne], &o[ne]);
 		for (size_t e = 0; e < k; e++)
 			ws[ne + e] = j->ws_id;
 		ne += k;

@@ -19,6 +19,7 @@ probe claims the jobs.
 Stand-alone: needs KEYRELAY_BIN_DIR and KEYRELAY_BATCH_PROBE (the built kr-batch-probe).
 KEYRELAY_TEST_KEEP=1 keeps the stack's directory.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -161,6 +162,9 @@ def scenarios(t, s, admin):
         got = {j: (job_state(s, j)["attempts"], job_state(s, j)["attempt_rows"]) for j in ids}
         eq(got, {j: (2, [2]) if j == bumped else (1, [1]) for j in ids},
            "attempts counter and attempt rows")
+        (payload,), = s.sql("SELECT payload FROM events WHERE type = 'job_succeeded' AND "
+                            "payload LIKE ?", "%%\"jobId\":\"%s\"%%" % bumped)
+        eq(json.loads(payload)["job"]["attempts"], 2, "attempts in its job_succeeded event")
 
 
 if __name__ == "__main__":
