@@ -21,16 +21,13 @@ KEYRELAY_TEST_KEEP=1 keeps the stack's directory.
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import krstack  # noqa: E402
-from krclient import SetupError, admin_client, eq, run  # noqa: E402
+from krclient import SetupError, eq, private_stack, run  # noqa: E402
 from test_runner import ENV, Ws, token  # noqa: E402
 
 
@@ -76,22 +73,10 @@ def four_jobs(ws):
 
 
 def body(t):
-    root = tempfile.mkdtemp(prefix="krba-")
-    try:
-        with t.setup("setup: private stack, its runner stopped"):
-            s = krstack.Stack.start(os.path.join(root, "s"), env=ENV)
-            s.stop_service("runner")
-            admin = admin_client(s)
-        try:
-            scenarios(t, s, admin)
-        finally:
-            for p in s.down():
-                t.not_ok("stack down without problems", p)
-    finally:
-        if os.environ.get("KEYRELAY_TEST_KEEP"):
-            print("# stack directory kept: %s" % root, flush=True)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    with private_stack(t, "krba-", "setup: private stack", env=ENV) as (s, admin):
+        with t.setup("setup: its runner stopped"):
+            eq(s.stop_service("runner"), [], "problems stopping the runner")
+        scenarios(t, s, admin)
 
 
 def scenarios(t, s, admin):

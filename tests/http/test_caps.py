@@ -26,16 +26,13 @@ import datetime
 import json
 import os
 import secrets
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-import krstack  # noqa: E402
-from krclient import (CheckError, SetupError, admin_client, create_workspace,  # noqa: E402
-                      eq, expect, run, true)
+from krclient import (CheckError, SetupError, create_workspace,  # noqa: E402
+                      eq, expect, private_stack, run, true)
 
 MAX_IN_FLIGHT = 4
 WORKSPACE_CAP = 2
@@ -139,22 +136,9 @@ def count(jobs, status):
 
 
 def body(t):
-    root = tempfile.mkdtemp(prefix="krcap-")
-    try:
-        with t.setup("setup: private stack (max_in_flight %d, workspace_cap %d)"
-                     % (MAX_IN_FLIGHT, WORKSPACE_CAP)):
-            s = krstack.Stack.start(os.path.join(root, "s"), env=ENV, config=CONFIG)
-            admin = admin_client(s)
-        try:
-            scenario(t, s, admin)
-        finally:
-            for p in s.down():
-                t.not_ok("stack down without problems", p)
-    finally:
-        if os.environ.get("KEYRELAY_TEST_KEEP"):
-            print("# stack directory kept: %s" % root, flush=True)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    with private_stack(t, "krcap-", "setup: private stack (max_in_flight %d, workspace_cap %d)"
+                       % (MAX_IN_FLIGHT, WORKSPACE_CAP), env=ENV, config=CONFIG) as (s, admin):
+        scenario(t, s, admin)
 
 
 def scenario(t, s, admin):

@@ -32,18 +32,15 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import zoneinfo
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-import krstack  # noqa: E402
-from krclient import (CheckError, SetupError, admin_client, create_workspace,  # noqa: E402
-                      eq, expect, run, true)
+from krclient import (CheckError, SetupError, create_workspace,  # noqa: E402
+                      eq, expect, private_stack, run, true)
 
 CONFIG = {
     "runner.lease_seconds": "4",
@@ -286,21 +283,9 @@ def log_time(line):
 # ------------------------------------------------------------------------------- the tests
 
 def body(t):
-    root = tempfile.mkdtemp(prefix="krrt-")
-    try:
-        with t.setup("setup: private stack (4 s leases, 1 s heartbeat, 8 in flight)"):
-            s = krstack.Stack.start(os.path.join(root, "s"), env=ENV, config=CONFIG)
-            admin = admin_client(s)
-        try:
-            scenarios(t, s, admin)
-        finally:
-            for p in s.down():
-                t.not_ok("stack down without problems", p)
-    finally:
-        if os.environ.get("KEYRELAY_TEST_KEEP"):
-            print("# stack directory kept: %s" % root, flush=True)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    with private_stack(t, "krrt-", "setup: private stack (4 s leases, 1 s heartbeat, 8 in "
+                       "flight)", env=ENV, config=CONFIG) as (s, admin):
+        scenarios(t, s, admin)
 
 
 def scenarios(t, s, admin):

@@ -12,16 +12,13 @@ logged that an answer could not be stored.
 KEYRELAY_TEST_KEEP=1 keeps the stack's directory. Stand-alone: needs KEYRELAY_BIN_DIR.
 """
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import krstack  # noqa: E402
-from krclient import SetupError, admin_client, eq, run  # noqa: E402
+from krclient import SetupError, eq, private_stack, run  # noqa: E402
 from test_runner import ENV, Ws, token  # noqa: E402
 
 CONFIG = {"runner.lease_seconds": "60", "runner.heartbeat_seconds": "10",
@@ -43,21 +40,9 @@ def wait_for(what, fn, timeout, step=0.1):
 
 
 def body(t):
-    root = tempfile.mkdtemp(prefix="krst-")
-    try:
-        with t.setup("setup: private stack (60 s leases)"):
-            s = krstack.Stack.start(os.path.join(root, "s"), env=ENV, config=CONFIG)
-            admin = admin_client(s)
-        try:
-            scenario(t, s, admin)
-        finally:
-            for p in s.down():
-                t.not_ok("stack down without problems", p)
-    finally:
-        if os.environ.get("KEYRELAY_TEST_KEEP"):
-            print("# stack directory kept: %s" % root, flush=True)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    with private_stack(t, "krst-", "setup: private stack (60 s leases)", env=ENV,
+                       config=CONFIG) as (s, admin):
+        scenario(t, s, admin)
 
 
 def scenario(t, s, admin):

@@ -18,11 +18,15 @@ constructed with bearer=... . Requests answer a Response that unpacks as
 (status, headers, body): body is the parsed JSON when the answer is JSON, else raw bytes.
 """
 
+import contextlib
 import http.client
 import json as _json
+import os
 import re
 import secrets
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 import urllib.parse
@@ -551,6 +555,30 @@ def admin_client(stack):
     c = Client(stack.base_url)
     _need(200, c.login(stack.admin_email, stack.admin_password), "instance admin login")
     return c
+
+
+@contextlib.contextmanager
+def private_stack(t, prefix, label, env=None, config=None):
+    """A stack of the test's own in a temporary directory, started as the setup step
+    `label`; yields (stack, admin client). On the way out the stack stops (a problem, a
+    sanitizer report say, fails the test) and the directory goes, unless
+    KEYRELAY_TEST_KEEP is set."""
+    import krstack  # noqa: E402 - krstack is a sibling of this module
+    root = tempfile.mkdtemp(prefix=prefix)
+    try:
+        with t.setup(label):
+            s = krstack.Stack.start(os.path.join(root, "s"), env=env, config=config)
+            admin = admin_client(s)
+        try:
+            yield s, admin
+        finally:
+            for p in s.down():
+                t.not_ok("stack down without problems", p)
+    finally:
+        if os.environ.get("KEYRELAY_TEST_KEEP"):
+            print("# stack directory kept: %s" % root, flush=True)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def user_client(stack_or_url, email, password):
