@@ -121,7 +121,7 @@ ahead_main(void *arg)
 	struct runner *r = arg;
 	struct ahead *a = r->ahead;
 	int64_t last = 0, not_before = 0, now;
-	size_t max = r->cfg->runner_max_in_flight, want, enough;
+	size_t max = r->cfg->runner_max_in_flight, want, enough, waiting;
 
 	enough = (max + a->depth) / 8 < CLAIM_BATCH ? (max + a->depth) / 8 : CLAIM_BATCH;
 	mysql_thread_init();
@@ -130,8 +130,9 @@ ahead_main(void *arg)
 		struct timespec until;
 		now = kr_time_mono_ms();
 		want = wanted(r);
+		(void)store_pending(r, &waiting);
 		if (want > 0 && now >= not_before && (want >= enough || r->nready == 0 ||
-		    now - last >= CLAIM_GATHER_MS) && store_waiting(r) < max) {
+		    now - last >= CLAIM_GATHER_MS) && waiting < max) {
 			pthread_mutex_unlock(&r->lock);
 			last = now;
 			not_before = claim(r, want) ? now : now + CLAIM_IDLE_MS;

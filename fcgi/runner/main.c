@@ -59,7 +59,7 @@ static void
 extend(struct runner *r)
 {
 	/* Room for every slot and ready job (the claim thread may add some meanwhile). */
-	size_t max = r->cfg->runner_max_in_flight * 3 / 2 + store_pending(r), n = 0;
+	size_t max = r->cfg->runner_max_in_flight * 3 / 2 + store_pending(r, NULL), n = 0;
 	char (*ids)[KR_UUID_MAX];
 	const char **p;
 
@@ -113,7 +113,7 @@ runner_held(struct runner *r)
 	pthread_mutex_lock(&r->lock);
 	ready = r->nready;
 	pthread_mutex_unlock(&r->lock);
-	return r->nflying + ready + store_pending(r);
+	return r->nflying + ready + store_pending(r, NULL);
 }
 
 /* CURLMOPT_SOCKETFUNCTION: watch (or stop watching) a socket for curl. */

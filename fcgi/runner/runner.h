@@ -151,10 +151,11 @@ struct stored	*store_item(struct flight *f, struct kr_llm_result *res);
 void	store_add(struct store_list *l, struct stored *s);
 /* Queue a pass's answers for storing (the list is emptied). */
 void	store_put(struct runner *r, struct store_list *l);
-/* Answers handed over and not yet stored (and freed by store_woken). */
-size_t	store_pending(struct runner *r);
-/* Of those, the answers not taken into a batch yet. */
-size_t	store_waiting(struct runner *r);
+/*
+ * Answers handed over and not yet stored (and freed by store_woken); *waiting (unless
+ * NULL) gets those of them not taken into a batch yet.
+ */
+size_t	store_pending(struct runner *r, size_t *waiting);
 /* Copy the ids of answers not yet stored into ids (at most max); the count copied. */
 size_t	store_held_ids(struct runner *r, char (*ids)[KR_UUID_MAX], size_t max);
 /* An eventfd readable after each stored batch; store_woken frees the stored answers. */

@@ -267,29 +267,19 @@ store_held_ids(struct runner *r, char (*ids)[KR_UUID_MAX], size_t max)
 }
 
 size_t
-store_pending(struct runner *r)
+store_pending(struct runner *r, size_t *waiting)
 {
 	struct store *st = r->store;
-	size_t n;
+	size_t n = 0;
 
+	if (waiting != NULL)
+		*waiting = 0;
 	if (st == NULL)
 		return 0;
 	pthread_mutex_lock(&st->lock);
 	n = st->queued + st->busy + st->ndone;
-	pthread_mutex_unlock(&st->lock);
-	return n;
-}
-
-size_t
-store_waiting(struct runner *r)
-{
-	struct store *st = r->store;
-	size_t n;
-
-	if (st == NULL)
-		return 0;
-	pthread_mutex_lock(&st->lock);
-	n = st->queued;
+	if (waiting != NULL)
+		*waiting = st->queued;
 	pthread_mutex_unlock(&st->lock);
 	return n;
 }
