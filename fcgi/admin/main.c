@@ -22,7 +22,6 @@
 #include "kr_config.h"
 #include "kr_crypto.h"
 #include "kr_db.h"
-#include "kr_events.h"
 #include "kr_log.h"
 #include "kr_migrate.h"
 #include "kr_workspaces.h"
@@ -377,28 +376,6 @@ cmd_rekey(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
-/* key_status_changed for key id as the API shows it, as the API's key changes append it. */
-static enum kr_db_err
-key_event(struct kr_db *db, const char *ws_id, const char *id)
-{
-	struct kr_db_res res;
-	enum kr_db_err rc;
-	json_object *o;
-
-	if ((rc = kr_keys_get(db, ws_id, id, &res)) != KR_DB_OK)
-		return rc;
-	if (res.nrows != 1) {
-		kr_db_res_free(&res);
-		return KR_DB_ERROR;
-	}
-	o = json_object_new_object();
-	json_object_object_add(o, "key", kr_keys_view(&res, 0));
-	kr_db_res_free(&res);
-	rc = kr_event_append(db, ws_id, "key_status_changed", o, NULL);
-	json_object_put(o);
-	return rc;
-}
-
 /*
  * One imported key, its key.created audit entry (actor type "system") and its
  * key_status_changed event, as a kr_db_tx body.
@@ -430,7 +407,7 @@ import_in_tx(struct kr_db *db, void *arg)
 	kr_json_add_str(d, "source", t->p->env_var);
 	rc = kr_audit(db, t->ws->id, &a, "key.created", t->e->id, d);
 	json_object_put(d);
-	return rc == KR_DB_OK ? key_event(db, t->ws->id, t->e->id) : rc;
+	return rc == KR_DB_OK ? kr_keys_event(db, t->ws->id, t->e->id) : rc;
 }
 
 /* Add e with its audit entry and its event in one transaction (again on deadlock). */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kr_crypto.h"
+#include "kr_events.h"
 #include "kr_accounts.h"
 #include "kr_json.h"
 #include "kr_log.h"
@@ -148,6 +149,25 @@ kr_keys_view(const struct kr_db_res *res, unsigned row)
 	kr_json_add_time(o, "createdAt", kr_db_cell(res, row, KR_KC_CREATED_AT));
 	kr_json_add_time(o, "updatedAt", kr_db_cell(res, row, KR_KC_UPDATED_AT));
 	return o;
+}
+
+enum kr_db_err
+kr_keys_event(struct kr_db *db, const char *ws_id, const char *id)
+{
+	struct kr_db_res res;
+	enum kr_db_err rc;
+	json_object *o;
+
+	if ((rc = kr_keys_get(db, ws_id, id, &res)) != KR_DB_OK || res.nrows != 1) {
+		kr_db_res_free(&res);
+		return rc;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "key", kr_keys_view(&res, 0));
+	kr_db_res_free(&res);
+	rc = kr_event_append(db, ws_id, "key_status_changed", o, NULL);
+	json_object_put(o);
+	return rc;
 }
 
 /*

@@ -66,6 +66,11 @@ enum kr_db_err	 kr_keys_get(struct kr_db *db, const char *ws_id, const char *id,
 		    struct kr_db_res *res);
 /* The key object of the API (masked, never the secret) of a row of kr_keys_list/get. */
 json_object	*kr_keys_view(const struct kr_db_res *res, unsigned row);
+/*
+ * Append key_status_changed for key id with that object as the key is now, in the caller's
+ * transaction; nothing when the key is not in the workspace.
+ */
+enum kr_db_err	 kr_keys_event(struct kr_db *db, const char *ws_id, const char *id);
 
 struct kr_key_entry {
 	const char	*secret;

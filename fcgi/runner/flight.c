@@ -11,8 +11,6 @@
 #include <time.h>
 
 #include "kr_crypto.h"
-#include "kr_events.h"
-#include "kr_json.h"
 #include "kr_keys.h"
 #include "kr_log.h"
 #include "kr_time.h"
@@ -379,31 +377,22 @@ struct record_tx {
 	const struct kr_llm_result	*res;
 };
 
-/* The key's health and, when its status changed, the key_status_changed event. */
+/*
+ * The key's health and, when its status changed, the key_status_changed event (the key as
+ * the API shows it).
+ */
 static enum kr_db_err
 record_key_in_tx(struct kr_db *db, void *arg)
 {
 	const struct record_tx *t = arg;
 	const struct flight *f = t->f;
-	const struct kr_llm_result *res = t->res;
 	enum kr_db_err rc;
-	json_object *o, *k;
 	int changed = 0;
 
-	if ((rc = kr_keys_record(db, f->job.ws_id, f->cand.key_id, res, 0, 1, &changed)) !=
+	if ((rc = kr_keys_record(db, f->job.ws_id, f->cand.key_id, t->res, 0, 1, &changed)) !=
 	    KR_DB_OK || !changed)
 		return rc;
-	o = json_object_new_object();
-	k = json_object_new_object();
-	kr_json_add_str(k, "id", f->cand.key_id);
-	kr_json_add_str(k, "provider", f->cand.prov->slug);
-	kr_json_add_str(k, "status", res->cls == KR_LLM_AUTH ? "invalid" :
-	    res->cls == KR_LLM_QUOTA ? "exhausted" : "valid");
-	kr_json_add_str(k, "lastError", res->cls == KR_LLM_OK ? NULL : res->message);
-	json_object_object_add(o, "key", k);
-	rc = kr_event_append(db, f->job.ws_id, "key_status_changed", o, NULL);
-	json_object_put(o);
-	return rc;
+	return kr_keys_event(db, f->job.ws_id, f->cand.key_id);
 }
 
 /* The slot of key_id in r->touched. */

@@ -447,7 +447,8 @@ def body(t):
                "the key")
             eq(status_events(), [], "key_status_changed events")
 
-    with t("runner: the next 401 marks the key invalid with exactly one key_status_changed"):
+    with t("runner: the next 401 marks the key invalid with exactly one key_status_changed, "
+           "which carries the key as the API shows it"):
         j = run_job()
         eq(j["status"], "failed", "job status")
         k = adm.get(R + "/keys/" + kb).json
@@ -455,6 +456,7 @@ def body(t):
         ev = status_events()
         eq([(e[2]["key"]["id"], e[2]["key"]["status"]) for e in ev], [(kb, "invalid")],
            "key_status_changed events")
+        eq(ev[0][2]["key"] if ev else None, k, "the event's key object against GET key")
     with t("workspace R: every event id without a gap"):
         tr_r.gapless()
 
