@@ -758,6 +758,7 @@ class Stack:
             shutil.rmtree(datadir)
         user = pwd.getpwuid(os.getuid()).pw_name
         argv = [_tool("mariadb-install-db"), "--no-defaults", "--datadir=" + str(datadir),
+                "--tmpdir=" + self._mariadb_tmpdir(),
                 "--auth-root-authentication-method=socket", "--auth-root-socket-user=" + user,
                 "--skip-test-db", "--skip-name-resolve"]
         if os.getuid() == 0:
@@ -768,6 +769,15 @@ class Stack:
         if r.returncode != 0:
             raise StackError("mariadb-install-db failed (exit %d)\n%s"
                              % (r.returncode, _tail(self.p("logs", "mariadb-install.log"))))
+
+    def _mariadb_tmpdir(self):
+        """A temporary directory of this stack's own, for installing and running MariaDB.
+        With the shared /tmp, one CI run's installation failed: MariaDB found one of its
+        temporary table files gone ("Error on delete of '/tmp/#sql-temptable-...'") while
+        other tests were installing their own MariaDB at the same time."""
+        tmp = self.p("mariadb-tmp")
+        tmp.mkdir(mode=0o700, exist_ok=True)
+        return str(tmp)
 
     def start_mariadb(self):
         st = self.state
@@ -787,6 +797,7 @@ class Stack:
             argv = [_tool("mariadbd"),
                     "--defaults-file=" + str(REPO / "deploy" / "mariadb" / "keyrelay.cnf"),
                     "--datadir=" + str(self.p("mariadb")),
+                    "--tmpdir=" + self._mariadb_tmpdir(),
                     "--socket=" + self.mariadb_socket,
                     "--port=%d" % st["mariadb_port"],
                     "--bind-address=127.0.0.1",
