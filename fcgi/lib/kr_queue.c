@@ -71,8 +71,10 @@ static const char sql_rescue[] =
     "UPDATE jobs SET status = 'queued', lease_token = NULL, runner_id = NULL, "
     "lease_expires_at = NULL, run_at = NOW(3), updated_at = NOW(3) "
     "WHERE id = ? AND lease_token = ? AND status = 'running'";
-static const char sql_held[] =
-    "SELECT id, lease_token FROM jobs WHERE runner_id = ? AND status = 'running'";
+/* Which of the jobs the runner names it still holds, as one IN list padded to a power of two. */
+static struct kr_db_rows sql_held = {
+    "SELECT id, lease_token FROM jobs WHERE runner_id = ? AND status = 'running' AND id IN (?",
+    ",?", ")", { NULL } };
 static const char sql_transient[] =
     "SELECT provider FROM job_attempts WHERE job_id = ? AND outcome = 'transient' "
     "GROUP BY provider HAVING COUNT(*) >= ?";
@@ -1109,12 +1111,48 @@ kr_queue_rescue(struct kr_db *db, unsigned max, unsigned *rescued)
 	return rc;
 }
 
-enum kr_db_err
-kr_queue_held(struct kr_db *db, const char *runner_id, struct kr_db_res *res)
+/* held[0, n) of jobs[0, n): whether the rows of res name each job with its lease. */
+static void
+mark_held(const struct kr_db_res *res, const struct kr_claimed *const *jobs, size_t n,
+    int *held)
 {
-	struct kr_dbp p[1] = { KR_P_STR(runner_id) };
+	for (unsigned r = 0; r < res->nrows; r++) {
+		const char *id = kr_db_cell(res, r, 0), *lease = kr_db_cell(res, r, 1);
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(jobs[i]->id, id) == 0) {
+				held[i] = lease != NULL && strcmp(jobs[i]->lease, lease) == 0;
+				break;
+			}
+	}
+}
 
-	return kr_db_exec(db, sql_held, p, 1, res, NULL);
+enum kr_db_err
+kr_queue_held(struct kr_db *db, const char *runner_id, const struct kr_claimed *const *jobs,
+    size_t n, int *held)
+{
+	struct kr_dbp p[1 + KR_DB_ROWS_MAX];
+	const char *ids[KR_DB_ROWS_MAX];
+	enum kr_db_err rc = KR_DB_OK;
+	struct kr_db_res res;
+	const char *sql;
+	unsigned np;
+
+	p[0] = KR_P_STR(runner_id);
+	for (size_t done = 0, k; done < n && rc == KR_DB_OK; done += k) {
+		k = n - done < KR_DB_ROWS_MAX ? n - done : KR_DB_ROWS_MAX;
+		for (size_t i = 0; i < k; i++) {
+			ids[i] = jobs[done + i]->id;
+			held[done + i] = 0;
+		}
+		np = bind_ids(p, 1, ids, k);
+		if ((sql = kr_db_rows_sql(&sql_held, kr_db_rows_fit(k))) == NULL)
+			return KR_DB_ERROR;
+		if ((rc = kr_db_exec(db, sql, p, np, &res, NULL)) == KR_DB_OK) {
+			mark_held(&res, jobs + done, k, held + done);
+			kr_db_res_free(&res);
+		}
+	}
+	return rc;
 }
 
 enum kr_db_err

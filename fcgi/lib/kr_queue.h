@@ -109,8 +109,14 @@ enum kr_db_err	kr_queue_extend(struct kr_db *db, const char *runner_id,
 		    const char *const *ids, size_t n, unsigned lease_seconds);
 /* Requeue jobs whose lease expired (their runner died); *rescued gets the count. */
 enum kr_db_err	kr_queue_rescue(struct kr_db *db, unsigned max, unsigned *rescued);
-/* The jobs this runner still holds: columns id, lease_token. */
-enum kr_db_err	kr_queue_held(struct kr_db *db, const char *runner_id, struct kr_db_res *res);
+/*
+ * Which of the n jobs[] the runner names it still holds: held[i] = 1 while jobs[i] is
+ * running under this runner and its lease token, else 0 (cancelled, or rescued after its
+ * lease expired). Looks the jobs up by id, so the cost follows n, not the number of jobs
+ * the runner ever ran.
+ */
+enum kr_db_err	kr_queue_held(struct kr_db *db, const char *runner_id,
+		    const struct kr_claimed *const *jobs, size_t n, int *held);
 /* Providers that failed transiently at least `times` times for this job. */
 enum kr_db_err	kr_queue_transient_providers(struct kr_db *db, const char *job_id,
 		    unsigned times, struct kr_db_res *res);

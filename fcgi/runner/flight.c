@@ -571,48 +571,38 @@ log_aborted(struct runner *r, struct flight *f)
 	(void)kr_queue_log_attempt(r->db, &f->job, &a);
 }
 
-/* A job the database says this runner holds. */
-struct held_job {
-	const char	*id, *lease;
-};
-
-static int
-held_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct held_job *)a)->id, ((const struct held_job *)b)->id);
-}
-
 void
 flight_check_held(struct runner *r)
 {
-	struct kr_db_res res;
-	struct held_job *h, *found, key = { NULL, NULL };
+	size_t max = r->cfg->runner_max_in_flight, n = 0;
+	const struct kr_claimed **jobs;
+	struct flight **fl;
+	int *held;
 
-	if (r->nflying == 0 || kr_queue_held(r->db, r->id, &res) != KR_DB_OK)
+	if (r->nflying == 0)
 		return;
-	if ((h = calloc(res.nrows + 1, sizeof(*h))) == NULL) {
-		kr_db_res_free(&res);
-		return;
+	jobs = calloc(max, sizeof(*jobs));
+	fl = calloc(max, sizeof(*fl));
+	held = calloc(max, sizeof(*held));
+	if (jobs != NULL && fl != NULL && held != NULL) {
+		for (size_t i = 0; i < max; i++)
+			if (r->flights[i].used) {
+				fl[n] = &r->flights[i];
+				jobs[n++] = &r->flights[i].job;
+			}
+		if (kr_queue_held(r->db, r->id, jobs, n, held) != KR_DB_OK)
+			n = 0;		/* the database is away: look again next time */
+		for (size_t i = 0; i < n; i++)
+			if (!held[i]) {
+				kr_info("job %s was cancelled or taken over: call aborted",
+				    fl[i]->job.id);
+				log_aborted(r, fl[i]);
+				flight_end(r, fl[i]);
+			}
 	}
-	for (unsigned i = 0; i < res.nrows; i++) {
-		h[i].id = kr_db_cell(&res, i, 0);
-		h[i].lease = kr_db_cell(&res, i, 1);
-	}
-	qsort(h, res.nrows, sizeof(*h), held_cmp);
-	for (size_t i = 0; i < r->cfg->runner_max_in_flight; i++) {
-		struct flight *f = &r->flights[i];
-		if (!f->used)
-			continue;
-		key.id = f->job.id;
-		found = bsearch(&key, h, res.nrows, sizeof(*h), held_cmp);
-		if (found == NULL || found->lease == NULL || strcmp(found->lease, f->job.lease) != 0) {
-			kr_info("job %s was cancelled or taken over: call aborted", f->job.id);
-			log_aborted(r, f);
-			flight_end(r, f);
-		}
-	}
-	free(h);
-	kr_db_res_free(&res);
+	free(held);
+	free(fl);
+	free(jobs);
 }
 
 void

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""The runner's "which of my calls do I still hold" check (twice a second, to abort calls
+of cancelled or rescued jobs) costs what the runner flies, not what it has run.
+Real MariaDB, nginx, keyrelay-fcgi, keyrelay-runner and the stub provider, on a PRIVATE
+stack (the check reads a global MariaDB counter, which other tests would move).
+
+Setup: the runner has run 400 jobs (a stub answering at once), and another runner, made up
+in SQL, holds 400 running jobs with long leases. Then one job flies against a stub
+answering after 6 s. While it flies, MariaDB's Rows_read (rows read from tables, any
+access path) grows by less than 400 over 2 s, which is at least 4 checks. The check used to
+ask for every running job carrying the runner's id: MariaDB then reads every job the runner
+ever ran (succeeded jobs keep runner_id), every job running under any runner, or the whole
+table, whichever it guesses cheapest; here it read 3,204 rows in the 2 s, now 3. The job
+still succeeds, once.
+
+KEYRELAY_TEST_KEEP=1 keeps the stack's directory. Stand-alone: needs KEYRELAY_BIN_DIR.
+"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from krclient import SetupError, eq, private_stack, run, true  # noqa: E402
+from test_runner import ENV, Ws, token  # noqa: E402
+
+CONFIG = {"runner.max_in_flight": "8"}
+RUN = 400
+SLOW_MS = 6000
+WINDOW_S = 2.0
+
+
+def wait_for(what, fn, timeout, step=0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise SetupError("timed out waiting for " + what)
+        time.sleep(step)
+
+
+def rows_read(s):
+    return int(s.sql("SHOW GLOBAL STATUS LIKE 'Rows_read'")[0][1])
+
+
+def body(t):
+    with private_stack(t, "krhd-", "setup: private stack", env=ENV, config=CONFIG) as (s, admin):
+        scenario(t, s, admin)
+
+
+def scenario(t, s, admin):
+    with t.setup("setup: %d jobs run by the runner" % RUN):
+        fast = Ws(s, admin, "held-fast")
+        fast.add_keys("anthropic", [("ok", {"text": "fast " + token()})])
+        fast.providers("anthropic")
+        s.sql("INSERT INTO jobs (id, workspace_id, type, input, max_attempts) "
+              "SELECT UUID(), ?, 'task', CONCAT('held ', seq), 1 FROM seq_1_to_%d" % RUN,
+              fast.id)
+
+        def done():
+            return int(s.sql("SELECT COUNT(*) FROM jobs WHERE workspace_id = ? AND status "
+                             "IN ('succeeded', 'failed', 'cancelled')", fast.id)[0][0]) == RUN
+        wait_for("the %d jobs to end" % RUN, done, 60)
+    with t.setup("setup: %d jobs running under another runner" % RUN):
+        other = Ws(s, admin, "held-other")
+        s.sql("INSERT INTO jobs (id, workspace_id, type, input, max_attempts, status, "
+              "lease_token, runner_id, lease_expires_at, started_at) "
+              "SELECT UUID(), ?, 'task', CONCAT('other ', seq), 1, 'running', UUID(), "
+              "'00000000-0000-4000-8000-000000000001', NOW(3) + INTERVAL 1 HOUR, NOW(3) "
+              "FROM seq_1_to_%d" % RUN, other.id)
+    text = "slow " + token()
+    with t.setup("setup: one call in flight for %d ms" % SLOW_MS):
+        slow = Ws(s, admin, "held-slow")
+        slow.add_keys("anthropic", [("ok", {"delay_ms": SLOW_MS, "text": text})])
+        slow.providers("anthropic")
+        r = admin.post(slow.base + "/jobs", json={"type": "task", "input": "in flight"})
+        if r.status not in (201, 202):
+            raise SetupError("create job: %s" % r.describe())
+        job = r.json["id"]
+        wait_for("the provider call", lambda: any(
+            q.get("method") == "POST" and "in flight" in str(q.get("body"))
+            for q in s.stub.requests()), 10)
+    with t("while one call flies, the held check reads fewer rows than the jobs running "
+           "elsewhere"):
+        before = rows_read(s)
+        time.sleep(WINDOW_S)
+        grown = rows_read(s) - before
+        status = s.sql("SELECT status FROM jobs WHERE id = ?", job)[0][0]
+        eq(status, "running", "the job's status at the end of the window")
+        true(grown < RUN, "Rows_read grew by %d in %.1f s (less than %d expected)"
+              % (grown, WINDOW_S, RUN))
+    with t("the job in flight succeeds, with the stub's answer and one attempt"):
+        def final():
+            r = admin.get(slow.base + "/jobs/" + job)
+            return r.json if r.json.get("status") in ("succeeded", "failed", "cancelled") \
+                else None
+        j = wait_for("the job to end", final, 20, 0.2)
+        eq((j["status"], j["attempts"], j.get("result")), ("succeeded", 1, text),
+           "status, attempts, result")
+    with t("no sanitizer report in the programs' logs"):
+        eq(s.sanitizer_reports(), [], "sanitizer reports")
+
+
+if __name__ == "__main__":
+    run("held", body)
