@@ -763,12 +763,20 @@ class Stack:
                 "--skip-test-db", "--skip-name-resolve"]
         if os.getuid() == 0:
             argv.append("--user=root")
-        with open(self.p("logs", "mariadb-install.log"), "ab") as log:
-            r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                               timeout=180)
-        if r.returncode != 0:
-            raise StackError("mariadb-install-db failed (exit %d)\n%s"
-                             % (r.returncode, _tail(self.p("logs", "mariadb-install.log"))))
+        # A second try on a fresh directory: one failed installation (see _mariadb_tmpdir)
+        # must not fail a whole test run; one that fails twice is a real problem.
+        for attempt in (1, 2):
+            with open(self.p("logs", "mariadb-install.log"), "ab") as log:
+                r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                   timeout=180)
+            if r.returncode == 0:
+                return
+            if attempt == 1:
+                _log("mariadb-install-db failed (exit %d), trying once more; its log: %s"
+                     % (r.returncode, self.p("logs", "mariadb-install.log")))
+                shutil.rmtree(datadir, ignore_errors=True)
+        raise StackError("mariadb-install-db failed twice (exit %d)\n%s"
+                         % (r.returncode, _tail(self.p("logs", "mariadb-install.log"))))
 
     def _mariadb_tmpdir(self):
         """A temporary directory of this stack's own, for installing and running MariaDB.
