@@ -446,6 +446,22 @@ tz_zone_free(struct kr_tz_zone **zp)
 	*zp = NULL;
 }
 
+struct kr_tz_zone *
+kr_tz_parse(const unsigned char *buf, size_t len)
+{
+	struct kr_tz_zone *z = calloc(1, sizeof(*z));
+
+	if (z != NULL && tzif_parse(buf, len, z) != TZ_OK)
+		tz_zone_free(&z);
+	return z;
+}
+
+void
+kr_tz_free(struct kr_tz_zone **z)
+{
+	tz_zone_free(z);
+}
+
 /* A relative path of [A-Za-z0-9_+-] components, at most TZ_NAME_MAX characters. */
 static int
 tz_name_ok(const char *tz)

@@ -52,6 +52,14 @@ int64_t	kr_tz_wall(const struct kr_tz_zone *z, int64_t t);
  */
 int	kr_tz_wall_first(const struct kr_tz_zone *z, int64_t w, int64_t *out);
 
+/*
+ * A TZif file (RFC 8536) of len bytes held in memory, parsed into a zone of the caller's
+ * own (kr_tz_get's loader; exposed for the fuzz tests): NULL when it is not one kr_tz
+ * accepts. Free it with kr_tz_free.
+ */
+struct kr_tz_zone	*kr_tz_parse(const unsigned char *buf, size_t len);
+void			 kr_tz_free(struct kr_tz_zone **z);
+
 /* Wall seconds as a date and time, and back (which reads every field, s included). */
 void	kr_tz_civil_from_wall(int64_t wall, struct kr_tz_civil *c);
 int64_t	kr_tz_wall_from_civil(const struct kr_tz_civil *c);
