@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The test command: installs the Debian packages that are missing (deploy/packages.txt, plus
-# wrk), builds with warnings as errors and AddressSanitizer + UndefinedBehaviorSanitizer into
-# build-test/, and runs every test (unit tests, then the HTTP tests against a whole stack of
-# MariaDB, keyrelay-fcgi, keyrelay-runner and nginx) with ctest. Exits with ctest's status.
+# wrk and valgrind), builds with warnings as errors and AddressSanitizer +
+# UndefinedBehaviorSanitizer into build-test/, and runs every test (unit tests, fuzz corpus
+# replays, then the HTTP tests against a whole stack of MariaDB, keyrelay-fcgi,
+# keyrelay-runner and nginx) with ctest; then the unit tests and replays of the Release build
+# under valgrind. Exits non-zero when either ctest failed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-deploy/install-packages.sh wrk
+deploy/install-packages.sh wrk valgrind
 tests/browser/install.sh
 
 # Any sanitizer report fails the run. A unit test or keyrelay-admin stops with a non-zero
@@ -19,8 +21,11 @@ export ASAN_OPTIONS="halt_on_error=1:abort_on_error=0:detect_leaks=1:strict_stri
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 
 # The optimiser finds warnings a Debug build cannot (-Wmaybe-uninitialized, format
-# truncation): the Release build must be clean too.
-cmake -S . -B build-release -DKEYRELAY_WERROR=ON -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF
+# truncation): the Release build must be clean too, tests included. It also runs the unit
+# tests and the fuzz corpus replays under valgrind (label valgrind), which sees reads of
+# uninitialised memory that the sanitizers do not.
+cmake -S . -B build-release -DKEYRELAY_WERROR=ON -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=ON \
+    -DKEYRELAY_VALGRIND=ON
 cmake --build build-release -j2
 
 cmake -S . -B build-test -DKEYRELAY_WERROR=ON -DKEYRELAY_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
@@ -28,4 +33,5 @@ cmake --build build-test -j2
 
 status=0
 ctest --test-dir build-test --output-on-failure -j2 || status=$?
+ctest --test-dir build-release --output-on-failure -j2 -L valgrind || status=$?
 exit "$status"

@@ -14,6 +14,8 @@ foreach(src ${KR_FUZZ_TARGETS})
     add_test(NAME fuzz.${name}
              COMMAND replay_${name} ${CMAKE_CURRENT_LIST_DIR}/corpus/${name})
     set_tests_properties(fuzz.${name} PROPERTIES LABELS fuzz)
+    keyrelay_valgrind_test(fuzz_${name} $<TARGET_FILE:replay_${name}>
+                           ${CMAKE_CURRENT_LIST_DIR}/corpus/${name})
     if(KEYRELAY_FUZZ)
         add_executable(${target} ${src})
         target_link_libraries(${target} PRIVATE keyrelay_api)

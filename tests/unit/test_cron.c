@@ -574,10 +574,10 @@ zone_walk(const char *dir, const char *rel, int *zones, int *agree)
 		if (de->d_name[0] == '.' || strcmp(de->d_name, "right") == 0 ||
 		    strcmp(de->d_name, "posix") == 0)
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		snprintf(name, sizeof(name), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
-		if (stat(path, &st) != 0)
-			continue;
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= sizeof(path) ||
+		    (size_t)snprintf(name, sizeof(name), "%s%s%s", rel, *rel ? "/" : "",
+		    de->d_name) >= sizeof(name) || stat(path, &st) != 0)
+			continue;	/* no zone name is that long */
 		if (S_ISDIR(st.st_mode)) {
 			zone_walk(path, name, zones, agree);
 		} else if (kr_tz_valid(name) && !zone_seen(&st)) {
