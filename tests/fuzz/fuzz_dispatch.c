@@ -65,10 +65,12 @@ line(const char **p, const char *end)
 {
 	const char *nl = memchr(*p, '\n', (size_t)(end - *p));
 	size_t n = (size_t)((nl != NULL ? nl : end) - *p);
-	char *s = strndup(*p, n);
+	char *s = malloc(n + 1);
 
 	if (s == NULL)
 		abort();
+	memcpy(s, *p, n);	/* not strndup: the input is not a C string */
+	s[n] = '\0';
 	*p = nl != NULL ? nl + 1 : end;
 	return s;
 }
