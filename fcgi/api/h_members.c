@@ -39,6 +39,7 @@ audit_member(struct kr_req *req, const char *action, const char *user_id, enum k
 void
 h_members_list(struct kr_req *req, struct kr_resp *resp)
 {
+	static const struct kr_list members = { "members", "the user id of a member", view_member_row };
 	struct kr_page pg;
 	struct kr_db_res res;
 	enum kr_db_err rc;
@@ -47,15 +48,7 @@ h_members_list(struct kr_req *req, struct kr_resp *resp)
 	if (req_page(req, resp, &pg) != 0)
 		return;
 	rc = kr_member_list(req->db, req->p.ws.id, pg.before, pg.limit + 1, &res, &found);
-	if (rc != KR_DB_OK) {
-		resp_db_error(resp, rc);
-		return;
-	}
-	if (!found)
-		resp_bad_cursor(resp, "the user id of a member");
-	else
-		resp_json(resp, 200, page_json("members", &res, &pg, 0, view_member_row));
-	kr_db_res_free(&res);
+	resp_page(resp, &members, &pg, rc, &res, found);
 }
 
 void

@@ -96,6 +96,7 @@ audit_target(struct kr_req *req, const char *action, const char *id, json_object
 void
 h_notifications_list(struct kr_req *req, struct kr_resp *resp)
 {
+	static const struct kr_list targets = { "targets", "a target", view_target_row };
 	struct kr_page pg;
 	struct kr_db_res res;
 	enum kr_db_err rc;
@@ -104,15 +105,7 @@ h_notifications_list(struct kr_req *req, struct kr_resp *resp)
 	if (req_page(req, resp, &pg) != 0)
 		return;
 	rc = kr_notify_list(req->db, req->p.ws.id, pg.before, pg.limit + 1, &res, &found);
-	if (rc != KR_DB_OK) {
-		resp_db_error(resp, rc);
-		return;
-	}
-	if (!found)
-		resp_bad_cursor(resp, "a target");
-	else
-		resp_json(resp, 200, page_json("targets", &res, &pg, 0, view_target_row));
-	kr_db_res_free(&res);
+	resp_page(resp, &targets, &pg, rc, &res, found);
 }
 
 void

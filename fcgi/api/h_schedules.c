@@ -155,6 +155,7 @@ audit_schedule(struct kr_req *req, const char *action, const char *id,
 void
 h_schedules_list(struct kr_req *req, struct kr_resp *resp)
 {
+	static const struct kr_list schedules = { "schedules", "a schedule", view_schedule_row };
 	struct kr_page pg;
 	struct kr_db_res res;
 	enum kr_db_err rc;
@@ -163,15 +164,7 @@ h_schedules_list(struct kr_req *req, struct kr_resp *resp)
 	if (req_page(req, resp, &pg) != 0)
 		return;
 	rc = kr_schedules_list(req->db, req->p.ws.id, pg.before, pg.limit + 1, &res, &found);
-	if (rc != KR_DB_OK) {
-		resp_db_error(resp, rc);
-		return;
-	}
-	if (!found)
-		resp_bad_cursor(resp, "a schedule");
-	else
-		resp_json(resp, 200, page_json("schedules", &res, &pg, 0, view_schedule_row));
-	kr_db_res_free(&res);
+	resp_page(resp, &schedules, &pg, rc, &res, found);
 }
 
 void

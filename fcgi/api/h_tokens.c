@@ -10,6 +10,7 @@
 void
 h_tokens_list(struct kr_req *req, struct kr_resp *resp)
 {
+	static const struct kr_list tokens = { "tokens", "a token", view_token_row };
 	struct kr_page pg;
 	struct kr_db_res res;
 	enum kr_db_err rc;
@@ -18,15 +19,7 @@ h_tokens_list(struct kr_req *req, struct kr_resp *resp)
 	if (req_page(req, resp, &pg) != 0)
 		return;
 	rc = kr_token_list(req->db, req->p.ws.id, pg.before, pg.limit + 1, &res, &found);
-	if (rc != KR_DB_OK) {
-		resp_db_error(resp, rc);
-		return;
-	}
-	if (!found)
-		resp_bad_cursor(resp, "a token");
-	else
-		resp_json(resp, 200, page_json("tokens", &res, &pg, 0, view_token_row));
-	kr_db_res_free(&res);
+	resp_page(resp, &tokens, &pg, rc, &res, found);
 }
 
 void

@@ -10,6 +10,7 @@
 void
 h_users_list(struct kr_req *req, struct kr_resp *resp)
 {
+	static const struct kr_list users = { "users", "a user", view_user_row };
 	struct kr_page pg;
 	struct kr_db_res res;
 	enum kr_db_err rc;
@@ -18,15 +19,7 @@ h_users_list(struct kr_req *req, struct kr_resp *resp)
 	if (req_page(req, resp, &pg) != 0)
 		return;
 	rc = kr_user_list(req->db, pg.before, pg.limit + 1, &res, &found);
-	if (rc != KR_DB_OK) {
-		resp_db_error(resp, rc);
-		return;
-	}
-	if (!found)
-		resp_bad_cursor(resp, "a user");
-	else
-		resp_json(resp, 200, page_json("users", &res, &pg, 0, view_user_row));
-	kr_db_res_free(&res);
+	resp_page(resp, &users, &pg, rc, &res, found);
 }
 
 void

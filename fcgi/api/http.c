@@ -356,24 +356,32 @@ req_page(struct kr_req *req, struct kr_resp *resp, struct kr_page *pg)
 }
 
 void
-resp_bad_cursor(struct kr_resp *resp, const char *what)
+resp_page(struct kr_resp *resp, const struct kr_list *l, const struct kr_page *pg,
+    enum kr_db_err rc, struct kr_db_res *res, int found)
 {
-	resp_error(resp, 422, "before", "before must be %s of this list (a nextCursor)", what);
-}
+	json_object *o, *a;
+	unsigned n;
 
-json_object *
-page_json(const char *name, const struct kr_db_res *res, const struct kr_page *pg,
-    unsigned id_col, json_object *(*view)(const struct kr_db_res *, unsigned))
-{
-	json_object *o = json_object_new_object(), *a = json_object_new_array();
-	unsigned n = res->nrows > pg->limit ? pg->limit : res->nrows;
-
+	if (rc != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return;
+	}
+	if (!found) {
+		resp_error(resp, 422, "before", "before must be %s of this list (a nextCursor)",
+		    l->item);
+		kr_db_res_free(res);
+		return;
+	}
+	o = json_object_new_object();
+	a = json_object_new_array();
+	n = res->nrows > pg->limit ? pg->limit : res->nrows;
 	for (unsigned i = 0; i < n; i++)
-		json_object_array_add(a, view(res, i));
-	json_object_object_add(o, name, a);
+		json_object_array_add(a, l->view(res, i));
+	json_object_object_add(o, l->name, a);
 	kr_json_add_str(o, "nextCursor",
-	    res->nrows > pg->limit && n > 0 ? kr_db_cell(res, n - 1, id_col) : NULL);
-	return o;
+	    res->nrows > pg->limit && n > 0 ? kr_db_cell(res, n - 1, 0) : NULL);
+	resp_json(resp, 200, o);
+	kr_db_res_free(res);
 }
 
 struct kr_actor

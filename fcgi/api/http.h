@@ -144,7 +144,7 @@ int	req_limit(struct kr_req *req, struct kr_resp *resp, unsigned *limit);
 /*
  * A page of a list (api.md "Conventions"): ?limit= (1..200, default 50) and ?before=<the
  * id of an item of the list, as given in nextCursor>. The list function is asked for
- * limit + 1 rows after the item before (from the newest when NULL); page_json() drops the
+ * limit + 1 rows after the item before (from the newest when NULL); resp_page() drops the
  * extra row and turns it into nextCursor.
  */
 struct kr_page {
@@ -154,15 +154,21 @@ struct kr_page {
 };
 /* Read ?limit= and ?before= into pg; 0, or -1 after answering 422 naming the field. */
 int	req_page(struct kr_req *req, struct kr_resp *resp, struct kr_page *pg);
-/* 422 on field before: the cursor is not an item ("a token") of this list. */
-void	resp_bad_cursor(struct kr_resp *resp, const char *what);
+/* A paged list: its name in the answer, what its cursors are ("a token"), its row view. */
+struct kr_list {
+	const char	*name;
+	const char	*item;
+	json_object	*(*view)(const struct kr_db_res *, unsigned);
+};
 /*
- * {"<name>": [view(res, i) for the first pg->limit rows], "nextCursor": the id (column
- * id_col) of the last of them when res holds more than pg->limit rows, else null}.
+ * Answer a page of list l, from what its list function gave for pg: rc, res (freed here
+ * when rc is KR_DB_OK) and found (whether pg->before is an item of the list).
+ * {"<name>": [view(res, i) for the first pg->limit rows], "nextCursor": the id (column 0)
+ * of the last of them when res holds more than pg->limit rows, else null}; 422 on field
+ * before when found is 0; the database error when rc says one.
  */
-json_object *page_json(const char *name, const struct kr_db_res *res,
-	    const struct kr_page *pg, unsigned id_col,
-	    json_object *(*view)(const struct kr_db_res *, unsigned));
+void	resp_page(struct kr_resp *resp, const struct kr_list *l, const struct kr_page *pg,
+	    enum kr_db_err rc, struct kr_db_res *res, int found);
 
 /* The audit actor for the caller. */
 struct kr_actor	req_actor(const struct kr_req *req);
