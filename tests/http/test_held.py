@@ -22,7 +22,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from krclient import SetupError, eq, private_stack, run, true  # noqa: E402
+from krclient import SetupError, eq, private_stack, run, true, wait_for  # noqa: E402
 from test_runner import ENV, Ws, token  # noqa: E402
 
 CONFIG = {"runner.max_in_flight": "8"}
@@ -30,16 +30,6 @@ RUN = 400
 SLOW_MS = 6000
 WINDOW_S = 2.0
 
-
-def wait_for(what, fn, timeout, step=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise SetupError("timed out waiting for " + what)
-        time.sleep(step)
 
 
 def rows_read(s):

@@ -24,13 +24,12 @@ import string
 import subprocess
 import sys
 import threading
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import krstack  # noqa: E402
-from krclient import (CheckError, SetupError, admin_client, create_workspace, eq,  # noqa: E402
-                      expect, expect_error, run, true)
+from krclient import (SetupError, admin_client, create_workspace, eq,  # noqa: E402
+                      expect, expect_error, run, true, wait_for)
 
 ALNUM = string.ascii_letters + string.digits
 SECRETS = []
@@ -131,16 +130,6 @@ def refused(s, table, wid, event_type=None):
     finally:
         s.sql("DROP TRIGGER IF EXISTS %s" % name)
 
-
-def wait_for(what, fn, timeout, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise CheckError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 def body(t):

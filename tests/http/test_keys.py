@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import krstack  # noqa: E402
 from krclient import (CheckError, Client, SetupError, create_user,  # noqa: E402
-                      create_workspace, eq, expect, expect_error, expect_time, is_time, run,
+                      create_workspace, eq, expect, expect_error, expect_time, run,
                       true)
 
 KEY_FIELDS = ("id", "provider", "name", "maskedKey", "status", "isEnabled", "priority",

@@ -15,16 +15,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "stub"))
 
 import krstack  # noqa: E402
-from krclient import (check_pages, CheckError, add_member, admin_client, create_user,  # noqa: E402
+from krclient import (check_pages, add_member, admin_client, create_user,  # noqa: E402
                       create_workspace, eq, expect, expect_error, expect_time, run, true,
-                      user_client)
+                      user_client, wait_for)
 from telegram_stub import TelegramStub  # noqa: E402
 
 KRSTACK = os.path.join(HERE, "..", "lib", "krstack.py")
@@ -40,15 +39,6 @@ def token(tail=""):
     return "%d:AA%s%s" % (secrets.randbelow(10 ** 9) + 10 ** 9, secrets.token_urlsafe(24)
                           .replace("-", "x"), tail)
 
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.25)
-    raise CheckError("timed out after %d s waiting for %s" % (timeout, what))
 
 
 def body(t):
@@ -291,8 +281,8 @@ def outbox_checks(t, s, stub, admin, na, ws_id, add):
             queue(tid, text)
 
     with t("runner: a queued answer reaches the Telegram chat (delivered_at set, 1 attempt)"):
-        wait_for(lambda: row(ok_t)[0], DELIVERY_WAIT,
-                 "delivery (is kr_notify_deliver_due wired into the runner?)")
+        wait_for("delivery (is kr_notify_deliver_due wired into the runner?)",
+                 lambda: row(ok_t)[0], DELIVERY_WAIT, 0.25)
         eq(row(ok_t)[1], "1", "attempts")
         got = [(m["chat_id"], m["text"]) for m in stub.messages() if m["status"] == 200]
         true(("555001", "answer one") in got, "stub got %r" % got)
@@ -304,29 +294,29 @@ def outbox_checks(t, s, stub, admin, na, ws_id, add):
 
     with t("runner: a failed send (500) is recorded on the row and the target, then retried "
            "and delivered"):
-        wait_for(lambda: row(flaky_t)[2], DELIVERY_WAIT, "the first failure")
+        wait_for("the first failure", lambda: row(flaky_t)[2], DELIVERY_WAIT, 0.25)
         true("500" in row(flaky_t)[2], "last_error %r" % row(flaky_t)[2])
         true("500" in (target(flaky_t)["lastError"] or ""), "target lastError %r"
              % target(flaky_t)["lastError"])
-        wait_for(lambda: row(flaky_t)[0], RETRY_WAIT, "the retry")
+        wait_for("the retry", lambda: row(flaky_t)[0], RETRY_WAIT, 0.25)
         eq(row(flaky_t)[1], "2", "attempts")
         eq(target(flaky_t)["lastError"], None, "target lastError after delivery")
 
     with t("runner: a refused send (400) is given up after one attempt, with its error"):
-        wait_for(lambda: row(refused_t)[2], DELIVERY_WAIT, "the refusal")
+        wait_for("the refusal", lambda: row(refused_t)[2], DELIVERY_WAIT, 0.25)
         delivered, attempts, err, year = row(refused_t)
         eq((delivered, attempts, year), (None, "1", "9999"), "delivered_at, attempts, parked")
         true("chat not found" in err, "last_error %r" % err)
         true("chat not found" in (target(refused_t)["lastError"] or ""), "target lastError")
 
     with t("runner: nothing goes to a disabled target"):
-        wait_for(lambda: row(off_t)[2], DELIVERY_WAIT, "the disabled target's row")
+        wait_for("the disabled target's row", lambda: row(off_t)[2], DELIVERY_WAIT, 0.25)
         eq(row(off_t)[0], None, "delivered_at")
         true(all(m["chat_id"] != "555002" for m in stub.messages()), "sent to a disabled target")
 
     with t("runner: an answer longer than Telegram takes is cut to 4096 UTF-16 units, "
            "ending in an ellipsis"):
-        wait_for(lambda: row(long_t)[0], DELIVERY_WAIT, "the long answer")
+        wait_for("the long answer", lambda: row(long_t)[0], DELIVERY_WAIT, 0.25)
         got = [m["text"] for m in stub.messages() if m["chat_id"] == "555003"]
         eq(len(got), 1, "messages to the chat")
         units = len(got[0].encode("utf-16-le")) // 2

@@ -40,7 +40,7 @@ import zoneinfo
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 from krclient import (CheckError, SetupError, create_workspace,  # noqa: E402
-                      eq, expect, private_stack, run, true)
+                      eq, expect, private_stack, run, true, wait_for)
 
 CONFIG = {
     "runner.lease_seconds": "4",
@@ -90,19 +90,6 @@ def parse_db_time(s):
 def utcnow():
     return datetime.datetime.now(datetime.timezone.utc)
 
-
-def wait_for(what, fn, timeout, interval=0.1):
-    """fn() until it answers something true; CheckError (with the last answer) on timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        last = fn()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            raise CheckError("timed out after %.0f s waiting for %s (last: %.800r)"
-                             % (timeout, what, last))
-        time.sleep(interval)
 
 
 def key_of_request(r):

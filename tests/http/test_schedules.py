@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import krstack  # noqa: E402
-from krclient import (check_pages, CheckError, Client, add_member, admin_client, create_user,  # noqa: E402
+from krclient import (check_pages, add_member, admin_client, create_user,  # noqa: E402
                       create_workspace, eq, expect, expect_error, expect_time, run, true,
-                      unique, user_client)
+                      unique, user_client, wait_for)
 
 SCHEDULE_KEYS = ("id", "description", "cron", "timezone", "input", "chatId", "systemPrompt",
                  "enabled", "nextRunAt", "lastRunAt", "createdAt", "updatedAt")
@@ -322,15 +322,6 @@ def make_chat(s, admin, ws, ws_id):
     return cid
 
 
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.25)
-    raise CheckError("timed out after %d s waiting for %s" % (timeout, what))
-
 
 def runner_checks(t, s, admin, sch_a, ws_id, chat_a):
     """The runner fires due schedules (kr_schedules_fire_due, called every second)."""
@@ -359,9 +350,9 @@ def runner_checks(t, s, admin, sch_a, ws_id, chat_a):
         s.sql("UPDATE schedules SET next_run_at = ? WHERE id = ?", slot, yearly["id"])
 
     with t("runner: the due schedule fires within %d s (lastRunAt = the slot)" % FIRE_WAIT):
-        got = wait_for(lambda: admin.get("%s/%s" % (sch_a, yearly["id"])).json.get("lastRunAt"),
-                       FIRE_WAIT, "lastRunAt of the due schedule (is kr_schedules_fire_due "
-                       "wired into the runner?)")
+        got = wait_for("lastRunAt of the due schedule (is kr_schedules_fire_due wired into "
+                       "the runner?)", lambda: admin.get("%s/%s" % (sch_a, yearly["id"])).json
+                       .get("lastRunAt"), FIRE_WAIT, 0.25)
         eq(got, slot.replace(" ", "T") + ".000Z", "lastRunAt")
 
     with t("runner: exactly one job, type scheduled, with the schedule's input, chat and "
@@ -395,8 +386,9 @@ def runner_checks(t, s, admin, sch_a, ws_id, chat_a):
         slot5 = s.sql("SELECT DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL 3 DAY - INTERVAL "
                       "MINUTE(UTC_TIMESTAMP()) % 5 MINUTE, '%Y-%m-%d %H:%i:00')")[0][0]
         s.sql("UPDATE schedules SET next_run_at = ? WHERE id = ?", slot5, five["id"])
-        wait_for(lambda: admin.get("%s/%s" % (sch_a, five["id"])).json.get("lastRunAt"),
-                 FIRE_WAIT, "the overdue schedule to fire")
+        wait_for("the overdue schedule to fire",
+                 lambda: admin.get("%s/%s" % (sch_a, five["id"])).json.get("lastRunAt"),
+                 FIRE_WAIT, 0.25)
         now = db_now(s)
         sc = admin.get("%s/%s" % (sch_a, five["id"])).json
         nxt = parse_time(sc["nextRunAt"])
@@ -413,8 +405,9 @@ def runner_checks(t, s, admin, sch_a, ws_id, chat_a):
         s.sql("INSERT INTO schedule_fires (schedule_id, fire_time, job_id) VALUES (?, ?, UUID())",
               dup["id"], slot_d)
         s.sql("UPDATE schedules SET next_run_at = ? WHERE id = ?", slot_d, dup["id"])
-        wait_for(lambda: admin.get("%s/%s" % (sch_a, dup["id"])).json.get("nextRunAt")
-                 != slot_d.replace(" ", "T") + ".000Z", FIRE_WAIT, "the slot to be skipped")
+        wait_for("the slot to be skipped",
+                 lambda: admin.get("%s/%s" % (sch_a, dup["id"])).json.get("nextRunAt")
+                 != slot_d.replace(" ", "T") + ".000Z", FIRE_WAIT, 0.25)
         eq(jobs_of(dup["id"]), [], "jobs of the schedule")
         eq(len(fires_of(dup["id"])), 1, "fires")
         sc = admin.get("%s/%s" % (sch_a, dup["id"])).json

@@ -18,7 +18,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from krclient import SetupError, eq, private_stack, run  # noqa: E402
+from krclient import SetupError, eq, private_stack, run, wait_for  # noqa: E402
 from test_runner import ENV, Ws, token  # noqa: E402
 
 CONFIG = {"runner.lease_seconds": "60", "runner.heartbeat_seconds": "10",
@@ -27,16 +27,6 @@ N = 5
 DELAY_MS = 2500
 DOWN_S = 4.0
 
-
-def wait_for(what, fn, timeout, step=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise SetupError("timed out waiting for " + what)
-        time.sleep(step)
 
 
 def body(t):

@@ -344,6 +344,20 @@ def _short(v, limit=600):
     return s if len(s) <= limit else s[:limit] + "..."
 
 
+def wait_for(what, fn, timeout, interval=0.1):
+    """fn() until it answers something true, which is returned; CheckError naming what
+    (and the last answer) after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = fn()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise CheckError("timed out after %.0f s waiting for %s (last: %.800r)"
+                             % (timeout, what, last))
+        time.sleep(interval)
+
+
 def eq(actual, expected, what="value"):
     if actual != expected:
         raise CheckError("%s: expected %s, got %s" % (what, _short(expected), _short(actual)))
