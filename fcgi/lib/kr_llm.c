@@ -30,7 +30,7 @@ struct kr_llm_call {
 	CURL				*easy;
 	const struct kr_provider	*prov;
 	enum kr_llm_op			 op;
-	int				 allowlisted;
+	struct kr_llm_guard		 guard;
 	long				 timeout_ms;
 	char				*key;		/* our copy, wiped on free */
 	size_t				 keylen;
@@ -39,8 +39,6 @@ struct kr_llm_call {
 	struct kr_llm_wire		 wire;
 	struct kr_buf			 resp;
 	long				 latency_ms;
-	int				 refused;	/* the socket check refused an address */
-	char				 refused_addr[INET6_ADDRSTRLEN];
 	char				 retry_after[HINT_MAX];
 	char				 retry_after_ms[HINT_MAX];
 	char				 reset_requests[HINT_MAX];
@@ -289,24 +287,23 @@ kr_llm_addr_public(const void *sa, size_t salen)
 	return 0;
 }
 
-/* CURLOPT_OPENSOCKETFUNCTION: every address curl is about to connect to passes here. */
-static curl_socket_t
-on_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+curl_socket_t
+kr_llm_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
 {
-	struct kr_llm_call *c = ud;
+	struct kr_llm_guard *g = ud;
 	const void *ip = NULL;
 
 	if (purpose != CURLSOCKTYPE_IPCXN)
 		return CURL_SOCKET_BAD;
-	if (!c->allowlisted && !kr_llm_addr_public(&a->addr, a->addrlen)) {
+	if (!g->allowlisted && !kr_llm_addr_public(&a->addr, a->addrlen)) {
 		if (a->family == AF_INET)
 			ip = &((const struct sockaddr_in *)(const void *)&a->addr)->sin_addr;
 		else if (a->family == AF_INET6)
 			ip = &((const struct sockaddr_in6 *)(const void *)&a->addr)->sin6_addr;
-		if (ip == NULL || inet_ntop(a->family, ip, c->refused_addr,
-		    sizeof(c->refused_addr)) == NULL)
-			snprintf(c->refused_addr, sizeof(c->refused_addr), "?");
-		c->refused = 1;
+		if (!g->refused && (ip == NULL || inet_ntop(a->family, ip, g->refused_addr,
+		    sizeof(g->refused_addr)) == NULL))
+			snprintf(g->refused_addr, sizeof(g->refused_addr), "?");
+		g->refused = 1;
 		return CURL_SOCKET_BAD;
 	}
 #ifdef SOCK_CLOEXEC
@@ -316,18 +313,15 @@ on_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
 #endif
 }
 
-/* ---- callbacks ---- */
-
-/* CURLOPT_WRITEFUNCTION: keep the body, up to KR_LLM_BODY_MAX; past it, abort. */
-static size_t
-on_body(char *p, size_t size, size_t n, void *ud)
+size_t
+kr_llm_keep_body(char *p, size_t size, size_t n, void *ud)
 {
-	struct kr_llm_call *c = ud;
-
-	if (size != 1 || kr_buf_add(&c->resp, p, n) != KR_BUF_OK)
-		return 0;	/* CURLE_WRITE_ERROR; resp.failed says why */
+	if (size != 1 || kr_buf_add(ud, p, n) != KR_BUF_OK)
+		return 0;	/* CURLE_WRITE_ERROR; the buffer's failed says why */
 	return n;
 }
+
+/* ---- callbacks ---- */
 
 /* If line is "name: value" (name case-insensitive), copy the trimmed value to out. */
 static void
@@ -378,7 +372,7 @@ arm(struct kr_llm_call *c)
 
 	kr_buf_release(&c->resp, 1);
 	kr_buf_init(&c->resp, KR_LLM_BODY_MAX);
-	c->refused = 0;
+	c->guard.refused = 0;
 	c->retry_after[0] = c->retry_after_ms[0] = '\0';
 	c->reset_requests[0] = c->reset_tokens[0] = '\0';
 	if ((rc = curl_easy_setopt(c->easy, CURLOPT_URL, c->wire.url)) != CURLE_OK ||
@@ -400,7 +394,7 @@ setup(struct kr_llm_call *c, CURLSH *share)
 	CURLcode rc = CURLE_OK;
 
 #define SET(opt, val)	do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
-	SET(CURLOPT_PROTOCOLS_STR, c->allowlisted ? "http,https" : "https");
+	SET(CURLOPT_PROTOCOLS_STR, c->guard.allowlisted ? "http,https" : "https");
 	SET(CURLOPT_REDIR_PROTOCOLS_STR, "https");
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
@@ -415,12 +409,12 @@ setup(struct kr_llm_call *c, CURLSH *share)
 	/* Answers are a few kilobytes: half of curl's 16 KiB receive buffer, which each of
 	 * the runner's thousands of calls in flight would otherwise hold. */
 	SET(CURLOPT_BUFFERSIZE, 8192L);
-	SET(CURLOPT_WRITEFUNCTION, on_body);
-	SET(CURLOPT_WRITEDATA, c);
+	SET(CURLOPT_WRITEFUNCTION, kr_llm_keep_body);
+	SET(CURLOPT_WRITEDATA, &c->resp);
 	SET(CURLOPT_HEADERFUNCTION, on_header);
 	SET(CURLOPT_HEADERDATA, c);
-	SET(CURLOPT_OPENSOCKETFUNCTION, on_socket);
-	SET(CURLOPT_OPENSOCKETDATA, c);
+	SET(CURLOPT_OPENSOCKETFUNCTION, kr_llm_open_socket);
+	SET(CURLOPT_OPENSOCKETDATA, &c->guard);
 	SET(CURLOPT_PRIVATE, c);
 	if (share != NULL)
 		SET(CURLOPT_SHARE, share);
@@ -489,7 +483,7 @@ call_create(const struct kr_config *cfg, const struct kr_llm_request *req, int c
 		return NULL;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		goto nomem;
-	c->allowlisted = allowlisted;
+	c->guard.allowlisted = allowlisted;
 	c->op = check_only ? KR_LLM_OP_CHECK : KR_LLM_OP_CHAT;
 	kr_buf_init(&c->resp, KR_LLM_BODY_MAX);
 	if (build(req, c->op, &c->wire, err, errlen) != 0) {
@@ -567,11 +561,11 @@ connect_failed(struct kr_llm_call *c, struct kr_llm_result *out)
 	long oserr = 0;
 
 	(void)curl_easy_getinfo(c->easy, CURLINFO_OS_ERRNO, &oserr);
-	if (c->refused) {
+	if (c->guard.refused) {
 		/* Policy, not an outage: retrying cannot help, the base URL must change. */
 		out->cls = KR_LLM_REQUEST;
 		kr_llm__message(out, "refused to connect to %s: not a public address "
-		    "(allowlist the base URL's origin to permit it)", c->refused_addr);
+		    "(allowlist the base URL's origin to permit it)", c->guard.refused_addr);
 	} else if (oserr == ECONNREFUSED)
 		/* openai_compatible: a local server that is not running is offline, which
 		 * says nothing about the key. */
@@ -607,7 +601,7 @@ transport_fail(struct kr_llm_call *c, CURLcode rc, struct kr_llm_result *out)
 		timed_out(c, out);
 		return;
 	}
-	if (rc == CURLE_WRITE_ERROR) {	/* only on_body fails a write */
+	if (rc == CURLE_WRITE_ERROR) {	/* only kr_llm_keep_body fails a write */
 		kr_llm__message(out, c->resp.failed == KR_BUF_NOMEM ? "out of memory" :
 		    "response too large");
 		return;

@@ -1,12 +1,10 @@
 #include "kr_notify.h"
 
 #include <ctype.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 
 #include <curl/curl.h>
 #include <json-c/json.h>
@@ -253,8 +251,7 @@ struct tg_msg {
 	char			*token;		/* our copy, to scrub messages; wiped on release */
 	size_t			 tokenlen;
 	struct kr_buf		 resp;
-	int			 allowlisted;
-	int			 refused;	/* the socket check refused the address */
+	struct kr_llm_guard	 guard;		/* loopback and private addresses: allowlisted */
 	int			 done;		/* the transfer ended with rc */
 	CURLcode		 rc;
 	char			 errbuf[CURL_ERROR_SIZE];
@@ -283,36 +280,6 @@ tg_release(struct tg_msg *m)
 	free(m->token);
 	kr_buf_release(&m->resp, 1);
 	memset(m, 0, sizeof(*m));
-}
-
-/* CURLOPT_OPENSOCKETFUNCTION: loopback and private addresses only when allowlisted. */
-static curl_socket_t
-tg_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
-{
-	struct tg_msg *m = ud;
-
-	if (purpose != CURLSOCKTYPE_IPCXN)
-		return CURL_SOCKET_BAD;
-	if (!m->allowlisted && !kr_llm_addr_public(&a->addr, a->addrlen)) {
-		m->refused = 1;
-		return CURL_SOCKET_BAD;
-	}
-#ifdef SOCK_CLOEXEC
-	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-#else
-	return socket(a->family, a->socktype, a->protocol);
-#endif
-}
-
-/* CURLOPT_WRITEFUNCTION: keep the answer, up to TG_RESP_MAX. */
-static size_t
-tg_body(char *p, size_t size, size_t n, void *ud)
-{
-	struct tg_msg *m = ud;
-
-	if (size != 1 || kr_buf_add(&m->resp, p, n) != KR_BUF_OK)
-		return 0;
-	return n;
 }
 
 /*
@@ -360,8 +327,8 @@ tg_build(const struct kr_config *cfg, struct tg_msg *m, const char *chat, const 
 		snprintf(err, errlen, "the Telegram base URL is not set or malformed");
 		return -1;
 	}
-	m->allowlisted = kr_base_url_allowlisted(cfg, base);
-	if (strncasecmp(base, "https://", 8) != 0 && !(m->allowlisted &&
+	m->guard.allowlisted = kr_base_url_allowlisted(cfg, base);
+	if (strncasecmp(base, "https://", 8) != 0 && !(m->guard.allowlisted &&
 	    strncasecmp(base, "http://", 7) == 0)) {
 		snprintf(err, errlen, "the Telegram base URL must use https (plain http only "
 		    "for allowlisted origins)");
@@ -409,7 +376,7 @@ tg_setup(struct tg_msg *m)
 		return CURLE_OUT_OF_MEMORY;
 	m->hdrs = h;
 #define SET(opt, val)	do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
-	SET(CURLOPT_PROTOCOLS_STR, m->allowlisted ? "http,https" : "https");
+	SET(CURLOPT_PROTOCOLS_STR, m->guard.allowlisted ? "http,https" : "https");
 	SET(CURLOPT_REDIR_PROTOCOLS_STR, "https");
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, TG_CONNECT_TIMEOUT_MS);
@@ -420,10 +387,10 @@ tg_setup(struct tg_msg *m)
 	SET(CURLOPT_USERAGENT, USER_AGENT);
 	SET(CURLOPT_PROXY, "");		/* a proxy would hide the destination from the check */
 	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)TG_RESP_MAX);
-	SET(CURLOPT_WRITEFUNCTION, tg_body);
-	SET(CURLOPT_WRITEDATA, m);
-	SET(CURLOPT_OPENSOCKETFUNCTION, tg_socket);
-	SET(CURLOPT_OPENSOCKETDATA, m);
+	SET(CURLOPT_WRITEFUNCTION, kr_llm_keep_body);
+	SET(CURLOPT_WRITEDATA, &m->resp);
+	SET(CURLOPT_OPENSOCKETFUNCTION, kr_llm_open_socket);
+	SET(CURLOPT_OPENSOCKETDATA, &m->guard);
 	SET(CURLOPT_ERRORBUFFER, m->errbuf);
 	SET(CURLOPT_PRIVATE, m);
 	SET(CURLOPT_URL, m->url);
@@ -509,7 +476,7 @@ tg_finish(struct tg_msg *m, CURLcode rc, struct tg_outcome *out)
 
 	memset(out, 0, sizeof(*out));
 	if (rc != CURLE_OK) {
-		if (m->refused)
+		if (m->guard.refused)
 			snprintf(out->error, sizeof(out->error), "telegram: the Telegram API's "
 			    "address is not public (allowlist its origin to permit it)");
 		else
