@@ -58,7 +58,7 @@ static const char sql_insert[] =
     "AND (? IS NULL OR EXISTS (SELECT 1 FROM schedules WHERE id = ? AND workspace_id = ?))";
 static const char sql_lock[] =
     "SELECT status FROM jobs WHERE workspace_id = ? AND id = ? FOR UPDATE";
-/* runner_id stays: the runner holding the job looks for its cancelled jobs by it. */
+/* The runner flying the job sees it no longer running under its lease and aborts the call. */
 static const char sql_cancel[] =
     "UPDATE jobs SET status = 'cancelled', finished_at = NOW(3), lease_token = NULL, "
     "updated_at = NOW(3) WHERE workspace_id = ? AND id = ?";

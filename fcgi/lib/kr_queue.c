@@ -1118,11 +1118,10 @@ mark_held(const struct kr_db_res *res, const struct kr_claimed *const *jobs, siz
 {
 	for (unsigned r = 0; r < res->nrows; r++) {
 		const char *id = kr_db_cell(res, r, 0), *lease = kr_db_cell(res, r, 1);
+		/* Every match: a job rescued and claimed again may fly twice here. */
 		for (size_t i = 0; i < n; i++)
-			if (strcmp(jobs[i]->id, id) == 0) {
+			if (strcmp(jobs[i]->id, id) == 0)
 				held[i] = lease != NULL && strcmp(jobs[i]->lease, lease) == 0;
-				break;
-			}
 	}
 }
 

@@ -13,6 +13,10 @@ ever ran (succeeded jobs keep runner_id), every job running under any runner, or
 table, whichever it guesses cheapest; here it read 3,204 rows in the 2 s, now 3. The job
 still succeeds, once.
 
+Then a job that flies is requeued in SQL as a rescue would (its lease expired while its
+runner was cut off), and the same runner claims it again while the first call still flies:
+the held check aborts the first call (old lease) and keeps the second, which answers.
+
 KEYRELAY_TEST_KEEP=1 keeps the stack's directory. Stand-alone: needs KEYRELAY_BIN_DIR.
 """
 import os
@@ -90,6 +94,31 @@ def scenario(t, s, admin):
         j = wait_for("the job to end", final, 20, 0.2)
         eq((j["status"], j["attempts"], j.get("result")), ("succeeded", 1, text),
            "status, attempts, result")
+    with t.setup("setup: a flying job requeued as a rescue would, and claimed again by "
+                 "the same runner while its first call still flies"):
+        r = admin.post(slow.base + "/jobs", json={"type": "task", "input": "twice"})
+        if r.status not in (201, 202):
+            raise SetupError("create job: %s" % r.describe())
+        twice = r.json["id"]
+
+        def calls():
+            return sum(1 for q in s.stub.requests()
+                       if q.get("method") == "POST" and "twice" in str(q.get("body")))
+        wait_for("the first call", lambda: calls() == 1, 10)
+        s.sql("UPDATE jobs SET status = 'queued', lease_token = NULL, runner_id = NULL, "
+              "lease_expires_at = NULL WHERE id = ?", twice)
+        wait_for("the second call", lambda: calls() == 2, 10)
+    with t("the held check aborts the call of the old lease only: the job succeeds from "
+           "the second call, in about %d ms" % SLOW_MS):
+        def ended():
+            r = admin.get(slow.base + "/jobs/" + twice)
+            return r.json if r.json.get("status") in ("succeeded", "failed", "cancelled") \
+                else None
+        j = wait_for("the job to end", ended, SLOW_MS / 1000 + 10, 0.2)
+        eq((j["status"], j.get("result")), ("succeeded", text), "status, result")
+        log = open(s.p("logs", "runner.log"), encoding="utf-8", errors="replace").read()
+        eq(len([ln for ln in log.splitlines() if "job %s was cancelled or taken over" % twice
+                in ln]), 1, "calls aborted")
     with t("no sanitizer report in the programs' logs"):
         eq(s.sanitizer_reports(), [], "sanitizer reports")
 
