@@ -767,16 +767,20 @@ class Stack:
         # must not fail a whole test run; one that fails twice is a real problem.
         for attempt in (1, 2):
             with open(self.p("logs", "mariadb-install.log"), "ab") as log:
-                r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                   timeout=180)
-            if r.returncode == 0:
+                try:
+                    status = "exit %d" % subprocess.run(
+                        argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                        timeout=180).returncode
+                except subprocess.TimeoutExpired:
+                    status = "no end after 180 s"
+            if status == "exit 0":
                 return
             if attempt == 1:
-                _log("mariadb-install-db failed (exit %d), trying once more; its log: %s"
-                     % (r.returncode, self.p("logs", "mariadb-install.log")))
+                _log("mariadb-install-db failed (%s), trying once more; its log: %s"
+                     % (status, self.p("logs", "mariadb-install.log")))
                 shutil.rmtree(datadir, ignore_errors=True)
-        raise StackError("mariadb-install-db failed twice (exit %d)\n%s"
-                         % (r.returncode, _tail(self.p("logs", "mariadb-install.log"))))
+        raise StackError("mariadb-install-db failed twice (%s)\n%s"
+                         % (status, _tail(self.p("logs", "mariadb-install.log"))))
 
     def _mariadb_tmpdir(self):
         """A temporary directory of this stack's own, for installing and running MariaDB.
