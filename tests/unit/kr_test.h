@@ -20,6 +20,13 @@ static int kr_test_checks;
 	}								\
 } while (0)
 
+/* A check that failed where it stands (an unexpected branch), with what went wrong. */
+#define FAIL(what) do {							\
+	kr_test_checks++;						\
+	kr_test_failures++;						\
+	fprintf(stderr, "%s:%d: failed: %s\n", __FILE__, __LINE__, (what));	\
+} while (0)
+
 #define CHECK_STR(a, b) do {						\
 	const char *kr_a_ = (a), *kr_b_ = (b);				\
 	kr_test_checks++;						\

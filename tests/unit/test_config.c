@@ -680,7 +680,7 @@ test_example(void)
 	CHECK(kr_config_load(&ex, EXAMPLE, err, sizeof(err)) == KR_CONFIG_OK);
 	CHECK_STR(err, "");
 	if ((text = read_file(EXAMPLE)) == NULL) {
-		CHECK(!"cannot read " EXAMPLE);
+		FAIL("cannot read " EXAMPLE);
 		return;
 	}
 	/* It documents every key. */
