@@ -1,4 +1,5 @@
 #include "kr_queue.h"
+#include "kr_queue_int.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -142,12 +143,8 @@ job_event(struct kr_db *db, const struct kr_claimed *j, const char *type, const 
 	return rc;
 }
 
-/*
- * Append n events (ws[i], types[i], payloads[i]) with one kr_events_append_many per
- * workspace; each workspace's events keep their order.
- */
-static enum kr_db_err
-append_grouped(struct kr_db *db, const char *const *ws, const char *const *types,
+enum kr_db_err
+kr_queue__append_grouped(struct kr_db *db, const char *const *ws, const char *const *types,
     json_object *const *payloads, size_t n)
 {
 	const char **t = calloc(n + 1, sizeof(*t));
@@ -236,7 +233,7 @@ claim_events(struct kr_db *db, const struct kr_claimed *jobs, size_t n)
 		types[i] = "job_started";
 		o[i] = job_payload(&jobs[i], "running", NULL, NULL, 0);
 	}
-	rc = append_grouped(db, ws, types, o, n);
+	rc = kr_queue__append_grouped(db, ws, types, o, n);
 out:
 	for (size_t i = 0; o != NULL && i < n; i++)
 		if (o[i] != NULL)
@@ -247,12 +244,8 @@ out:
 	return rc;
 }
 
-/*
- * ids[0, n) padded with the last one to the next power of two, after np leading
- * parameters already in p; returns the parameter count.
- */
-static unsigned
-bind_ids(struct kr_dbp *p, unsigned np, const char *const *ids, size_t n)
+unsigned
+kr_queue__bind_ids(struct kr_dbp *p, unsigned np, const char *const *ids, size_t n)
 {
 	size_t k = kr_db_rows_fit(n);
 
@@ -326,7 +319,7 @@ claim_body(struct kr_db *db, void *arg)
 	p[0] = KR_P_STR(lease);
 	p[1] = KR_P_STR(c->runner_id);
 	p[2] = KR_P_INT(c->lease_seconds);
-	np = bind_ids(p, 3, ids, n);
+	np = kr_queue__bind_ids(p, 3, ids, n);
 	if ((rc = kr_db_exec(db, kr_db_rows_sql(&sql_claim_take, kr_db_rows_fit(n)), p, np,
 	    NULL, NULL)) != KR_DB_OK)
 		goto out;
@@ -427,9 +420,8 @@ price_store(const char *provider, const char *model, double in, double out)
 	pthread_mutex_unlock(&price_lock);
 }
 
-/* Cost in USD of an attempt from the price table (0 for unknown models). */
-static double
-attempt_cost(struct kr_db *db, const struct kr_attempt *a)
+double
+kr_queue__attempt_cost(struct kr_db *db, const struct kr_attempt *a)
 {
 	struct kr_dbp p[2] = { KR_P_STR(a->provider), KR_P_STR(a->model) };
 	long long in = a->r->input_tokens > 0 ? a->r->input_tokens : 0;
@@ -489,16 +481,9 @@ struct succeed_ctx {
 	double			 cost;
 };
 
-/* The events of a finished job, in their order: message_created (chat jobs), job_succeeded. */
-#define SUCCEED_EVENTS	2
-
-/*
- * The events of a succeeded job into types[]/o[] (o[] to be put by the caller); returns
- * how many. The message is the one just inserted, built from what is in hand.
- */
-static size_t
-succeed_events(const struct kr_claimed *j, const struct kr_attempt *a, const char *msg_id,
-    int attempts_delta, const char **types, json_object **o)
+size_t
+kr_queue__succeed_events(const struct kr_claimed *j, const struct kr_attempt *a,
+    const char *msg_id, int attempts_delta, const char **types, json_object **o)
 {
 	size_t k = 0;
 
@@ -579,15 +564,15 @@ static enum kr_db_err
 succeed_body(struct kr_db *db, void *arg)
 {
 	struct succeed_ctx *c = arg;
-	const char *types[SUCCEED_EVENTS];
-	json_object *o[SUCCEED_EVENTS];
+	const char *types[KR_QUEUE__SUCCEED_EVENTS];
+	json_object *o[KR_QUEUE__SUCCEED_EVENTS];
 	char msg_id[KR_UUID_MAX];
 	enum kr_db_err rc;
 	size_t k;
 
 	if ((rc = succeed_job(db, c, msg_id)) != KR_DB_OK)
 		return rc;
-	k = succeed_events(c->j, c->a, msg_id, 1, types, o);
+	k = kr_queue__succeed_events(c->j, c->a, msg_id, 1, types, o);
 	rc = kr_events_append_many(db, c->j->ws_id, types, o, k, NULL);
 	for (size_t i = 0; i < k; i++)
 		json_object_put(o[i]);
@@ -598,339 +583,9 @@ enum kr_db_err
 kr_queue_succeed(struct kr_db *db, const struct kr_claimed *j, const struct kr_attempt *a,
     enum kr_queue_result *res)
 {
-	struct succeed_ctx c = { j, a, attempt_cost(db, a) };
+	struct succeed_ctx c = { j, a, kr_queue__attempt_cost(db, a) };
 
 	return fenced(db, succeed_body, &c, res);
-}
-
-struct batch_ctx {
-	const struct kr_claimed	*const *jobs;
-	const struct kr_attempt	*const *attempts;
-	const double		*costs;
-	size_t			 n;
-	enum kr_queue_result	*results;
-	int			 fenced;	/* lock and check the leases first */
-};
-
-/*
- * notify[i] for every job of the batch: whether its workspace has an enabled notification
- * target, asked once per workspace.
- */
-static enum kr_db_err
-batch_notify(struct kr_db *db, const struct batch_ctx *b, int *notify)
-{
-	enum kr_db_err rc;
-
-	for (size_t i = 0; i < b->n; i++) {
-		size_t e;
-		for (e = 0; e < i && strcmp(b->jobs[e]->ws_id, b->jobs[i]->ws_id) != 0; e++)
-			;
-		if (e < i) {
-			notify[i] = notify[e];
-			continue;
-		}
-		rc = kr_notify_has_targets(db, b->jobs[i]->ws_id, &notify[i]);
-		if (rc != KR_DB_OK && rc != KR_DB_ERROR)
-			return rc;
-	}
-	return KR_DB_OK;
-}
-
-/* Row statements of the batch; the derived tables carry each job's own values. */
-static struct kr_db_rows sql_batch_fence = {
-    "SELECT id, lease_token, attempts FROM jobs WHERE status = 'running' AND id IN (?", ",?",
-    ") FOR UPDATE", { NULL } };
-static struct kr_db_rows sql_batch_messages = {
-    "INSERT INTO messages (id, workspace_id, chat_id, direction, sender, content, job_id) "
-    "VALUES (?,?,?,'out',?,?,?)", ",(?,?,?,'out',?,?,?)", "", { NULL } };
-#define MESSAGE_COLS	6
-static struct kr_db_rows sql_batch_succeed = {
-    "UPDATE jobs j JOIN (SELECT ? AS id, ? AS lease, ? AS att, ? AS result, ? AS provider, "
-    "? AS model, ? AS key_id, ? AS fb, ? AS tin, ? AS tout, ? AS cost",
-    " UNION ALL SELECT ?,?,?,?,?,?,?,?,?,?,?",
-    ") v ON j.id = v.id AND j.lease_token = v.lease AND j.status = 'running' "
-    "AND j.attempts = v.att "
-    "SET j.status = 'succeeded', j.result = v.result, j.error = NULL, "
-    "j.finished_at = NOW(3), j.delivered_at = NOW(3), j.provider = v.provider, "
-    "j.model = v.model, j.key_id = v.key_id, j.used_fallback = v.fb, "
-    "j.attempts = j.attempts + 1, j.input_tokens = j.input_tokens + v.tin, "
-    "j.output_tokens = j.output_tokens + v.tout, j.cost_usd = j.cost_usd + v.cost, "
-    "j.lease_token = NULL, j.updated_at = NOW(3)", { NULL } };
-#define SUCCEED_COLS	11
-/* The attempt's number: the job's attempts counter before the update (batch_rows), plus one. */
-static struct kr_db_rows sql_batch_attempts = {
-    "INSERT INTO job_attempts (job_id, workspace_id, attempt, provider, key_id, system_key, "
-    "model, is_fallback, started_at, finished_at, outcome, http_status, error, input_tokens, "
-    "output_tokens, cost_usd, latency_ms) VALUES (?,?,?,?,?,?,?,?,?,NOW(3),?,?,NULL,?,?,?,?)",
-    ",(?,?,?,?,?,?,?,?,?,NOW(3),?,?,NULL,?,?,?,?)", "", { NULL } };
-#define ATTEMPT_COLS	15
-
-/* The jobs of the batch still held (held[] indexes into b->jobs) and their texts. */
-struct batch_rows {
-	const struct batch_ctx	*b;
-	size_t			 held[KR_QUEUE_BATCH_MAX], n;
-	size_t			 chat[KR_QUEUE_BATCH_MAX], nchat;	/* indexes into held */
-	size_t			 by_id[KR_QUEUE_BATCH_MAX];	/* held, in job id order */
-	unsigned		 attempts[KR_QUEUE_BATCH_MAX];	/* the counter before */
-	char			 msg_id[KR_QUEUE_BATCH_MAX][KR_UUID_MAX];
-	char			 cost[KR_QUEUE_BATCH_MAX][32];
-};
-
-static long long
-tokens(long long t)
-{
-	return t > 0 ? t : 0;
-}
-
-static void
-message_row(void *arg, size_t i, struct kr_dbp *p)
-{
-	struct batch_rows *br = arg;
-	size_t h = br->chat[i];
-	const struct kr_claimed *j = br->b->jobs[br->held[h]];
-	const struct kr_attempt *a = br->b->attempts[br->held[h]];
-
-	p[0] = KR_P_STR(br->msg_id[h]);
-	p[1] = KR_P_STR(j->ws_id);
-	p[2] = KR_P_STR(j->chat_id);
-	p[3] = KR_P_STR(a->model);
-	p[4] = KR_P_STR(a->r->text != NULL ? a->r->text : "");
-	p[5] = KR_P_STR(j->id);
-}
-
-/* In job id order: the rows are locked in the order of the primary key, as everywhere. */
-static void
-succeed_row(void *arg, size_t i, struct kr_dbp *p)
-{
-	struct batch_rows *br = arg;
-	size_t h = br->by_id[i];
-	const struct kr_claimed *j = br->b->jobs[br->held[h]];
-	const struct kr_attempt *a = br->b->attempts[br->held[h]];
-
-	p[0] = KR_P_STR(j->id);
-	p[1] = KR_P_STR(j->lease);
-	p[2] = KR_P_INT(br->attempts[h]);
-	p[3] = KR_P_STR(a->r->text != NULL ? a->r->text : "");
-	p[4] = KR_P_STR(a->provider);
-	p[5] = KR_P_STR(a->model);
-	p[6] = KR_P_STR(a->key_id);
-	p[7] = KR_P_INT(a->is_fallback);
-	p[8] = KR_P_INT(tokens(a->r->input_tokens));
-	p[9] = KR_P_INT(tokens(a->r->output_tokens));
-	p[10] = KR_P_STR(br->cost[h]);
-}
-
-static void
-attempt_row(void *arg, size_t i, struct kr_dbp *p)
-{
-	struct batch_rows *br = arg;
-	const struct kr_claimed *j = br->b->jobs[br->held[i]];
-	const struct kr_attempt *a = br->b->attempts[br->held[i]];
-
-	p[0] = KR_P_STR(j->id);
-	p[1] = KR_P_STR(j->ws_id);
-	p[2] = KR_P_INT((long long)br->attempts[i] + 1);
-	p[3] = KR_P_STR(a->provider);
-	p[4] = KR_P_STR(a->key_id);
-	p[5] = KR_P_INT(a->key_id == NULL);
-	p[6] = KR_P_STR(a->model);
-	p[7] = KR_P_INT(a->is_fallback);
-	p[8] = KR_P_STR(a->started_at);
-	p[9] = KR_P_STR(a->outcome);
-	p[10] = a->r->http_status > 0 ? KR_P_INT(a->r->http_status) : KR_P_NULL;
-	p[11] = KR_P_INT(tokens(a->r->input_tokens));
-	p[12] = KR_P_INT(tokens(a->r->output_tokens));
-	p[13] = KR_P_STR(br->cost[i]);
-	p[14] = KR_P_INT(a->r->latency_ms > 0 ? a->r->latency_ms : 0);
-}
-
-/*
- * Keep job i of the batch, its attempts counter as it stands: its cost as text and, for a
- * chat job, a new message id.
- */
-static void
-hold(struct batch_rows *br, size_t i, unsigned attempts)
-{
-	const struct kr_claimed *j = br->b->jobs[i];
-
-	br->attempts[br->n] = attempts;
-	snprintf(br->cost[br->n], sizeof(br->cost[0]), "%.6f", br->b->costs[i]);
-	br->msg_id[br->n][0] = '\0';
-	if (j->chat_id[0] != '\0') {
-		kr_uuid_new(br->msg_id[br->n]);
-		br->chat[br->nchat++] = br->n;
-	}
-	br->held[br->n++] = i;
-}
-
-struct id_ref {
-	const char	*id;
-	size_t		 h;
-};
-
-static int
-id_ref_cmp(const void *x, const void *y)
-{
-	return strcmp(((const struct id_ref *)x)->id, ((const struct id_ref *)y)->id);
-}
-
-/* br->by_id: the held jobs in the order of their ids. */
-static void
-order_by_id(struct batch_rows *br)
-{
-	struct id_ref refs[KR_QUEUE_BATCH_MAX];
-
-	for (size_t h = 0; h < br->n; h++)
-		refs[h] = (struct id_ref){ br->b->jobs[br->held[h]]->id, h };
-	qsort(refs, br->n, sizeof(refs[0]), id_ref_cmp);
-	for (size_t h = 0; h < br->n; h++)
-		br->by_id[h] = refs[h].h;
-}
-
-/*
- * The jobs of the batch to store. Fenced: lock their rows and keep those whose lease is
- * still this runner's, with their attempts counter as the database has it. Otherwise all
- * of them, with the counter as this runner knows it (the calls made under the lease); the
- * update then checks lease and counter, and that it changed every job.
- */
-static enum kr_db_err
-batch_hold(struct kr_db *db, struct batch_rows *br)
-{
-	const struct batch_ctx *b = br->b;
-	const char *ids[KR_QUEUE_BATCH_MAX];
-	struct kr_dbp p[KR_DB_ROWS_MAX];
-	struct kr_db_res res;
-	enum kr_db_err rc;
-	unsigned np;
-
-	br->n = br->nchat = 0;
-	if (!b->fenced) {
-		for (size_t i = 0; i < b->n; i++)
-			hold(br, i, b->jobs[i]->attempts);
-		order_by_id(br);
-		return KR_DB_OK;
-	}
-	for (size_t i = 0; i < b->n; i++)
-		ids[i] = b->jobs[i]->id;
-	np = bind_ids(p, 0, ids, b->n);
-	if ((rc = kr_db_exec(db, kr_db_rows_sql(&sql_batch_fence, kr_db_rows_fit(b->n)), p, np,
-	    &res, NULL)) != KR_DB_OK)
-		return rc;
-	for (size_t i = 0; i < b->n; i++) {
-		const struct kr_claimed *j = b->jobs[i];
-		unsigned r;
-		for (r = 0; r < res.nrows; r++)
-			if (strcmp(kr_db_cell(&res, r, 0), j->id) == 0)
-				break;
-		if (r < res.nrows && kr_db_cell(&res, r, 1) != NULL &&
-		    strcmp(kr_db_cell(&res, r, 1), j->lease) == 0)
-			hold(br, i, (unsigned)kr_db_cell_int(&res, r, 2, 0));
-	}
-	kr_db_res_free(&res);
-	order_by_id(br);
-	return KR_DB_OK;
-}
-
-/*
- * The batch in a fixed number of statements: mark the jobs succeeded (only where the lease
- * is still this runner's), insert the answer messages (chat jobs) and the attempts, queue
- * notifications, append the events (one sequence step and insert per workspace, in the
- * jobs' order).
- *
- * Not fenced (the first try): when the update did not change every job, a lease is gone
- * or a job's attempts counter is not what this runner counted (a recorded failure whose
- * commit landed twice): KR_DB_ABORT, and the caller runs the batch again fenced. Fenced:
- * the rows are locked first, a job whose lease is gone is left out (KR_QUEUE_LOST), and
- * the attempts are numbered from the database's counter; the update can then miss a job
- * only when one is in the batch twice, which fails the whole batch. So does a duplicate
- * answer message (delivered already, which the leases should make impossible): the caller
- * then stores the jobs one by one, where either is recognised. Any failure leaves the
- * transaction to kr_db_tx.
- */
-static enum kr_db_err
-batch_body(struct kr_db *db, void *arg)
-{
-	const struct batch_ctx *b = arg;
-	const char *ws[KR_QUEUE_BATCH_MAX * SUCCEED_EVENTS] = { NULL };
-	const char *types[KR_QUEUE_BATCH_MAX * SUCCEED_EVENTS] = { NULL };
-	json_object *o[KR_QUEUE_BATCH_MAX * SUCCEED_EVENTS] = { NULL };
-	int notify[KR_QUEUE_BATCH_MAX];
-	struct batch_rows *br = calloc(1, sizeof(*br));
-	enum kr_db_err rc = KR_DB_ERROR;
-	uint64_t changed = 0;
-	size_t ne = 0;
-
-	for (size_t i = 0; i < b->n; i++)
-		b->results[i] = KR_QUEUE_LOST;
-	if (br == NULL)
-		return KR_DB_ERROR;
-	br->b = b;
-	if ((rc = batch_notify(db, b, notify)) != KR_DB_OK ||
-	    (rc = batch_hold(db, br)) != KR_DB_OK || br->n == 0)
-		goto out;
-	if ((rc = kr_db_exec_rows(db, &sql_batch_succeed, SUCCEED_COLS, br->n, succeed_row,
-	    br, &changed)) != KR_DB_OK)
-		goto out;
-	if (changed != br->n) {
-		if (b->fenced)
-			kr_warn("a batch of answers changed %llu of %zu jobs; storing them one by "
-			    "one", (unsigned long long)changed, br->n);
-		rc = b->fenced ? KR_DB_ERROR : KR_DB_ABORT;
-		goto out;
-	}
-	if ((br->nchat > 0 && (rc = kr_db_exec_rows(db, &sql_batch_messages, MESSAGE_COLS,
-	    br->nchat, message_row, br, NULL)) != KR_DB_OK) ||
-	    (rc = kr_db_exec_rows(db, &sql_batch_attempts, ATTEMPT_COLS, br->n, attempt_row,
-	    br, NULL)) != KR_DB_OK)
-		goto out;
-	for (size_t h = 0; h < br->n; h++) {
-		const struct kr_claimed *j = b->jobs[br->held[h]];
-		const struct kr_attempt *a = b->attempts[br->held[h]];
-		size_t k;
-
-		/* Telegram and the like: queued here, sent on their own. */
-		if (notify[br->held[h]] && (rc = kr_notify_enqueue(db, j->ws_id, j->id,
-		    a->r->text != NULL ? a->r->text : "")) != KR_DB_OK && rc != KR_DB_ERROR)
-			goto out;
-		/* The counter as the update left it (the fence may have read another). */
-		k = succeed_events(j, a, br->msg_id[h],
-		    (int)br->attempts[h] + 1 - (int)j->attempts, &types[ne], &o[ne]);
-		for (size_t e = 0; e < k; e++)
-			ws[ne + e] = j->ws_id;
-		ne += k;
-	}
-	if ((rc = append_grouped(db, ws, types, o, ne)) == KR_DB_OK)
-		for (size_t h = 0; h < br->n; h++)
-			b->results[br->held[h]] = KR_QUEUE_DONE;
-out:
-	for (size_t e = 0; e < ne; e++)
-		json_object_put(o[e]);
-	free(br);
-	return rc;
-}
-
-enum kr_db_err
-kr_queue_succeed_batch(struct kr_db *db, const struct kr_claimed *const *jobs,
-    const struct kr_attempt *const *attempts, size_t n, enum kr_queue_result *results)
-{
-	double costs[KR_QUEUE_BATCH_MAX];
-	struct batch_ctx b = { jobs, attempts, costs, n, results, 0 };
-	enum kr_db_err rc;
-
-	if (n == 0)
-		return KR_DB_OK;
-	if (n == 1)
-		return kr_queue_succeed(db, jobs[0], attempts[0], &results[0]);
-	if (n > KR_QUEUE_BATCH_MAX)
-		return KR_DB_ERROR;
-	for (size_t i = 0; i < n; i++)
-		costs[i] = attempt_cost(db, attempts[i]);
-	/* Every lease still held is the rule: try without the fence first. */
-	if ((rc = kr_db_tx(db, batch_body, &b, 1)) == KR_DB_ABORT) {
-		b.fenced = 1;
-		rc = kr_db_tx(db, batch_body, &b, 1);
-	}
-	return rc == KR_DB_ABORT || rc == KR_DB_DUPLICATE ? KR_DB_ERROR : rc;
 }
 
 static enum kr_db_err
@@ -955,7 +610,7 @@ enum kr_db_err
 kr_queue_attempt_failed(struct kr_db *db, const struct kr_claimed *j,
     const struct kr_attempt *a, enum kr_queue_result *res)
 {
-	struct succeed_ctx c = { j, a, attempt_cost(db, a) };
+	struct succeed_ctx c = { j, a, kr_queue__attempt_cost(db, a) };
 
 	return fenced(db, failed_body, &c, res);
 }
@@ -1058,7 +713,7 @@ kr_queue_extend(struct kr_db *db, const char *runner_id, const char *const *ids,
 	p[1] = KR_P_STR(runner_id);
 	for (size_t done = 0, k; done < n && rc == KR_DB_OK; done += k) {
 		k = n - done < KR_DB_ROWS_MAX ? n - done : KR_DB_ROWS_MAX;
-		np = bind_ids(p, 2, ids + done, k);
+		np = kr_queue__bind_ids(p, 2, ids + done, k);
 		rc = (sql = kr_db_rows_sql(&sql_extend, kr_db_rows_fit(k))) != NULL ?
 		    kr_db_exec(db, sql, p, np, NULL, NULL) : KR_DB_ERROR;
 	}
@@ -1143,7 +798,7 @@ kr_queue_held(struct kr_db *db, const char *runner_id, const struct kr_claimed *
 			ids[i] = jobs[done + i]->id;
 			held[done + i] = 0;
 		}
-		np = bind_ids(p, 1, ids, k);
+		np = kr_queue__bind_ids(p, 1, ids, k);
 		if ((sql = kr_db_rows_sql(&sql_held, kr_db_rows_fit(k))) == NULL)
 			return KR_DB_ERROR;
 		if ((rc = kr_db_exec(db, sql, p, np, &res, NULL)) == KR_DB_OK) {

@@ -1,0 +1,41 @@
+/*
+ * kr_queue's pieces shared by its two files: kr_queue.c (claims, single-job changes,
+ * leases) and kr_queue_batch.c (storing many answers in one transaction). Not for other
+ * modules.
+ */
+#ifndef KR_QUEUE_INT_H
+#define KR_QUEUE_INT_H
+
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include "kr_db.h"
+#include "kr_queue.h"
+
+/*
+ * Append n events (ws[i], types[i], payloads[i]) with one kr_events_append_many per
+ * workspace; each workspace's events keep their order.
+ */
+enum kr_db_err	kr_queue__append_grouped(struct kr_db *db, const char *const *ws,
+		    const char *const *types, json_object *const *payloads, size_t n);
+/*
+ * ids[0, n) padded with the last one to the next power of two, after np leading
+ * parameters already in p; returns the parameter count.
+ */
+unsigned	kr_queue__bind_ids(struct kr_dbp *p, unsigned np, const char *const *ids,
+		    size_t n);
+/* Cost in USD of an attempt from the price table (0 for unknown models). */
+double		kr_queue__attempt_cost(struct kr_db *db, const struct kr_attempt *a);
+
+/* The events of a finished job, in their order: message_created (chat jobs), job_succeeded. */
+#define KR_QUEUE__SUCCEED_EVENTS	2
+/*
+ * The events of a succeeded job into types[]/o[] (o[] to be put by the caller); returns
+ * how many. The message is the one just inserted, built from what is in hand.
+ */
+size_t		kr_queue__succeed_events(const struct kr_claimed *j,
+		    const struct kr_attempt *a, const char *msg_id, int attempts_delta,
+		    const char **types, json_object **o);
+
+#endif
