@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import krstack  # noqa: E402
 from krclient import (SetupError, admin_client, create_workspace, eq,  # noqa: E402
-                      expect, expect_error, run, true, wait_for)
+                      expect, expect_error, fake_key, run, true, wait_for)
 
 ALNUM = string.ascii_letters + string.digits
 SECRETS = []
@@ -42,10 +42,7 @@ def rnd(n):
 
 
 def gen(provider="anthropic"):
-    k = {"anthropic": "sk-ant-api03-", "openai": "sk-proj-", "moonshot": "sk-"}[provider] \
-        + rnd(40)
-    SECRETS.append(k)
-    return k
+    return fake_key(provider, SECRETS)
 
 
 def leaks(text):

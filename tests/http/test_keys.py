@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import krstack  # noqa: E402
 from krclient import (CheckError, Client, SetupError, create_user,  # noqa: E402
-                      create_workspace, eq, expect, expect_error, expect_time, run,
-                      true)
+                      create_workspace, eq, expect, expect_error, expect_time, fake_key,
+                      run, true)
 
 KEY_FIELDS = ("id", "provider", "name", "maskedKey", "status", "isEnabled", "priority",
               "lastError", "validatedAt", "lastUsedAt", "expiresAt", "consecutiveFailures",
@@ -67,21 +67,8 @@ def rnd(n):
 
 
 def gen(provider):
-    """A fresh random key in the provider's usual format (remembered as a secret)."""
-    if provider == "anthropic":
-        k = "sk-ant-api03-" + rnd(40)
-    elif provider == "openai":
-        k = "sk-proj-" + rnd(40)
-    elif provider == "google":
-        k = "AIza" + rnd(35)
-    elif provider == "zai":
-        k = rnd(32) + "." + rnd(16)
-    elif provider == "moonshot":
-        k = "sk-" + rnd(40)
-    else:
-        k = "lmstudio-" + rnd(30)
-    SECRETS.append(k)
-    return k
+    """A fresh made-up key of the provider (remembered as a secret)."""
+    return fake_key(provider, SECRETS)
 
 
 def masked(k):

@@ -25,7 +25,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import krstack  # noqa: E402
 from krclient import (CheckError, Client, SetupError, create_user,  # noqa: E402
-                      create_workspace, eq, expect, expect_error, expect_time, run, true)
+                      create_workspace, eq, expect, expect_error, expect_time, fake_key, run,
+                      true)
 
 PROVIDERS = ("anthropic", "openai", "google", "zai", "moonshot", "openai_compatible")
 # providers.md: protocol and default model of each provider.
@@ -66,18 +67,7 @@ def rnd(n):
 
 
 def gen(provider):
-    if provider == "anthropic":
-        k = "sk-ant-api03-" + rnd(40)
-    elif provider == "google":
-        k = "AIza" + rnd(35)
-    elif provider == "zai":
-        k = rnd(32) + "." + rnd(16)
-    elif provider == "openai_compatible":
-        k = "lmstudio-" + rnd(30)
-    else:
-        k = "sk-proj-" + rnd(40)
-    SECRETS.append(k)
-    return k
+    return fake_key(provider, SECRETS)
 
 
 def leaks(text, keys=None):

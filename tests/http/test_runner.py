@@ -40,7 +40,7 @@ import zoneinfo
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 from krclient import (CheckError, SetupError, create_workspace,  # noqa: E402
-                      eq, expect, private_stack, run, true, wait_for)
+                      eq, expect, fake_key, private_stack, run, true, wait_for)
 
 CONFIG = {
     "runner.lease_seconds": "4",
@@ -67,8 +67,7 @@ def rnd(n=32):
 
 
 def new_secret(provider):
-    return {"anthropic": "sk-ant-api03-" + rnd(40), "openai": "sk-proj-" + rnd(40),
-            "google": "AIzaSy" + rnd(33)}[provider]
+    return fake_key(provider)
 
 
 def token(prefix="tok"):

@@ -344,6 +344,29 @@ def _short(v, limit=600):
     return s if len(s) <= limit else s[:limit] + "..."
 
 
+# A made-up key of each provider's usual shape: (prefix, random characters[, suffix]).
+_KEY_SHAPES = {"anthropic": ("sk-ant-api03-", 40), "openai": ("sk-proj-", 40),
+               "google": ("AIzaSy", 33), "moonshot": ("sk-", 40),
+               "openai_compatible": ("lmstudio-", 30)}
+
+
+def fake_key(provider, remember=None):
+    """A random key in the provider's usual format (never a real one), appended to the
+    list remember when given (for the checks that no secret shows up anywhere)."""
+    alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+    def rnd(n):
+        return "".join(secrets.choice(alnum) for _ in range(n))
+    if provider == "zai":
+        k = rnd(32) + "." + rnd(16)
+    else:
+        prefix, n = _KEY_SHAPES[provider]
+        k = prefix + rnd(n)
+    if remember is not None:
+        remember.append(k)
+    return k
+
+
 def wait_for(what, fn, timeout, interval=0.1):
     """fn() until it answers something true, which is returned; CheckError naming what
     (and the last answer) after timeout seconds."""
