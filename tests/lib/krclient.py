@@ -350,13 +350,15 @@ _KEY_SHAPES = {"anthropic": ("sk-ant-api03-", 40), "openai": ("sk-proj-", 40),
                "openai_compatible": ("lmstudio-", 30)}
 
 
-def fake_key(provider, remember=None):
+def fake_key(provider, remember=None, rng=None):
     """A random key in the provider's usual format (never a real one), appended to the
-    list remember when given (for the checks that no secret shows up anywhere)."""
+    list remember when given (for the checks that no secret shows up anywhere). rng: a
+    random.Random for keys a seed replays; the secrets module's otherwise."""
     alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    choice = rng.choice if rng is not None else secrets.choice
 
     def rnd(n):
-        return "".join(secrets.choice(alnum) for _ in range(n))
+        return "".join(choice(alnum) for _ in range(n))
     if provider == "zai":
         k = rnd(32) + "." + rnd(16)
     else:
