@@ -442,22 +442,14 @@ kr_queue__attempt_cost(struct kr_db *db, const struct kr_attempt *a)
 	return ((double)in * pin + (double)outt * pout) / 1e6;
 }
 
-/*
- * Insert the attempt row, numbered the job's attempts counter plus ahead (0 when the
- * counter was advanced for it already).
- */
-static enum kr_db_err
-insert_attempt(struct kr_db *db, const struct kr_claimed *j, const struct kr_attempt *a,
-    double cost, int ahead)
+void
+kr_queue__attempt_params(struct kr_dbp *p, const struct kr_claimed *j,
+    const struct kr_attempt *a, const char *cost)
 {
 	const struct kr_llm_result *r = a->r;
-	struct kr_dbp p[17];
-	char costs[32];
 
-	snprintf(costs, sizeof(costs), "%.6f", cost);
 	p[0] = KR_P_STR(j->id);
 	p[1] = KR_P_STR(j->ws_id);
-	p[2] = KR_P_INT(ahead);
 	p[3] = KR_P_STR(a->provider);
 	p[4] = KR_P_STR(a->key_id);
 	p[5] = KR_P_INT(a->key_id == NULL);
@@ -469,10 +461,26 @@ insert_attempt(struct kr_db *db, const struct kr_claimed *j, const struct kr_att
 	p[11] = KR_P_STR(r->cls == KR_LLM_OK ? NULL : r->message);
 	p[12] = KR_P_INT(r->input_tokens > 0 ? r->input_tokens : 0);
 	p[13] = KR_P_INT(r->output_tokens > 0 ? r->output_tokens : 0);
-	p[14] = KR_P_STR(costs);
+	p[14] = KR_P_STR(cost);
 	p[15] = KR_P_INT(r->latency_ms > 0 ? r->latency_ms : 0);
-	p[16] = KR_P_STR(j->id);
-	return kr_db_exec(db, sql_attempt_insert, p, 17, NULL, NULL);
+}
+
+/*
+ * Insert the attempt row, numbered the job's attempts counter plus ahead (0 when the
+ * counter was advanced for it already).
+ */
+static enum kr_db_err
+insert_attempt(struct kr_db *db, const struct kr_claimed *j, const struct kr_attempt *a,
+    double cost, int ahead)
+{
+	struct kr_dbp p[KR_QUEUE__ATTEMPT_COLS + 1];
+	char costs[32];
+
+	snprintf(costs, sizeof(costs), "%.6f", cost);
+	kr_queue__attempt_params(p, j, a, costs);
+	p[2] = KR_P_INT(ahead);
+	p[KR_QUEUE__ATTEMPT_COLS] = KR_P_STR(j->id);
+	return kr_db_exec(db, sql_attempt_insert, p, KR_QUEUE__ATTEMPT_COLS + 1, NULL, NULL);
 }
 
 struct succeed_ctx {

@@ -71,9 +71,8 @@ static struct kr_db_rows sql_batch_succeed = {
 static struct kr_db_rows sql_batch_attempts = {
     "INSERT INTO job_attempts (job_id, workspace_id, attempt, provider, key_id, system_key, "
     "model, is_fallback, started_at, finished_at, outcome, http_status, error, input_tokens, "
-    "output_tokens, cost_usd, latency_ms) VALUES (?,?,?,?,?,?,?,?,?,NOW(3),?,?,NULL,?,?,?,?)",
-    ",(?,?,?,?,?,?,?,?,?,NOW(3),?,?,NULL,?,?,?,?)", "", { NULL } };
-#define ATTEMPT_COLS	15
+    "output_tokens, cost_usd, latency_ms) VALUES (?,?,?,?,?,?,?,?,?,NOW(3),?,?,?,?,?,?,?)",
+    ",(?,?,?,?,?,?,?,?,?,NOW(3),?,?,?,?,?,?,?)", "", { NULL } };
 
 /* The jobs of the batch still held (held[] indexes into b->jobs) and their texts. */
 struct batch_rows {
@@ -134,24 +133,10 @@ static void
 attempt_row(void *arg, size_t i, struct kr_dbp *p)
 {
 	struct batch_rows *br = arg;
-	const struct kr_claimed *j = br->b->jobs[br->held[i]];
-	const struct kr_attempt *a = br->b->attempts[br->held[i]];
 
-	p[0] = KR_P_STR(j->id);
-	p[1] = KR_P_STR(j->ws_id);
+	kr_queue__attempt_params(p, br->b->jobs[br->held[i]], br->b->attempts[br->held[i]],
+	    br->cost[i]);
 	p[2] = KR_P_INT((long long)br->attempts[i] + 1);
-	p[3] = KR_P_STR(a->provider);
-	p[4] = KR_P_STR(a->key_id);
-	p[5] = KR_P_INT(a->key_id == NULL);
-	p[6] = KR_P_STR(a->model);
-	p[7] = KR_P_INT(a->is_fallback);
-	p[8] = KR_P_STR(a->started_at);
-	p[9] = KR_P_STR(a->outcome);
-	p[10] = a->r->http_status > 0 ? KR_P_INT(a->r->http_status) : KR_P_NULL;
-	p[11] = KR_P_INT(tokens(a->r->input_tokens));
-	p[12] = KR_P_INT(tokens(a->r->output_tokens));
-	p[13] = KR_P_STR(br->cost[i]);
-	p[14] = KR_P_INT(a->r->latency_ms > 0 ? a->r->latency_ms : 0);
 }
 
 /*
@@ -290,8 +275,8 @@ batch_body(struct kr_db *db, void *arg)
 	}
 	if ((br->nchat > 0 && (rc = kr_db_exec_rows(db, &sql_batch_messages, MESSAGE_COLS,
 	    br->nchat, message_row, br, NULL)) != KR_DB_OK) ||
-	    (rc = kr_db_exec_rows(db, &sql_batch_attempts, ATTEMPT_COLS, br->n, attempt_row,
-	    br, NULL)) != KR_DB_OK)
+	    (rc = kr_db_exec_rows(db, &sql_batch_attempts, KR_QUEUE__ATTEMPT_COLS, br->n,
+	    attempt_row, br, NULL)) != KR_DB_OK)
 		goto out;
 	for (size_t h = 0; h < br->n; h++) {
 		const struct kr_claimed *j = b->jobs[br->held[h]];

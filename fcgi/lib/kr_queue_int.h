@@ -28,6 +28,17 @@ unsigned	kr_queue__bind_ids(struct kr_dbp *p, unsigned np, const char *const *id
 /* Cost in USD of an attempt from the price table (0 for unknown models). */
 double		kr_queue__attempt_cost(struct kr_db *db, const struct kr_attempt *a);
 
+/*
+ * The parameters of a job_attempts row, KR_QUEUE__ATTEMPT_COLS of them in the column order
+ * job_id, workspace_id, attempt, provider, key_id, system_key, model, is_fallback,
+ * started_at, outcome, http_status, error, input_tokens, output_tokens, cost_usd,
+ * latency_ms (finished_at is NOW(3) in the statement). p[2], the attempt number, is left
+ * to the caller; cost is the cost in USD as text.
+ */
+#define KR_QUEUE__ATTEMPT_COLS	16
+void		kr_queue__attempt_params(struct kr_dbp *p, const struct kr_claimed *j,
+		    const struct kr_attempt *a, const char *cost);
+
 /* The events of a finished job, in their order: message_created (chat jobs), job_succeeded. */
 #define KR_QUEUE__SUCCEED_EVENTS	2
 /*
