@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import krstack  # noqa: E402
 from krclient import (SetupError, admin_client, create_workspace, eq,  # noqa: E402
-                      expect, expect_error, fake_key, run, true, wait_for)
+                      expect, expect_error, fake_key, leaked_keys, run, true, wait_for)
 
 ALNUM = string.ascii_letters + string.digits
 SECRETS = []
@@ -46,7 +46,7 @@ def gen(provider="anthropic"):
 
 
 def leaks(text):
-    return [k[:6] + "..." for k in SECRETS if k in text or k[7:-4] in text]
+    return leaked_keys(text, SECRETS)
 
 
 class Trail:

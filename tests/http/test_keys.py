@@ -25,9 +25,9 @@ import uuid
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import krstack  # noqa: E402
-from krclient import (CheckError, Client, SetupError, create_user,  # noqa: E402
-                      create_workspace, eq, expect, expect_error, expect_time, fake_key,
-                      run, true)
+from krclient import (CheckError, RecordingClient, create_user,  # noqa: E402
+                      create_workspace, eq, expect, expect_error, expect_time,
+                      fake_key, leaked_keys, run, true, user_client)
 
 KEY_FIELDS = ("id", "provider", "name", "maskedKey", "status", "isEnabled", "priority",
               "lastError", "validatedAt", "lastUsedAt", "expiresAt", "consecutiveFailures",
@@ -45,21 +45,9 @@ SEEN = []       # every answer of the server: "METHOD path -> status body"
 SECRETS = []    # every provider key this script made up
 
 
-class RecClient(Client):
-    """A Client that remembers every answer, for the "no secret anywhere" checks."""
-
-    def request(self, method, path, **kw):
-        r = super().request(method, path, **kw)
-        SEEN.append("%s %s -> %d %s" % (r.method, r.path, r.status, r.text))
-        return r
-
-
 def login(base, email, password):
-    c = RecClient(base)
-    r = c.login(email, password)
-    if r.status != 200:
-        raise SetupError("login as %s: %s" % (email, r.describe()))
-    return c
+    """A client logged in as email whose answers are kept in SEEN."""
+    return user_client(base, email, password, seen=SEEN)
 
 
 def rnd(n):
@@ -77,18 +65,9 @@ def masked(k):
     return (ELLIPSIS + k[-2:]) if len(k) < 16 else (k[:7] + ELLIPSIS + k[-4:])
 
 
-def middle(k):
-    """The part of a key that no masked form ever shows."""
-    return k[7:-4] if len(k) >= 16 else k
-
-
 def leaks(text, keys=None):
     """The keys (shortened) whose whole text or hidden middle appears in text."""
-    out = []
-    for k in (SECRETS if keys is None else keys):
-        if k in text or (len(middle(k)) >= 8 and middle(k) in text):
-            out.append(k[:6] + "...")
-    return out
+    return leaked_keys(text, SECRETS if keys is None else keys)
 
 
 def same_answer(a, b, subst):
@@ -192,7 +171,7 @@ def body(t):
             r = adm.post("/api/workspaces/%s/tokens" % ws_a,
                          json={"name": "keys " + role, "role": role})
             expect(201, r, "token " + role)
-            toks[role] = RecClient(base, bearer=r.json["secret"])
+            toks[role] = RecordingClient(base, SEEN, bearer=r.json["secret"])
     wadm = users["admin"][1]
     wadm_id = users["admin"][0]["id"]
     roles = {"admin session": wadm, "member session": users["member"][1],
@@ -208,7 +187,7 @@ def body(t):
             eq(r.json, {"keys": []}, "answer")
 
     with t("GET keys without a session or token: 401 unauthorized"):
-        expect_error(RecClient(base).get(K(ws_a)), 401, "unauthorized")
+        expect_error(RecordingClient(base, SEEN).get(K(ws_a)), 401, "unauthorized")
 
     with t("GET keys?provider=nope: 422 field provider"):
         expect_error(wadm.get(K(ws_a) + "?provider=nope"), 422, "validation_failed",

@@ -24,9 +24,9 @@ import urllib.parse
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import krstack  # noqa: E402
-from krclient import (CheckError, Client, SetupError, create_user,  # noqa: E402
-                      create_workspace, eq, expect, expect_error, expect_time, fake_key, run,
-                      true)
+from krclient import (CheckError, Client, RecordingClient,  # noqa: E402
+                      create_user, create_workspace, eq, expect, expect_error, expect_time,
+                      fake_key, leaked_keys, run, true, user_client)
 
 PROVIDERS = ("anthropic", "openai", "google", "zai", "moonshot", "openai_compatible")
 # providers.md: protocol and default model of each provider.
@@ -47,19 +47,9 @@ SEEN = []
 SECRETS = []
 
 
-class RecClient(Client):
-    def request(self, method, path, **kw):
-        r = super().request(method, path, **kw)
-        SEEN.append("%s %s -> %d %s" % (r.method, r.path, r.status, r.text))
-        return r
-
-
 def login(base, email, password):
-    c = RecClient(base)
-    r = c.login(email, password)
-    if r.status != 200:
-        raise SetupError("login as %s: %s" % (email, r.describe()))
-    return c
+    """A client logged in as email whose answers are kept in SEEN."""
+    return user_client(base, email, password, seen=SEEN)
 
 
 def rnd(n):
@@ -71,11 +61,8 @@ def gen(provider):
 
 
 def leaks(text, keys=None):
-    out = []
-    for k in (SECRETS if keys is None else keys):
-        if k in text or k[7:-4] in text:
-            out.append(k[:6] + "...")
-    return out
+    """The keys (shortened) whose whole text or hidden middle appears in text."""
+    return leaked_keys(text, SECRETS if keys is None else keys)
 
 
 def body(t):
@@ -128,7 +115,7 @@ def body(t):
             r = adm.post("/api/workspaces/%s/tokens" % ws_a,
                          json={"name": "providers " + role, "role": role})
             expect(201, r, "token " + role)
-            toks[role] = RecClient(base, bearer=r.json["secret"])
+            toks[role] = RecordingClient(base, SEEN, bearer=r.json["secret"])
     wadm = users["admin"][1]
     wadm_id = users["admin"][0]["id"]
     roles = {"admin session": wadm, "member session": users["member"][1],
@@ -176,7 +163,7 @@ def body(t):
                % pid)
 
     with t("GET providers without a session or token: 401"):
-        expect_error(RecClient(base).get(PV(ws_a)), 401, "unauthorized")
+        expect_error(RecordingClient(base, SEEN).get(PV(ws_a)), 401, "unauthorized")
 
     # -- PUT ---------------------------------------------------------------------------------
     full = {"primary": "anthropic", "fallbackChain": ["google", "zai", "moonshot"],

@@ -336,6 +336,20 @@ class Client:
         return c
 
 
+class RecordingClient(Client):
+    """A Client that appends every answer to the list seen, as "METHOD path -> status body",
+    for the checks that no secret shows up in any answer."""
+
+    def __init__(self, base_url, seen, **kw):
+        super().__init__(base_url, **kw)
+        self.seen = seen
+
+    def request(self, method, path, **kw):
+        r = super().request(method, path, **kw)
+        self.seen.append("%s %s -> %d %s" % (r.method, r.path, r.status, r.text))
+        return r
+
+
 # ---------------------------------------------------------------------------------------------
 # Assertions
 
@@ -367,6 +381,17 @@ def fake_key(provider, remember=None, rng=None):
     if remember is not None:
         remember.append(k)
     return k
+
+
+def leaked_keys(text, keys):
+    """The keys (shortened to their first 6 characters) whose whole text, or the middle that
+    no masked form shows (api.md: at most the first 7 and the last 4), appears in text."""
+    out = []
+    for k in keys:
+        middle = k[7:-4] if len(k) >= 16 else k
+        if k in text or (len(middle) >= 8 and middle in text):
+            out.append(k[:6] + "...")
+    return out
 
 
 def wait_for(what, fn, timeout, interval=0.1):
@@ -620,9 +645,10 @@ def private_stack(t, prefix, label, env=None, config=None):
             shutil.rmtree(root, ignore_errors=True)
 
 
-def user_client(stack_or_url, email, password):
+def user_client(stack_or_url, email, password, seen=None):
+    """A client logged in as email; a RecordingClient into the list seen when given."""
     base = stack_or_url if isinstance(stack_or_url, str) else stack_or_url.base_url
-    c = Client(base)
+    c = Client(base) if seen is None else RecordingClient(base, seen)
     _need(200, c.login(email, password), "login as %s" % email)
     return c
 
