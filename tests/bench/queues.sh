@@ -6,13 +6,17 @@
 #   (c) stub at once, 20,000 jobs, 64 at once
 # Prints wall, limit, ratio and the worker's peak RSS (VmHWM), or jobs/s for (c). Throwaway
 # PostgreSQL cluster and Redis in a temporary directory; npm packages in build-bench/queue-ref.
+# With QUEUES_JSON=FILE each result is also appended to FILE as a line of JSON (runner.sh reads
+# them to compare keyrelay with both queues measured in the same sitting).
 #
 #   tests/bench/queues.sh [runs] [scenarios, e.g. a,b,c] [queues, e.g. pgboss,bullmq]
+#                         [number of the first run, 1 unless said]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 runs=${1:-1}
 scenarios=${2:-a,b,c}
 queues=${3:-pgboss,bullmq}
+first_run=${4:-1}
 
 deploy/install-packages.sh postgresql redis-server > /dev/null
 mkdir -p build-bench/queue-ref
@@ -67,7 +71,7 @@ pg_url="postgres://postgres@127.0.0.1:$pgport/postgres"
 echo "pg-boss $(node -p "require('$QUEUE_REF_MODULES/pg-boss/package.json').version") on PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}') (fsync=on, synchronous_commit=on); BullMQ $(node -p "require('$QUEUE_REF_MODULES/bullmq/package.json').version") on Redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') (appendonly no)"
 IFS=, read -ra scs <<< "$scenarios"
 IFS=, read -ra qs <<< "$queues"
-for run in $(seq "$runs"); do
+for run in $(seq "$first_run" $((first_run + runs - 1))); do
     for sc in "${scs[@]}"; do
         case $sc in
             a) jobs=5000; conc=500; delay=1000 ;;
@@ -102,6 +106,14 @@ else:
     print("run %s (%s) %-7s %5d jobs, %4d at once: wall %6.2f s  %6.0f jobs/s  peak RSS %5.1f MB"
           "  completed %d" % (run, sc, q, jobs, conc, r["wall_s"], jobs / r["wall_s"],
                               r["peak_rss_mb"], r["completed"]) + tail)
+if os.environ.get("QUEUES_JSON"):
+    row = {"run": int(run), "scenario": sc, "queue": q, "jobs": jobs, "in_flight": conc,
+           "delay_ms": delay, "wall_s": r["wall_s"], "jobs_per_s": jobs / r["wall_s"],
+           "limit_s": jobs / conc * delay / 1000 if delay else 0,
+           "peak_rss_mb": r["peak_rss_mb"], "completed": r["completed"], "busy_pct": busy}
+    row["ratio"] = r["wall_s"] / row["limit_s"] if delay else None
+    with open(os.environ["QUEUES_JSON"], "a") as f:
+        f.write(json.dumps(row) + "\n")
 PY
             if [ "$q" = bullmq ]; then redis-cli -p "$redisport" flushall > /dev/null; fi
         done

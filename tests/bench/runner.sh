@@ -10,23 +10,39 @@
 #       the library without HTTP: jobs/s and MariaDB's CPU per job, beside (c)'s
 # The provider is tests/bench/fast_stub.c (built here with cc): the Python stub cannot keep
 # 2,000 one-second calls on time, which the stub check printed first shows in the same run.
-# The pg-boss and BullMQ figures printed are the issue's; tests/bench/queues.sh measures both on
-# this machine with the same stub. Each scenario also prints how much CPU other processes took:
-# on a shared 2-core machine that decides more of the result than one would like.
+# After each keyrelay run, tests/bench/queues.sh runs pg-boss and BullMQ through the same
+# scenarios (a, b, c) with the same stub, and tests/bench/compare.py ends with both beside
+# keyrelay, run by run: this machine's speed drifts by 15 % between minutes, so the references
+# are measured in the same sitting, not quoted. --no-references skips them. Each scenario also
+# prints how much CPU other processes took: on a shared 2-core machine that decides more of the
+# result than one would like.
 #
-#   tests/bench/runner.sh [--runs N] [--scenarios a,b,c] [--profile DIR] [--json FILE]
-#                         [--no-stub-check]
+#   tests/bench/runner.sh [--runs N] [--scenarios a,b,c,d] [--profile DIR] [--json FILE]
+#                         [--no-stub-check] [--no-references]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 stub_check=--stub-check
-args=()
-for a in "$@"; do
-    if [ "$a" = --no-stub-check ]; then stub_check=; else args+=("$a"); fi
+references=1
+runs=2
+scenarios=a,b,c,d
+profile=()
+json=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --no-stub-check) stub_check= ;;
+        --no-references) references= ;;
+        --runs) runs=$2; shift ;;
+        --scenarios) scenarios=$2; shift ;;
+        --profile) profile=(--profile "$2"); shift ;;
+        --json) json=$2; shift ;;
+        *) echo "runner.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
 done
 
 extra=()
-case " $* " in *" --profile"*) extra+=(linux-perf) ;; esac
+[ ${#profile[@]} -eq 0 ] || extra+=(linux-perf)
 deploy/install-packages.sh wrk "${extra[@]}" > /dev/null
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF > /dev/null
 cmake --build build-bench -j"$(nproc)" > /dev/null
@@ -36,5 +52,32 @@ cc -O2 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -Ifcgi/lib -o build-bench
     tests/bench/queue_db.c build-bench/fcgi/libkeyrelay.a \
     $(pkg-config --cflags --libs libmariadb openssl libcurl json-c) -lpthread
 if [ "$(ulimit -n)" -lt 8192 ]; then ulimit -n 8192 2> /dev/null || true; fi
-exec python3 tests/bench/runner_bench.py --bin-dir build-bench/fcgi \
-    --fast-stub build-bench/fast_stub --queue-db build-bench/queue_db $stub_check "${args[@]}"
+
+out=$(mktemp -d /tmp/kr-bench.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+# The scenarios the queues can run too (d is keyrelay's database path alone).
+ref_scenarios=$(tr , '\n' <<< "$scenarios" | grep -x '[abc]' | paste -sd, || true)
+kr_json=()
+for run in $(seq "$runs"); do
+    kr_json+=("$out/keyrelay-$run.json")
+    last=()
+    [ "$run" -lt "$runs" ] || last=("${profile[@]}")
+    echo "== keyrelay-runner, run $run of $runs"
+    python3 tests/bench/runner_bench.py --bin-dir build-bench/fcgi \
+        --fast-stub build-bench/fast_stub --queue-db build-bench/queue_db $stub_check \
+        --runs 1 --first-run "$run" --scenarios "$scenarios" --json "$out/keyrelay-$run.json" \
+        "${last[@]}"
+    stub_check=
+    if [ -n "$references" ] && [ -n "$ref_scenarios" ]; then
+        echo "== pg-boss and BullMQ, run $run of $runs"
+        QUEUES_JSON=$out/queues.jsonl tests/bench/queues.sh 1 "$ref_scenarios" pgboss,bullmq "$run"
+    fi
+done
+if [ -n "$json" ]; then
+    python3 -c 'import json, sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))], indent=1))' \
+        "${kr_json[@]}" > "$json"
+fi
+if [ -n "$references" ] && [ -n "$ref_scenarios" ]; then
+    python3 tests/bench/compare.py --queues "$out/queues.jsonl" \
+        --keyrelay "${kr_json[@]}"
+fi

@@ -67,7 +67,8 @@ QUOTED = {
 STATUS_VARS = ("Com_stmt_execute", "Com_commit", "Com_begin", "Com_select", "Com_insert",
                "Com_update", "Com_insert_select", "Com_delete", "Questions",
                "Innodb_log_writes", "Innodb_data_fsyncs", "Innodb_os_log_written",
-               "Handler_write", "Handler_update", "Handler_read_key")
+               "Handler_write", "Handler_update", "Handler_read_key",
+               "Innodb_row_lock_waits", "Innodb_row_lock_time")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -381,19 +382,21 @@ def describe(r):
     lines.append("    per job: %.1f prepared statements (%.1f SELECT, %.1f INSERT, %.1f UPDATE, "
                  "%.1f INSERT..SELECT), %.2f commits, %.2f redo log writes, %.2f fsyncs, "
                  "%.0f redo bytes, %.1f rows written, %.1f rows updated;\n"
+                 "    row lock waits: %d, %d ms in all;\n"
                  "    CPU ms per job: runner %.2f, mariadbd %.2f, stub %.2f"
                  % (pj["Com_stmt_execute"], pj["Com_select"], pj["Com_insert"],
                     pj["Com_update"], pj["Com_insert_select"], pj["Com_commit"],
                     pj["Innodb_log_writes"], pj["Innodb_data_fsyncs"],
                     pj["Innodb_os_log_written"], pj["Handler_write"], pj["Handler_update"],
+                    pj["Innodb_row_lock_waits"] * n, pj["Innodb_row_lock_time"] * n,
                     1000 * cpu["runner"] / n,
                     1000 * cpu["mariadbd"] / n, 1000 * cpu["stub"] / n))
     lines.append("    machine: other processes used %.0f%% of the %d cores during the run "
                  "(1-min load average %.1f at the end)"
                  % (100 * r["other_cpu_s"] / (r["wall_s"] * os.cpu_count()), os.cpu_count(),
                     r["load_avg"]))
-    lines.append("    reference quoted from issue 4 (not measured by this script; same-run figures: "
-                 "tests/bench/queues.sh): " + QUOTED[name])
+    lines.append("    quoted in issue 4: " + QUOTED[name] + " (runner.sh measures both after "
+                 "each run: see its comparison at the end)")
     return "\n".join(lines)
 
 
@@ -418,6 +421,7 @@ def main():
     ap.add_argument("--fast-stub", required=True)
     ap.add_argument("--queue-db", help="the built tests/bench/queue_db.c (scenario d)")
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--first-run", type=int, default=1, help="the number of the first run")
     ap.add_argument("--scenarios", default="a,b,c,d")
     ap.add_argument("--stub-check", action="store_true")
     ap.add_argument("--profile", help="directory for perf reports of one more run")
@@ -451,7 +455,7 @@ def main():
         for svc in ("nginx", "fcgi", "stub"):  # idle, but out of the picture
             stack.stop_service(svc)
         db = Db(stack)
-        for run in range(1, args.runs + 1):
+        for run in range(args.first_run, args.first_run + args.runs):
             for name in names:
                 log("run %d, scenario %s" % (run, name))
                 if name == "d":
