@@ -22,6 +22,18 @@ static const char sql_claim_scan[] =
     "COALESCE(requested_model, ''), created_at, input, system_prompt, attempts, max_attempts "
     "FROM jobs WHERE claimable = 1 AND run_at <= NOW(3) "
     "ORDER BY claimable, priority DESC, run_at LIMIT ? FOR UPDATE SKIP LOCKED";
+/*
+ * The due jobs' ids by a plain read (scan_due), then those of them still claimable locked
+ * and read by primary key.
+ */
+static const char sql_claim_peek[] =
+    "SELECT id FROM jobs WHERE claimable = 1 AND run_at <= NOW(3) "
+    "ORDER BY claimable, priority DESC, run_at, id LIMIT ?";
+static struct kr_db_rows sql_claim_lock = {
+    "SELECT id, workspace_id, type, COALESCE(chat_id, ''), COALESCE(requested_provider, ''), "
+    "COALESCE(requested_model, ''), created_at, input, system_prompt, attempts, max_attempts "
+    "FROM jobs FORCE INDEX (PRIMARY) WHERE claimable = 1 AND run_at <= NOW(3) AND id IN (?",
+    ",?", ") ORDER BY claimable, priority DESC, run_at, id FOR UPDATE SKIP LOCKED", { NULL } };
 /* The jobs taken, as one IN list padded to a power of two (kr_db_rows_fit). */
 static struct kr_db_rows sql_claim_take = {
     "UPDATE jobs SET status = 'running', lease_token = ?, runner_id = ?, "
@@ -281,9 +293,58 @@ take_rows(struct claim_ctx *c, const struct kr_db_res *rows, const char *const *
 }
 
 /*
- * Two statements whatever the batch: lock the due rows wanted (jobs of capped workspaces
- * are skipped; a wider scan only when they left some behind), and take those with one
- * lease token for the batch (each change later is fenced on id and token together).
+ * The due rows, at most max, locked, in the claim order: sql_claim_scan's answer. That
+ * locking scan of jobs_claim steps over every entry that earlier claims left delete-marked
+ * until purge removes it, and checks each one for a lock; when purge lags behind a busy
+ * queue, that is milliseconds per claim. A plain read steps over them cheaply, so the ids
+ * come from one (sql_claim_peek) and are then locked by primary key (sql_claim_lock). Only
+ * when another claim took or holds some of them does the locking scan run after all.
+ *
+ * Locking by primary key leaves the jobs_claim entries unlocked. When another runner's
+ * locking scan passes them meanwhile, it skips the rows (locked here) but keeps the entries
+ * locked until it commits, and this claim's update waits that long for them: a wait of one
+ * short transaction, never a cycle (that scan's own rows are locked entry first, and no
+ * claim here holds an entry). The same scan, run here as the fallback, skips such rows too:
+ * they stay locked but untaken until this transaction ends, and the next claim takes them.
+ */
+static enum kr_db_err
+scan_due(struct kr_db *db, unsigned max, struct kr_db_res *rows)
+{
+	struct kr_dbp p[KR_DB_ROWS_MAX];
+	const char *ids[KR_DB_ROWS_MAX];
+	struct kr_db_res peek;
+	enum kr_db_err rc;
+	unsigned np;
+
+	p[0] = KR_P_INT(max);
+	if ((rc = kr_db_exec(db, sql_claim_peek, p, 1, &peek, NULL)) != KR_DB_OK)
+		return rc;
+	if (peek.nrows == 0) {
+		*rows = peek;	/* nothing due */
+		return KR_DB_OK;
+	}
+	if (peek.nrows > KR_DB_ROWS_MAX) {
+		kr_db_res_free(&peek);
+		return kr_db_exec(db, sql_claim_scan, p, 1, rows, NULL);
+	}
+	for (unsigned i = 0; i < peek.nrows; i++)
+		ids[i] = kr_db_cell(&peek, i, 0);
+	np = kr_queue__bind_ids(p, 0, ids, peek.nrows);
+	rc = kr_db_exec(db, kr_db_rows_sql(&sql_claim_lock, kr_db_rows_fit(peek.nrows)), p, np,
+	    rows, NULL);
+	if (rc == KR_DB_OK && rows->nrows < peek.nrows) {
+		kr_db_res_free(rows);
+		p[0] = KR_P_INT(max);
+		rc = kr_db_exec(db, sql_claim_scan, p, 1, rows, NULL);
+	}
+	kr_db_res_free(&peek);
+	return rc;
+}
+
+/*
+ * Lock the due rows wanted (scan_due; jobs of capped workspaces are skipped, and a wider
+ * scan runs only when they left some behind), and take those with one lease token for the
+ * batch (each change later is fenced on id and token together).
  */
 static enum kr_db_err
 claim_body(struct kr_db *db, void *arg)
@@ -299,8 +360,7 @@ claim_body(struct kr_db *db, void *arg)
 	unsigned np;
 
 	claim_reset(c);
-	p[0] = KR_P_INT(c->max);
-	if ((rc = kr_db_exec(db, sql_claim_scan, p, 1, &rows, NULL)) != KR_DB_OK)
+	if ((rc = scan_due(db, c->max, &rows)) != KR_DB_OK)
 		return rc;
 	if (!take_rows(c, &rows, NULL, 0, ids, row, &n) && rows.nrows == c->max) {
 		const char *first[KR_DB_ROWS_MAX];

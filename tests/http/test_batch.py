@@ -15,6 +15,10 @@ probe claims the jobs.
 4. Four jobs, one whose attempts counter grew in the database after the claim (a recorded
    failure whose commit landed twice): all stored, that one's attempt numbered from the
    database's counter.
+5. A claim while another session holds the oldest due job locked (as a claim in flight
+   elsewhere would), with more due jobs than one claim takes: the claim's plain read offers
+   the held job, the lock by primary key skips it, and the locking scan it falls back on
+   takes a full batch of the others; the held job is taken once the session ends.
 
 Stand-alone: needs KEYRELAY_BIN_DIR and KEYRELAY_BATCH_PROBE (the built kr-batch-probe).
 KEYRELAY_TEST_KEEP=1 keeps the stack's directory.
@@ -29,6 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from krclient import SetupError, eq, private_stack, run  # noqa: E402
 from test_runner import ENV, Ws, token  # noqa: E402
+
+BATCH = 128     # KR_QUEUE_BATCH_MAX: the most jobs one claim of kr-batch-probe takes
 
 
 def probe(s, ws_id, steal="", bump=""):
@@ -150,6 +156,36 @@ def scenarios(t, s, admin):
         (payload,), = s.sql("SELECT payload FROM events WHERE type = 'job_succeeded' AND "
                             "payload LIKE ?", "%%\"jobId\":\"%s\"%%" % bumped)
         eq(json.loads(payload)["job"]["attempts"], 2, "attempts in its job_succeeded event")
+
+    with t.setup("setup: %d queued tasks, the oldest held locked by another session"
+                 % (BATCH + 5)):
+        ids = [ws.task("task %d %s" % (i, token()))["id"] for i in range(BATCH + 5)]
+        (held,), = s.sql("SELECT id FROM jobs WHERE workspace_id = ? AND status = 'queued' "
+                         "ORDER BY priority DESC, run_at, id LIMIT 1", ws.id)
+    lock = s.session()
+    try:
+        with t.setup("setup: the other session locks it"):
+            lock.run("START TRANSACTION")
+            eq(lock.run("SELECT id FROM jobs WHERE id = ? FOR UPDATE", held), [held],
+               "the row the other session locked")
+        with t("a claim meanwhile takes a full batch, not the held job"):
+            out, rc = probe(s, ws.id)
+            eq(rc, 0, "kr_queue_succeed_batch's result")
+            eq(len(out), BATCH, "jobs claimed and stored")
+            eq(held in out, False, "the held job among them")
+            eq(set(out.values()), {"done"}, "their results")
+            eq(s.sql("SELECT status FROM jobs WHERE id = ?", held), [("queued",)],
+               "the held job's status")
+    finally:
+        lock.close()    # rolls back: the row is free when it returns
+    with t("once the other session ends, the next claim takes the held job and the rest"):
+        left = {r[0] for r in s.sql("SELECT id FROM jobs WHERE workspace_id = ? AND "
+                                    "status = 'queued'", ws.id)}
+        eq(len(left), 5, "jobs still queued")
+        eq(held in left, True, "the held job among them")
+        out, rc = probe(s, ws.id)
+        eq(rc, 0, "kr_queue_succeed_batch's result")
+        eq(out, {j: "done" for j in left}, "each job's result")
 
 
 if __name__ == "__main__":

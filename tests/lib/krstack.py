@@ -56,6 +56,7 @@ import os
 import pwd
 import re
 import secrets
+import select
 import shutil
 import signal
 import socket
@@ -203,6 +204,66 @@ def _provider_env(provider):
 def _plain_env():
     """Environment for MariaDB and nginx: the caller's, without KEYRELAY_* (secrets)."""
     return {k: v for k, v in os.environ.items() if not k.startswith("KEYRELAY_")}
+
+
+class SqlSession:
+    """One mariadb client connection, kept open: run(sql) sends statements (parameters
+    bound as in Stack.sql) and answers their output lines once they have all run."""
+
+    _MARK = "kr-session-mark"
+
+    def __init__(self, argv):
+        self.p = subprocess.Popen(argv + ["--unbuffered"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._buf = b""
+
+    def run(self, query, *params, timeout=30):
+        try:
+            self.p.stdin.write((bind_sql(query, params) + ";\nSELECT '%s';\n"
+                                % self._MARK).encode("utf-8"))
+            self.p.stdin.flush()
+        except OSError as e:
+            raise StackError("mariadb session: %s" % e)
+        lines, fd = [], self.p.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self._buf:
+                line, self._buf = self._buf.split(b"\n", 1)
+                line = line.decode("utf-8", "replace")
+                if line == self._MARK:
+                    return lines
+                lines.append(line)
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise StackError("mariadb session: no answer in %d s" % timeout)
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise StackError("mariadb session ended: %s"
+                                 % self.p.stderr.read().decode("utf-8", "replace").strip())
+            self._buf += chunk
+
+    def close(self):
+        """Ends the session; an open transaction is rolled back first, and its locks are
+        gone when this returns (the server would otherwise end it on its own time)."""
+        if self.p.poll() is None:
+            try:
+                self.run("ROLLBACK", timeout=10)
+            except (StackError, OSError):
+                pass
+            self.p.stdin.close()
+            try:
+                self.p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.p.stdout.close()
+        self.p.stderr.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def _tool(name):
@@ -728,10 +789,20 @@ class Stack:
             input=input, stdin=None if input is not None else subprocess.DEVNULL,
             capture_output=True, text=True, env=self._env(), timeout=timeout)
 
-    def _mariadb_client(self, sql, database=None, xml=False, timeout=60):
+    def _mariadb_argv(self):
         user = pwd.getpwuid(os.getuid()).pw_name
-        argv = [_tool("mariadb"), "--no-defaults", "--protocol=socket", "--socket=" + self.mariadb_socket,
-                "--user=" + user, "--default-character-set=utf8mb4", "--batch"]
+        return [_tool("mariadb"), "--no-defaults", "--protocol=socket",
+                "--socket=" + self.mariadb_socket, "--user=" + user,
+                "--default-character-set=utf8mb4", "--batch"]
+
+    def session(self):
+        """A SqlSession of its own on the database (as its superuser), kept open until
+        closed: for holding a transaction or a lock while something else runs."""
+        return SqlSession(self._mariadb_argv() + ["--database=" + self.db_name,
+                                                  "--skip-column-names"])
+
+    def _mariadb_client(self, sql, database=None, xml=False, timeout=60):
+        argv = self._mariadb_argv()
         if database:
             argv.append("--database=" + database)
         if xml:
