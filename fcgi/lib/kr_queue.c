@@ -91,10 +91,11 @@ static struct kr_db_rows sql_held = {
 static const char sql_transient[] =
     "SELECT provider FROM job_attempts WHERE job_id = ? AND outcome = 'transient' "
     "GROUP BY provider HAVING COUNT(*) >= ?";
+/* Newest first, as messages_chat is read backwards; kr_queue_history turns it around. */
 static const char sql_history[] =
-    "SELECT direction, content FROM (SELECT direction, content, created_at, id FROM messages "
+    "SELECT direction, content FROM messages "
     "WHERE workspace_id = ? AND chat_id = ? AND created_at <= ? "
-    "ORDER BY created_at DESC, id DESC LIMIT ?) h ORDER BY created_at, id";
+    "ORDER BY created_at DESC, id DESC LIMIT ?";
 
 void
 kr_claimed_release(struct kr_claimed *j)
@@ -892,6 +893,18 @@ kr_queue_history(struct kr_db *db, const struct kr_claimed *j, unsigned max,
 {
 	struct kr_dbp p[4] = { KR_P_STR(j->ws_id), KR_P_STR(j->chat_id), KR_P_STR(j->created_at),
 	    KR_P_INT(max) };
+	enum kr_db_err rc = kr_db_exec(db, sql_history, p, 4, res, NULL);
 
-	return kr_db_exec(db, sql_history, p, 4, res, NULL);
+	/* Oldest first: swap the rows end for end. */
+	for (unsigned a = 0, b = res->nrows; rc == KR_DB_OK && a + 1 < b; a++, b--)
+		for (unsigned c = 0; c < res->ncols; c++) {
+			size_t x = (size_t)a * res->ncols + c, y = (size_t)(b - 1) * res->ncols + c;
+			char *cell = res->cells[x];
+			size_t len = res->lens[x];
+			res->cells[x] = res->cells[y];
+			res->lens[x] = res->lens[y];
+			res->cells[y] = cell;
+			res->lens[y] = len;
+		}
+	return rc;
 }

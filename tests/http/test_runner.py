@@ -600,6 +600,22 @@ def scenarios(t, s, admin):
         dump = json.dumps(calls_with(s, scx)[-1]["body"])
         true(tok in dump, "the schedule's input is not in the provider request: %s"
              % dump[:800])
+    with t("a chat message's call carries the chat's history, oldest first, answers as the "
+           "assistant, the new message last"):
+        tok = token("NEXT")
+        jm = wc.say(chat_c, "and now: " + tok)
+        eq(wc.wait(jm["id"])["status"], "succeeded", "status")
+        msgs = wc.messages(chat_c)
+        mine = [m for m in msgs if m["jobId"] == jm["id"] or m["content"].endswith(tok)]
+        before = msgs[:msgs.index(mine[0])]
+        want = [{"role": "assistant" if m["direction"] == "out" else "user",
+                 "content": m["content"]} for m in before]
+        want.append({"role": "user", "content": "and now: " + tok})
+        body = calls_with(s, scx)[-1]["body"]
+        got = [{"role": m.get("role"), "content": m.get("content")}
+               for m in body.get("messages", [])]
+        eq(len(before) >= 4, True, "earlier messages in the chat (%d)" % len(before))
+        eq(got, want, "the messages of the provider request")
 
     # -- cancel of a running job ---------------------------------------------------------------
     with t.setup("setup: a job whose call takes 10 s, running"):
