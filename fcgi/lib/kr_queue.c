@@ -103,6 +103,8 @@ kr_claimed_release(struct kr_claimed *j)
 	free(j->input);
 	free(j->system_prompt);
 	j->input = j->system_prompt = NULL;
+	kr_db_res_free(&j->history);
+	j->has_history = 0;
 }
 
 /*

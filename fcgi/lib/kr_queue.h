@@ -30,6 +30,9 @@ struct kr_claimed {
 	char	*system_prompt;			/* malloc'd, NULL when none */
 	unsigned attempts;			/* provider calls made so far */
 	unsigned max_attempts;
+	/* A chat job's history (kr_queue_history) when read before its first call. */
+	struct kr_db_res history;
+	int	 has_history;
 };
 
 void	kr_claimed_release(struct kr_claimed *j);

@@ -100,6 +100,12 @@ claim(struct runner *r, size_t want)
 	if (kr_queue_claim(a->db, r->id, r->cfg->runner_lease_seconds, (unsigned)want,
 	    may_take, r, &jobs, &n) != KR_DB_OK)
 		n = 0;
+	/* A chat job's history, read here so that the main loop need not when the call starts
+	 * (on failure it does). */
+	for (size_t i = 0; i < n; i++)
+		if (jobs[i].chat_id[0] != '\0')
+			jobs[i].has_history = kr_queue_history(a->db, &jobs[i], HISTORY_MAX,
+			    &jobs[i].history) == KR_DB_OK;
 	pthread_mutex_lock(&r->lock);
 	for (size_t i = 0; i < n; i++) {
 		struct ws_count *w = flight_ws(r, jobs[i].ws_id, 1);

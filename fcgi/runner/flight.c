@@ -17,7 +17,6 @@
 #include "runner.h"
 
 #define TRANSIENT_PER_PROVIDER	2	/* transient failures before the next provider */
-#define HISTORY_MAX		40	/* chat messages sent as context */
 #define KEY_TOUCH_MS		10000	/* last_used_at's precision (kr_select's use_stale) */
 
 static void flight_next(struct runner *r, struct flight *f);
@@ -292,9 +291,16 @@ flight_call(struct runner *r, struct flight *f, const struct kr_candidate *c)
 
 	if (key_secret(r, f->job.ws_id, c, &key, &len) != 0)
 		return -1;
-	if (f->job.chat_id[0] != '\0' &&
-	    kr_queue_history(r->db, &f->job, HISTORY_MAX, &hist) == KR_DB_OK && hist.nrows > 0 &&
-	    (msgs = calloc(hist.nrows + 1, sizeof(*msgs))) != NULL) {
+	if (f->job.has_history) {
+		/* Read by the claim thread: the first call does not wait for the database. The
+		 * job keeps it no longer (later attempts read it again here, as they are rare). */
+		hist = f->job.history;
+		memset(&f->job.history, 0, sizeof(f->job.history));
+		f->job.has_history = 0;
+	} else if (f->job.chat_id[0] != '\0' &&
+	    kr_queue_history(r->db, &f->job, HISTORY_MAX, &hist) != KR_DB_OK)
+		kr_db_res_free(&hist);
+	if (hist.nrows > 0 && (msgs = calloc(hist.nrows + 1, sizeof(*msgs))) != NULL) {
 		for (unsigned i = 0; i < hist.nrows; i++) {
 			msgs[i].role = strcmp(kr_db_cell(&hist, i, 0), "out") == 0 ? "assistant" :
 			    "user";

@@ -71,6 +71,7 @@ struct pass {
  * success on a healthy key sets it once per KEY_TOUCH_MS, not once per call.
  */
 #define KEY_TOUCH_SLOTS	256
+#define HISTORY_MAX	40	/* chat messages sent as context */
 struct key_touch {
 	char	key_id[KR_UUID_MAX];
 	int64_t	at;			/* kr_time_mono_ms */
