@@ -35,6 +35,7 @@
 #define PASS_MS		20	/* first attempts this close together share their key reads */
 #define AHEAD_MAX	(2 * CLAIM_BATCH)	/* ready jobs at most */
 #define FULL_WAIT_MS	100	/* the longest sleep without room (a safety net) */
+#define HISTORY_AHEAD_MAX (64 * 1024)	/* bytes of a ready job's history, at most */
 
 struct ahead {
 	struct kr_db		*db;
@@ -101,11 +102,19 @@ claim(struct runner *r, size_t want)
 	    may_take, r, &jobs, &n) != KR_DB_OK)
 		n = 0;
 	/* A chat job's history, read here so that the main loop need not when the call starts
-	 * (on failure it does). */
+	 * (it does when this read failed, or when the history was too long to hold ahead). */
 	for (size_t i = 0; i < n; i++)
-		if (jobs[i].chat_id[0] != '\0')
-			jobs[i].has_history = kr_queue_history(a->db, &jobs[i], HISTORY_MAX,
-			    &jobs[i].history) == KR_DB_OK;
+		if (jobs[i].chat_id[0] != '\0' && kr_queue_history(a->db, &jobs[i], HISTORY_MAX,
+		    &jobs[i].history) == KR_DB_OK) {
+			size_t bytes = 0;
+			for (size_t c = 0; c < (size_t)jobs[i].history.nrows *
+			    jobs[i].history.ncols; c++)
+				bytes += jobs[i].history.lens[c];
+			if (bytes <= HISTORY_AHEAD_MAX)
+				jobs[i].has_history = 1;
+			else
+				kr_db_res_free(&jobs[i].history);
+		}
 	pthread_mutex_lock(&r->lock);
 	for (size_t i = 0; i < n; i++) {
 		struct ws_count *w = flight_ws(r, jobs[i].ws_id, 1);

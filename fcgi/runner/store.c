@@ -59,8 +59,10 @@ store_item(struct flight *f, struct kr_llm_result *res)
 
 	if (s == NULL)
 		return NULL;
-	s->job = f->job;			/* the item owns input and prompt now */
+	s->job = f->job;			/* the item owns input, prompt, history now */
 	f->job.input = f->job.system_prompt = NULL;
+	memset(&f->job.history, 0, sizeof(f->job.history));
+	f->job.has_history = 0;
 	s->res = *res;				/* and the answer's text */
 	res->text = NULL;
 	s->provider = f->cand.prov->slug;
