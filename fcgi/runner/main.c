@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -338,11 +339,34 @@ run(struct runner *r, const sigset_t *sigs)
 	flight_release_all(r);
 }
 
+/*
+ * Every call in flight holds a socket, besides the database connections and the few files
+ * of the process: raise the soft limit on open files to what that needs when the hard limit
+ * allows (it is 1024 by default, below 2,000 calls), and say so when it does not.
+ */
+static void
+fd_limit(const struct kr_config *cfg)
+{
+	rlim_t need = (rlim_t)cfg->runner_max_in_flight + 64;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < need)
+		kr_warn("open files limited to %llu, below the %llu that runner.max_in_flight = %zu "
+		    "needs; calls beyond it fail (raise LimitNOFILE or ulimit -n)",
+		    (unsigned long long)rl.rlim_cur, (unsigned long long)need,
+		    (size_t)cfg->runner_max_in_flight);
+}
+
 static int
 setup(struct runner *r, const struct kr_config *cfg)
 {
 	memset(r, 0, sizeof(*r));
 	r->cfg = cfg;
+	fd_limit(cfg);
 	kr_uuid_new(r->id);
 	r->flights = calloc(cfg->runner_max_in_flight, sizeof(*r->flights));
 	r->free_slots = calloc(cfg->runner_max_in_flight, sizeof(*r->free_slots));
@@ -363,9 +387,10 @@ setup(struct runner *r, const struct kr_config *cfg)
 	curl_multi_setopt(r->multi, CURLMOPT_TIMERDATA, r);
 	curl_multi_setopt(r->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
 	    (long)cfg->runner_max_in_flight);
-	/* Idle connections kept for reuse: one per slot. curl's default is four per call in
-	 * flight at the moment a call ends, so a dip in the calls closed connections that the
-	 * next calls had to open again (a TLS handshake each, with a real provider). */
+	/* Connections kept for reuse, in use or idle, to every provider together: as many as
+	 * there are slots. curl's default is four per call in flight at the moment a call
+	 * ends, so a dip in the calls closed connections that the next calls had to open
+	 * again (a TLS handshake each, with a real provider). */
 	curl_multi_setopt(r->multi, CURLMOPT_MAXCONNECTS, (long)cfg->runner_max_in_flight);
 	return 0;
 }
