@@ -353,7 +353,8 @@ fd_limit(const struct kr_config *cfg)
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
 		return;
 	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
-	(void)setrlimit(RLIMIT_NOFILE, &rl);
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		(void)getrlimit(RLIMIT_NOFILE, &rl);	/* warn with what is in force */
 	if (rl.rlim_cur < need)
 		kr_warn("open files limited to %llu, below the %llu that runner.max_in_flight = %zu "
 		    "needs; calls beyond it fail (raise LimitNOFILE or ulimit -n)",
