@@ -5,6 +5,7 @@
 #include "kr_queue.h"
 #include "kr_queue_int.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,19 +55,62 @@ static struct kr_db_rows sql_batch_messages = {
     "INSERT INTO messages (id, workspace_id, chat_id, direction, sender, content, job_id) "
     "VALUES (?,?,?,'out',?,?,?)", ",(?,?,?,'out',?,?,?)", "", { NULL } };
 #define MESSAGE_COLS	6
-static struct kr_db_rows sql_batch_succeed = {
-    "UPDATE jobs j JOIN (SELECT ? AS id, ? AS lease, ? AS att, ? AS result, ? AS provider, "
-    "? AS model, ? AS key_id, ? AS fb, ? AS tin, ? AS tout, ? AS cost",
-    " UNION ALL SELECT ?,?,?,?,?,?,?,?,?,?,?",
-    ") v ON j.id = v.id AND j.lease_token = v.lease AND j.status = 'running' "
-    "AND j.attempts = v.att "
-    "SET j.status = 'succeeded', j.result = v.result, j.error = NULL, "
-    "j.finished_at = NOW(3), j.delivered_at = NOW(3), j.provider = v.provider, "
-    "j.model = v.model, j.key_id = v.key_id, j.used_fallback = v.fb, "
-    "j.attempts = j.attempts + 1, j.input_tokens = j.input_tokens + v.tin, "
-    "j.output_tokens = j.output_tokens + v.tout, j.cost_usd = j.cost_usd + v.cost, "
-    "j.lease_token = NULL, j.updated_at = NOW(3)", { NULL } };
-#define SUCCEED_COLS	11
+/*
+ * The success update of n jobs in one single-table statement. Each job's values are in
+ * per-column lists, picked by the job's position in the id list: the WHERE finds it once
+ * per row (FIELD) into @kr_i, checking lease and attempts counter with it, and the SET,
+ * which MariaDB evaluates only after the same row's WHERE, picks the rest with ELT. (A join
+ * with a derived table of the values did the same, but MariaDB's multi-table update keeps
+ * the new values in a temporary table created and dropped on disk for each statement.)
+ */
+enum { L_RESULT, L_PROVIDER, L_MODEL, L_KEY, L_FB, L_TIN, L_TOUT, L_COST, L_IDS, L_FIELD,
+    L_FENCE, L__N };
+static const char *const succeed_parts[L__N + 1] = {
+    "UPDATE jobs SET status = 'succeeded', result = ELT(@kr_i",
+    "), error = NULL, finished_at = NOW(3), delivered_at = NOW(3), provider = ELT(@kr_i",
+    "), model = ELT(@kr_i",
+    "), key_id = ELT(@kr_i",
+    "), used_fallback = ELT(@kr_i",
+    "), attempts = attempts + 1, input_tokens = input_tokens + CAST(ELT(@kr_i",
+    ") AS SIGNED), output_tokens = output_tokens + CAST(ELT(@kr_i",
+    ") AS SIGNED), cost_usd = cost_usd + CAST(ELT(@kr_i",
+    ") AS DECIMAL(14,6)), lease_token = NULL, updated_at = NOW(3) WHERE id IN (",
+    ") AND status = 'running' AND CONCAT(lease_token, '/', attempts) = "
+    "ELT(@kr_i := FIELD(id",
+    ")",
+    ")" };
+static char *succeed_text[8];		/* by log2(n), built once */
+static pthread_mutex_t succeed_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The text for n jobs, n a power of two up to KR_DB_ROWS_MAX; NULL without memory. */
+static const char *
+succeed_sql(size_t n)
+{
+	size_t cls = 0, len = 1;
+	char *t, *p;
+
+	while (((size_t)1 << cls) < n)
+		cls++;
+	if (n == 0 || ((size_t)1 << cls) != n || n > KR_DB_ROWS_MAX)
+		return NULL;
+	pthread_mutex_lock(&succeed_lock);
+	if ((t = succeed_text[cls]) == NULL) {
+		for (size_t l = 0; l <= L__N; l++)
+			len += strlen(succeed_parts[l]) + 2 * n;
+		if ((t = malloc(len)) != NULL) {
+			p = t;
+			for (size_t l = 0; l < L__N; l++) {
+				p = stpcpy(p, succeed_parts[l]);
+				for (size_t i = 0; i < n; i++)
+					p = stpcpy(p, l == L_IDS && i == 0 ? "?" : ",?");
+			}
+			stpcpy(p, succeed_parts[L__N]);
+			succeed_text[cls] = t;
+		}
+	}
+	pthread_mutex_unlock(&succeed_lock);
+	return t;
+}
 /* The attempt's number: the job's attempts counter before the update (batch_rows), plus one. */
 static struct kr_db_rows sql_batch_attempts = {
     "INSERT INTO job_attempts (job_id, workspace_id, attempt, provider, key_id, system_key, "
@@ -83,6 +127,7 @@ struct batch_rows {
 	unsigned		 attempts[KR_QUEUE_BATCH_MAX];	/* the counter before */
 	char			 msg_id[KR_QUEUE_BATCH_MAX][KR_UUID_MAX];
 	char			 cost[KR_QUEUE_BATCH_MAX][32];
+	char			 fence[KR_QUEUE_BATCH_MAX][KR_UUID_MAX + 16];	/* "lease/attempts" */
 };
 
 static long long
@@ -107,26 +152,51 @@ message_row(void *arg, size_t i, struct kr_dbp *p)
 	p[5] = KR_P_STR(j->id);
 }
 
-/* In job id order: the rows are locked in the order of the primary key, as everywhere. */
-static void
-succeed_row(void *arg, size_t i, struct kr_dbp *p)
+/* Held job i's value for list l (in job id order: rows are locked in primary key order). */
+static struct kr_dbp
+succeed_param(const struct batch_rows *br, size_t i, int l)
 {
-	struct batch_rows *br = arg;
 	size_t h = br->by_id[i];
 	const struct kr_claimed *j = br->b->jobs[br->held[h]];
 	const struct kr_attempt *a = br->b->attempts[br->held[h]];
 
-	p[0] = KR_P_STR(j->id);
-	p[1] = KR_P_STR(j->lease);
-	p[2] = KR_P_INT(br->attempts[h]);
-	p[3] = KR_P_STR(a->r->text != NULL ? a->r->text : "");
-	p[4] = KR_P_STR(a->provider);
-	p[5] = KR_P_STR(a->model);
-	p[6] = KR_P_STR(a->key_id);
-	p[7] = KR_P_INT(a->is_fallback);
-	p[8] = KR_P_INT(tokens(a->r->input_tokens));
-	p[9] = KR_P_INT(tokens(a->r->output_tokens));
-	p[10] = KR_P_STR(br->cost[h]);
+	switch (l) {
+	case L_RESULT:		return KR_P_STR(a->r->text != NULL ? a->r->text : "");
+	case L_PROVIDER:	return KR_P_STR(a->provider);
+	case L_MODEL:		return KR_P_STR(a->model);
+	case L_KEY:		return KR_P_STR(a->key_id);
+	case L_FB:		return KR_P_INT(a->is_fallback);
+	case L_TIN:		return KR_P_INT(tokens(a->r->input_tokens));
+	case L_TOUT:		return KR_P_INT(tokens(a->r->output_tokens));
+	case L_COST:		return KR_P_STR(br->cost[h]);
+	case L_FENCE:		return KR_P_STR(br->fence[h]);
+	default:		return KR_P_STR(j->id);		/* L_IDS, L_FIELD */
+	}
+}
+
+/* The success update of the held jobs, in power-of-two chunks; *changed: rows changed. */
+static enum kr_db_err
+exec_succeed(struct kr_db *db, const struct batch_rows *br, uint64_t *changed)
+{
+	struct kr_dbp *p = calloc(L__N * kr_db_rows_chunk(br->n), sizeof(*p));
+	enum kr_db_err rc = p != NULL ? KR_DB_OK : KR_DB_ERROR;
+	const char *sql;
+	uint64_t one;
+
+	*changed = 0;
+	for (size_t done = 0, k; done < br->n && rc == KR_DB_OK; done += k) {
+		unsigned np = 0;
+		k = kr_db_rows_chunk(br->n - done);
+		for (int l = 0; l < L__N; l++)
+			for (size_t i = 0; i < k; i++)
+				p[np++] = succeed_param(br, done + i, l);
+		one = 0;
+		rc = (sql = succeed_sql(k)) != NULL ? kr_db_exec(db, sql, p, np, NULL, &one) :
+		    KR_DB_ERROR;
+		*changed += one;
+	}
+	free(p);
+	return rc;
 }
 
 static void
@@ -150,6 +220,7 @@ hold(struct batch_rows *br, size_t i, unsigned attempts)
 
 	br->attempts[br->n] = attempts;
 	snprintf(br->cost[br->n], sizeof(br->cost[0]), "%.6f", br->b->costs[i]);
+	snprintf(br->fence[br->n], sizeof(br->fence[0]), "%s/%u", j->lease, attempts);
 	br->msg_id[br->n][0] = '\0';
 	if (j->chat_id[0] != '\0') {
 		kr_uuid_new(br->msg_id[br->n]);
@@ -263,8 +334,7 @@ batch_body(struct kr_db *db, void *arg)
 	if ((rc = batch_notify(db, b, notify)) != KR_DB_OK ||
 	    (rc = batch_hold(db, br)) != KR_DB_OK || br->n == 0)
 		goto out;
-	if ((rc = kr_db_exec_rows(db, &sql_batch_succeed, SUCCEED_COLS, br->n, succeed_row,
-	    br, &changed)) != KR_DB_OK)
+	if ((rc = exec_succeed(db, br, &changed)) != KR_DB_OK)
 		goto out;
 	if (changed != br->n) {
 		if (b->fenced)
