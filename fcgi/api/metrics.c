@@ -78,7 +78,11 @@ kr_metrics_render(struct kr_buf *out)
 	    (unsigned long long)kr_db_error_count());
 }
 
-static const char sql_jobs_by_status[] = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
+/* By stage (jobs_stage alone), and the due ones (stage 1) split by their status. */
+static const char sql_jobs_by_status[] =
+    "SELECT status, COUNT(*) FROM jobs WHERE stage = 1 GROUP BY status UNION ALL "
+    "SELECT ELT(stage - 1, 'running', 'succeeded', 'failed', 'cancelled'), COUNT(*) FROM jobs "
+    "WHERE stage > 1 GROUP BY stage";
 static const char sql_in_flight[] =
     "SELECT COALESCE(SUM(in_flight), 0), COUNT(*) FROM runners "
     "WHERE stopped_at IS NULL AND heartbeat_at > NOW(3) - INTERVAL 1 MINUTE";

@@ -20,20 +20,20 @@
 static const char sql_claim_scan[] =
     "SELECT id, workspace_id, type, COALESCE(chat_id, ''), COALESCE(requested_provider, ''), "
     "COALESCE(requested_model, ''), created_at, input, system_prompt, attempts, max_attempts "
-    "FROM jobs WHERE claimable = 1 AND run_at <= NOW(3) "
-    "ORDER BY claimable, priority DESC, run_at LIMIT ? FOR UPDATE SKIP LOCKED";
+    "FROM jobs WHERE stage = 1 AND due_at <= NOW(3) "
+    "ORDER BY stage, queue_rank DESC, due_at LIMIT ? FOR UPDATE SKIP LOCKED";
 /*
  * The due jobs' ids by a plain read (scan_due), then those of them still claimable locked
  * and read by primary key.
  */
 static const char sql_claim_peek[] =
-    "SELECT id FROM jobs WHERE claimable = 1 AND run_at <= NOW(3) "
-    "ORDER BY claimable, priority DESC, run_at, id LIMIT ?";
+    "SELECT id FROM jobs WHERE stage = 1 AND due_at <= NOW(3) "
+    "ORDER BY stage, queue_rank DESC, due_at, id LIMIT ?";
 static struct kr_db_rows sql_claim_lock = {
     "SELECT id, workspace_id, type, COALESCE(chat_id, ''), COALESCE(requested_provider, ''), "
     "COALESCE(requested_model, ''), created_at, input, system_prompt, attempts, max_attempts "
-    "FROM jobs FORCE INDEX (PRIMARY) WHERE claimable = 1 AND run_at <= NOW(3) AND id IN (?",
-    ",?", ") ORDER BY claimable, priority DESC, run_at, id FOR UPDATE SKIP LOCKED", { NULL } };
+    "FROM jobs FORCE INDEX (PRIMARY) WHERE stage = 1 AND due_at <= NOW(3) AND id IN (?",
+    ",?", ") ORDER BY stage, queue_rank DESC, due_at, id FOR UPDATE SKIP LOCKED", { NULL } };
 /* The jobs taken, as one IN list padded to a power of two (kr_db_rows_fit). */
 static struct kr_db_rows sql_claim_take = {
     "UPDATE jobs SET status = 'running', lease_token = ?, runner_id = ?, "
@@ -76,10 +76,11 @@ static const char sql_release[] =
 static struct kr_db_rows sql_extend = {
     "UPDATE jobs SET lease_expires_at = NOW(3) + INTERVAL ? SECOND "
     "WHERE runner_id = ? AND status = 'running' AND id IN (?", ",?", ")", { NULL } };
+/* Running jobs whose lease expired: a range of jobs_stage (stage 2, rank 0, due_at past). */
 static const char sql_expired[] =
     "SELECT id, workspace_id, lease_token, type, COALESCE(chat_id, ''), attempts, "
-    "max_attempts FROM jobs WHERE status = 'running' "
-    "AND lease_expires_at < NOW(3) LIMIT ? FOR UPDATE SKIP LOCKED";
+    "max_attempts FROM jobs WHERE stage = 2 AND queue_rank = 0 AND due_at < NOW(3) "
+    "LIMIT ? FOR UPDATE SKIP LOCKED";
 static const char sql_rescue[] =
     "UPDATE jobs SET status = 'queued', lease_token = NULL, runner_id = NULL, "
     "lease_expires_at = NULL, run_at = NOW(3), updated_at = NOW(3) "
