@@ -311,7 +311,8 @@ housekeeping(struct runner *r, struct timers *t, int64_t now)
 static void
 run(struct runner *r, const sigset_t *sigs)
 {
-	struct timers t = { INT64_MIN / 2, 0, 0, 0, 0 };
+	/* The first heartbeat and pruning at once, the rest in their time. */
+	struct timers t = { INT64_MIN / 2, 0, 0, INT64_MIN / 2, 0 };
 	struct timespec zero = { 0, 0 };
 	int64_t drain_until = 0, now;
 	int sig;
