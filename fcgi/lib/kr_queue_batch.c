@@ -57,16 +57,20 @@ static struct kr_db_rows sql_batch_messages = {
 #define MESSAGE_COLS	6
 /*
  * The success update of n jobs in one single-table statement. Each job's values are in
- * per-column lists, picked by the job's position in the id list: the WHERE finds it once
- * per row (FIELD) into @kr_i, checking lease and attempts counter with it, and the SET,
- * which MariaDB evaluates only after the same row's WHERE, picks the rest with ELT. (A join
- * with a derived table of the values did the same, but MariaDB's multi-table update keeps
- * the new values in a temporary table created and dropped on disk for each statement.)
+ * per-column lists, picked by the job's position in the id list (FIELD): the WHERE checks
+ * lease and attempts counter with it, and the SET finds it once more into @kr_i in its
+ * first value to pick the rest (ELT): MariaDB evaluates a single-table update's assignments
+ * left to right. The update walks the primary key, which it does not change, so MariaDB
+ * applies each row's SET as it meets the row. (A join with a derived table of the values
+ * did the same, but MariaDB's multi-table update carries the new values through temporary
+ * tables, created and dropped on disk for each statement.)
  */
-enum { L_RESULT, L_PROVIDER, L_MODEL, L_KEY, L_FB, L_TIN, L_TOUT, L_COST, L_IDS, L_FIELD,
-    L_FENCE, L__N };
+enum { L_SETIDS, L_RESULT, L_PROVIDER, L_MODEL, L_KEY, L_FB, L_TIN, L_TOUT, L_COST, L_IDS,
+    L_FIELD, L_FENCE, L__N };
 static const char *const succeed_parts[L__N + 1] = {
-    "UPDATE jobs SET status = 'succeeded', result = ELT(@kr_i",
+    "UPDATE jobs FORCE INDEX (PRIMARY) SET status = 'succeeded', "
+    "result = ELT(@kr_i := FIELD(id",
+    ")",
     "), error = NULL, finished_at = NOW(3), delivered_at = NOW(3), provider = ELT(@kr_i",
     "), model = ELT(@kr_i",
     "), key_id = ELT(@kr_i",
@@ -75,8 +79,7 @@ static const char *const succeed_parts[L__N + 1] = {
     ") AS SIGNED), output_tokens = output_tokens + CAST(ELT(@kr_i",
     ") AS SIGNED), cost_usd = cost_usd + CAST(ELT(@kr_i",
     ") AS DECIMAL(14,6)), lease_token = NULL, updated_at = NOW(3) WHERE id IN (",
-    ") AND status = 'running' AND CONCAT(lease_token, '/', attempts) = "
-    "ELT(@kr_i := FIELD(id",
+    ") AND status = 'running' AND CONCAT(lease_token, '/', attempts) = ELT(FIELD(id",
     ")",
     ")" };
 static char *succeed_text[8];		/* by log2(n), built once */
@@ -170,7 +173,7 @@ succeed_param(const struct batch_rows *br, size_t i, int l)
 	case L_TOUT:		return KR_P_INT(tokens(a->r->output_tokens));
 	case L_COST:		return KR_P_STR(br->cost[h]);
 	case L_FENCE:		return KR_P_STR(br->fence[h]);
-	default:		return KR_P_STR(j->id);		/* L_IDS, L_FIELD */
+	default:		return KR_P_STR(j->id);	/* L_SETIDS, L_IDS, L_FIELD */
 	}
 }
 
