@@ -1,6 +1,5 @@
 #include "kr_events.h"
 
-#include <limits.h>
 #include <stdlib.h>
 
 #include "kr_json.h"
@@ -31,17 +30,20 @@ static const char sql_bounds[] =
 static const char sql_last_seq[] = "SELECT event_seq FROM workspaces WHERE id = ?";
 /*
  * Pruning, workspace by workspace along the primary key: ids grow with time within a
- * workspace, so the old events are the first ones, up to the first to keep (which
- * sql_prune_keep finds reading only the old ones). The delete checks the time again: an id
- * taken while the clock was set back stays, and an event written meanwhile never goes.
+ * workspace, so the old events are the first ones, up to the first to keep. Each pass over
+ * a workspace looks at a window of its first PRUNE_WINDOW ids at most, so its cost is
+ * bounded however far behind the pruning is. The delete checks the time again: an id taken
+ * while the clock was set back stays, and an event written meanwhile never goes.
  */
+#define PRUNE_WINDOW	10000
 static const char sql_prune_workspaces[] = "SELECT id FROM workspaces ORDER BY id";
+static const char sql_prune_first[] = "SELECT MIN(seq) FROM events WHERE workspace_id = ?";
 static const char sql_prune_keep[] =
-    "SELECT seq FROM events WHERE workspace_id = ? AND created_at >= NOW(3) - INTERVAL ? HOUR "
-    "ORDER BY seq LIMIT 1";
+    "SELECT seq FROM events WHERE workspace_id = ? AND seq < ? "
+    "AND created_at >= NOW(3) - INTERVAL ? HOUR ORDER BY seq LIMIT 1";
 static const char sql_prune[] =
     "DELETE FROM events WHERE workspace_id = ? AND seq < ? "
-    "AND created_at < NOW(3) - INTERVAL ? HOUR ORDER BY seq LIMIT 10000";
+    "AND created_at < NOW(3) - INTERVAL ? HOUR";
 
 /*
  * Outside a transaction the sequence step and the row get one of their own: the id must
@@ -185,26 +187,37 @@ kr_events_last_seq(struct kr_db *db, const char *ws_id, uint64_t *last)
 	return KR_DB_OK;
 }
 
-/* Delete workspace ws_id's events older than hours (at most 10,000); *deleted: how many. */
+/*
+ * Delete workspace ws_id's events older than hours among its first PRUNE_WINDOW ids;
+ * *deleted: how many.
+ */
 static enum kr_db_err
 prune_workspace(struct kr_db *db, const char *ws_id, unsigned hours, uint64_t *deleted)
 {
-	struct kr_dbp p[3] = { KR_P_STR(ws_id), KR_P_INT(hours) };
+	struct kr_dbp p[3] = { KR_P_STR(ws_id) };
 	struct kr_db_res res;
 	enum kr_db_err rc;
+	long long end;
 
 	*deleted = 0;
-	if ((rc = kr_db_exec(db, sql_prune_keep, p, 2, &res, NULL)) != KR_DB_OK)
+	if ((rc = kr_db_exec(db, sql_prune_first, p, 1, &res, NULL)) != KR_DB_OK)
 		return rc;
-	/* No event to keep: every id there is, the time deciding. */
-	p[1] = KR_P_INT(res.nrows > 0 ? kr_db_cell_int(&res, 0, 0, 0) : LLONG_MAX);
+	end = kr_db_cell(&res, 0, 0) != NULL ? kr_db_cell_int(&res, 0, 0, 0) + PRUNE_WINDOW : 0;
+	kr_db_res_free(&res);
+	if (end == 0)
+		return KR_DB_OK;		/* no events */
+	p[1] = KR_P_INT(end);
 	p[2] = KR_P_INT(hours);
+	if ((rc = kr_db_exec(db, sql_prune_keep, p, 3, &res, NULL)) != KR_DB_OK)
+		return rc;
+	if (res.nrows > 0)
+		p[1] = KR_P_INT(kr_db_cell_int(&res, 0, 0, end));
 	kr_db_res_free(&res);
 	return kr_db_exec(db, sql_prune, p, 3, NULL, deleted);
 }
 
 enum kr_db_err
-kr_events_prune(struct kr_db *db, unsigned hours, uint64_t *deleted)
+kr_events_prune(struct kr_db *db, unsigned hours, uint64_t max, uint64_t *deleted)
 {
 	struct kr_db_res ws;
 	enum kr_db_err rc;
@@ -213,7 +226,7 @@ kr_events_prune(struct kr_db *db, unsigned hours, uint64_t *deleted)
 	*deleted = 0;
 	if ((rc = kr_db_exec(db, sql_prune_workspaces, NULL, 0, &ws, NULL)) != KR_DB_OK)
 		return rc;
-	for (unsigned r = 0; r < ws.nrows && rc == KR_DB_OK; r++)
+	for (unsigned r = 0; r < ws.nrows && rc == KR_DB_OK && *deleted < max; r++)
 		if ((rc = prune_workspace(db, kr_db_cell(&ws, r, 0), hours, &n)) == KR_DB_OK)
 			*deleted += n;
 	kr_db_res_free(&ws);

@@ -47,7 +47,12 @@ enum kr_db_err	kr_events_bounds(struct kr_db *db, const char *ws_id, uint64_t *f
 		    uint64_t *last);
 /* The workspace's latest event id (its sequence), also when older events were pruned. */
 enum kr_db_err	kr_events_last_seq(struct kr_db *db, const char *ws_id, uint64_t *last);
-/* Delete events older than hours, at most 10,000 per workspace; *deleted gets the count. */
-enum kr_db_err	kr_events_prune(struct kr_db *db, unsigned hours, uint64_t *deleted);
+/*
+ * Delete events older than hours, workspace by workspace, up to 10,000 of each per call;
+ * stops after the workspace that brings the count to max. *deleted gets the count: when it
+ * reaches max, there may be more to prune.
+ */
+enum kr_db_err	kr_events_prune(struct kr_db *db, unsigned hours, uint64_t max,
+		    uint64_t *deleted);
 
 #endif

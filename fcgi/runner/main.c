@@ -40,6 +40,7 @@
 #define HELD_MS		500
 #define RESCUE_MS	2000
 #define PRUNE_MS	(10 * 60 * 1000)
+#define PRUNE_MAX	10000	/* events deleted per pass, about */
 #define SCHEDULE_MS	1000
 #define NOTIFY_MS	1000
 
@@ -301,9 +302,12 @@ housekeeping(struct runner *r, struct timers *t, int64_t now)
 	}
 	if (now - t->prune >= PRUNE_MS) {
 		t->prune = now;
-		if (kr_events_prune(r->db, r->cfg->events_retention_hours, &pruned) == KR_DB_OK &&
-		    pruned > 0)
+		if (kr_events_prune(r->db, r->cfg->events_retention_hours, PRUNE_MAX,
+		    &pruned) == KR_DB_OK && pruned > 0) {
 			kr_info("pruned %llu old event(s)", (unsigned long long)pruned);
+			if (pruned >= PRUNE_MAX)	/* more to do: again in a second */
+				t->prune = now - PRUNE_MS + 1000;
+		}
 	}
 }
 
