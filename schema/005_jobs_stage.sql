@@ -9,6 +9,9 @@
 --   due_at     run_at, or while running the lease's expiry.
 -- Claims read stage 1 by rank and due_at, rescues the range of stage 2 whose due_at is past.
 -- A job changes its entry once per step: claim, heartbeat, finish.
+--
+-- The ALTER rebuilds jobs and keeps it read-only meanwhile (InnoDB cannot add stored
+-- generated columns in place): on a large table, run it in a quiet hour.
 ALTER TABLE jobs
   DROP INDEX jobs_claim,
   DROP INDEX jobs_running,

@@ -298,13 +298,13 @@ take_rows(struct claim_ctx *c, const struct kr_db_res *rows, const char *const *
 
 /*
  * The due rows, at most max, locked, in the claim order: sql_claim_scan's answer. That
- * locking scan of jobs_claim steps over every entry that earlier claims left delete-marked
+ * locking scan of jobs_stage steps over every entry that earlier claims left delete-marked
  * until purge removes it, and checks each one for a lock; when purge lags behind a busy
  * queue, that is milliseconds per claim. A plain read steps over them cheaply, so the ids
  * come from one (sql_claim_peek) and are then locked by primary key (sql_claim_lock). Only
  * when another claim took or holds some of them does the locking scan run after all.
  *
- * Locking by primary key leaves the jobs_claim entries unlocked. When another runner's
+ * Locking by primary key leaves the jobs_stage entries unlocked. When another runner's
  * locking scan passes them meanwhile, it skips the rows (locked here) but keeps the entries
  * locked until it commits, and this claim's update waits that long for them: a wait of one
  * short transaction, never a cycle (that scan's own rows are locked entry first, and no
