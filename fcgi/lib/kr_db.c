@@ -505,29 +505,48 @@ kr_db_page(struct kr_db *db, const char *cursor_sql, const char *list_sql, const
 	return kr_db_exec(db, list_sql, p, off + 5, res, NULL);
 }
 
-static pthread_mutex_t rows_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t sized_lock = PTHREAD_MUTEX_INITIALIZER;
 
 const char *
-kr_db_rows_sql(struct kr_db_rows *r, size_t n)
+kr_db_sized_sql(char *texts[8], size_t n, char *(*build)(const void *arg, size_t n),
+    const void *arg)
 {
-	size_t cls = 0, hl = strlen(r->head), ml = strlen(r->more), tl = strlen(r->tail);
-	char *t, *p;
+	size_t cls = 0;
+	char *t;
 
 	while (((size_t)1 << cls) < n)
 		cls++;
 	if (n == 0 || ((size_t)1 << cls) != n || n > KR_DB_ROWS_MAX)
 		return NULL;
-	pthread_mutex_lock(&rows_lock);
-	if ((t = r->text[cls]) == NULL && (t = malloc(hl + (n - 1) * ml + tl + 1)) != NULL) {
-		memcpy(t, r->head, hl);
-		p = t + hl;
-		for (size_t i = 1; i < n; i++, p += ml)
-			memcpy(p, r->more, ml);
-		memcpy(p, r->tail, tl + 1);
-		r->text[cls] = t;
-	}
-	pthread_mutex_unlock(&rows_lock);
+	pthread_mutex_lock(&sized_lock);
+	if ((t = texts[cls]) == NULL && (t = build(arg, n)) != NULL)
+		texts[cls] = t;
+	pthread_mutex_unlock(&sized_lock);
 	return t;
+}
+
+/* head, n - 1 copies of more, tail. */
+static char *
+rows_build(const void *arg, size_t n)
+{
+	const struct kr_db_rows *r = arg;
+	size_t hl = strlen(r->head), ml = strlen(r->more), tl = strlen(r->tail);
+	char *t = malloc(hl + (n - 1) * ml + tl + 1), *p;
+
+	if (t == NULL)
+		return NULL;
+	memcpy(t, r->head, hl);
+	p = t + hl;
+	for (size_t i = 1; i < n; i++, p += ml)
+		memcpy(p, r->more, ml);
+	memcpy(p, r->tail, tl + 1);
+	return t;
+}
+
+const char *
+kr_db_rows_sql(struct kr_db_rows *r, size_t n)
+{
+	return kr_db_sized_sql(r->text, n, rows_build, r);
 }
 
 size_t

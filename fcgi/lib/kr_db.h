@@ -131,6 +131,13 @@ struct kr_db_rows {
 	char		*text[8];		/* by log2(n) */
 };
 const char	*kr_db_rows_sql(struct kr_db_rows *r, size_t n);
+/*
+ * The same for any statement whose text depends on a row count: texts[log2(n)] for n a
+ * power of two up to KR_DB_ROWS_MAX, made by build(arg, n) (malloc'd) the first time and
+ * kept for the life of the process. NULL for another n or without memory.
+ */
+const char	*kr_db_sized_sql(char *texts[8], size_t n,
+		    char *(*build)(const void *arg, size_t n), const void *arg);
 /* The largest power of two <= n (n >= 1), at most KR_DB_ROWS_MAX: the next chunk of rows. */
 size_t		 kr_db_rows_chunk(size_t n);
 /* The smallest power of two >= n (1 <= n <= KR_DB_ROWS_MAX): a list padded to that size. */

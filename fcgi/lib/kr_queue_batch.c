@@ -5,7 +5,6 @@
 #include "kr_queue.h"
 #include "kr_queue_int.h"
 
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,35 +82,25 @@ static const char *const succeed_parts[L__N + 1] = {
     ")",
     ")" };
 static char *succeed_text[8];		/* by log2(n), built once */
-static pthread_mutex_t succeed_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* The text for n jobs, n a power of two up to KR_DB_ROWS_MAX; NULL without memory. */
-static const char *
-succeed_sql(size_t n)
+/* The parts with n placeholders in each list. */
+static char *
+succeed_build(const void *arg, size_t n)
 {
-	size_t cls = 0, len = 1;
+	size_t len = 1;
 	char *t, *p;
 
-	while (((size_t)1 << cls) < n)
-		cls++;
-	if (n == 0 || ((size_t)1 << cls) != n || n > KR_DB_ROWS_MAX)
+	(void)arg;
+	for (size_t l = 0; l <= L__N; l++)
+		len += strlen(succeed_parts[l]) + 2 * n;
+	if ((t = p = malloc(len)) == NULL)
 		return NULL;
-	pthread_mutex_lock(&succeed_lock);
-	if ((t = succeed_text[cls]) == NULL) {
-		for (size_t l = 0; l <= L__N; l++)
-			len += strlen(succeed_parts[l]) + 2 * n;
-		if ((t = malloc(len)) != NULL) {
-			p = t;
-			for (size_t l = 0; l < L__N; l++) {
-				p = stpcpy(p, succeed_parts[l]);
-				for (size_t i = 0; i < n; i++)
-					p = stpcpy(p, l == L_IDS && i == 0 ? "?" : ",?");
-			}
-			stpcpy(p, succeed_parts[L__N]);
-			succeed_text[cls] = t;
-		}
+	for (size_t l = 0; l < L__N; l++) {
+		p = stpcpy(p, succeed_parts[l]);
+		for (size_t i = 0; i < n; i++)
+			p = stpcpy(p, l == L_IDS && i == 0 ? "?" : ",?");
 	}
-	pthread_mutex_unlock(&succeed_lock);
+	stpcpy(p, succeed_parts[L__N]);
 	return t;
 }
 /* The attempt's number: the job's attempts counter before the update (batch_rows), plus one. */
@@ -194,8 +183,8 @@ exec_succeed(struct kr_db *db, const struct batch_rows *br, uint64_t *changed)
 			for (size_t i = 0; i < k; i++)
 				p[np++] = succeed_param(br, done + i, l);
 		one = 0;
-		rc = (sql = succeed_sql(k)) != NULL ? kr_db_exec(db, sql, p, np, NULL, &one) :
-		    KR_DB_ERROR;
+		rc = (sql = kr_db_sized_sql(succeed_text, k, succeed_build, NULL)) != NULL ?
+		    kr_db_exec(db, sql, p, np, NULL, &one) : KR_DB_ERROR;
 		*changed += one;
 	}
 	free(p);
