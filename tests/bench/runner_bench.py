@@ -287,8 +287,14 @@ def run_scenario(stack, db, ws_id, name, fast, perf_dir=None):
     row = db.one("SELECT UNIX_TIMESTAMP(MAX(finished_at)), UNIX_TIMESTAMP(MIN(started_at)), "
                  "UNIX_TIMESTAMP(MAX(started_at)), SUM(status = 'succeeded'), "
                  "SUM(status = 'failed'), SUM(attempts), COUNT(*) FROM jobs")
+    # Where a job's time went: claimed (the claim's update) -> its call started (the
+    # attempt's start) -> the call's latency -> stored (the success update). Each claim
+    # stamps its jobs with one NOW(3), so the distinct stamps count the claims.
     lat = db.one("SELECT COUNT(*), AVG(latency_ms), MAX(latency_ms), "
-                 "AVG(TIMESTAMPDIFF(MICROSECOND, j.started_at, j.finished_at)) / 1000 "
+                 "AVG(TIMESTAMPDIFF(MICROSECOND, j.started_at, j.finished_at)) / 1000, "
+                 "AVG(TIMESTAMPDIFF(MICROSECOND, j.started_at, a.started_at)) / 1000, "
+                 "AVG(TIMESTAMPDIFF(MICROSECOND, a.started_at, j.finished_at)) / 1000 "
+                 "- AVG(latency_ms), COUNT(DISTINCT j.started_at) "
                  "FROM job_attempts a JOIN jobs j ON j.id = a.job_id")
     fin, first_start, last_start = float(row[0]), float(row[1]), float(row[2])
     res = {
@@ -301,6 +307,8 @@ def run_scenario(stack, db, ws_id, name, fast, perf_dir=None):
         "peak_rss_mb": hwm / 1024.0,
         "attempt_latency_ms_avg": float(lat[1] or 0), "attempt_latency_ms_max": float(lat[2] or 0),
         "job_span_ms_avg": float(lat[3] or 0),
+        "ready_ms_avg": float(lat[4] or 0), "store_wait_ms_avg": float(lat[5] or 0),
+        "claims": int(lat[6] or 0),
         "cpu_s": cpu,
         "other_cpu_s": max(0.0, busy - sum(cpu.values())),
         "load_avg": os.getloadavg()[0],
@@ -379,18 +387,22 @@ def describe(r):
                  % (r["first_claim_after_s"], r["last_claim_after_s"],
                     r["attempt_latency_ms_avg"], r["attempt_latency_ms_max"],
                     r["job_span_ms_avg"]))
+    lines.append("    a job on average: claimed -> call started %.1f ms, call %.1f ms, "
+                 "answered -> stored %.1f ms; %d claims, %.0f jobs each"
+                 % (r["ready_ms_avg"], r["attempt_latency_ms_avg"], r["store_wait_ms_avg"],
+                    r["claims"], n / max(r["claims"], 1)))
     lines.append("    per job: %.1f prepared statements (%.1f SELECT, %.1f INSERT, %.1f UPDATE, "
                  "%.1f INSERT..SELECT), %.2f commits, %.2f redo log writes, %.2f fsyncs, "
                  "%.0f redo bytes, %.1f rows written, %.1f rows updated;\n"
                  "    row lock waits: %d, %d ms in all;\n"
-                 "    CPU ms per job: runner %.2f, mariadbd %.2f, stub %.2f"
+                 "    CPU us per job: runner %.0f, mariadbd %.0f, stub %.0f"
                  % (pj["Com_stmt_execute"], pj["Com_select"], pj["Com_insert"],
                     pj["Com_update"], pj["Com_insert_select"], pj["Com_commit"],
                     pj["Innodb_log_writes"], pj["Innodb_data_fsyncs"],
                     pj["Innodb_os_log_written"], pj["Handler_write"], pj["Handler_update"],
                     pj["Innodb_row_lock_waits"] * n, pj["Innodb_row_lock_time"] * n,
-                    1000 * cpu["runner"] / n,
-                    1000 * cpu["mariadbd"] / n, 1000 * cpu["stub"] / n))
+                    1e6 * cpu["runner"] / n,
+                    1e6 * cpu["mariadbd"] / n, 1e6 * cpu["stub"] / n))
     lines.append("    machine: other processes used %.0f%% of the %d cores during the run "
                  "(1-min load average %.1f at the end)"
                  % (100 * r["other_cpu_s"] / (r["wall_s"] * os.cpu_count()), os.cpu_count(),
