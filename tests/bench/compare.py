@@ -5,7 +5,8 @@
 
 Each --keyrelay file is one runner_bench.py --json output (its runs in order); the k-th line of
 QUEUES.jsonl for a scenario and queue (tests/bench/queues.sh with QUEUES_JSON) is that queue's
-run k. runner.sh alternates the two, so run k of each was measured minutes apart at most.
+run k. runner.sh runs the queues right after keyrelay's run of the same scenario, so run k of
+each was measured seconds apart.
 Scenarios a and b: wall time over the physical limit (lower is better); c: jobs/s (higher is
 better). The aims are issue 4's.
 """
@@ -50,8 +51,8 @@ def main():
         ref.setdefault((row["scenario"], row["queue"]), []).append(row)
 
     print()
-    print("Same sitting: keyrelay-runner, then pg-boss and BullMQ (tests/bench/queues.sh), "
-          "run by run")
+    print("Same sitting: each scenario by keyrelay-runner, then at once by BullMQ and pg-boss "
+          "(tests/bench/queues.sh), run by run")
     for sc, (title, key, aim) in SCENARIOS.items():
         if sc not in kr:
             continue

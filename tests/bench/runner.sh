@@ -10,12 +10,12 @@
 #       the library without HTTP: jobs/s and MariaDB's CPU per job, beside (c)'s
 # The provider is tests/bench/fast_stub.c (built here with cc): the Python stub cannot keep
 # 2,000 one-second calls on time, which the stub check printed first shows in the same run.
-# After each keyrelay run, tests/bench/queues.sh runs pg-boss and BullMQ through the same
-# scenarios (a, b, c) with the same stub, and tests/bench/compare.py ends with both beside
-# keyrelay, run by run: this machine's speed drifts by 15 % between minutes, so the references
-# are measured in the same sitting, not quoted. --no-references skips them. Each scenario also
-# prints how much CPU other processes took: on a shared 2-core machine that decides more of the
-# result than one would like.
+# Right after each keyrelay scenario (a, b, c), tests/bench/queues.sh runs BullMQ and pg-boss
+# through the same scenario with the same stub, and tests/bench/compare.py ends with both beside
+# keyrelay, run by run: this machine's speed drifts by 15 to 30 % between minutes, so the
+# references are measured seconds after keyrelay, not quoted. --no-references skips them.
+# Each scenario also prints how much CPU other processes took: on a shared 2-core machine that
+# decides more of the result than one would like.
 #
 #   tests/bench/runner.sh [--runs N] [--scenarios a,b,c,d] [--profile DIR] [--json FILE]
 #                         [--no-stub-check] [--no-references]
@@ -57,21 +57,35 @@ out=$(mktemp -d /tmp/kr-bench.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 # The scenarios the queues can run too (d is keyrelay's database path alone).
 ref_scenarios=$(tr , '\n' <<< "$scenarios" | grep -x '[abc]' | paste -sd, || true)
+# The scenarios in groups, each a keyrelay stack of its own followed by the queues: one
+# scenario each, but (d) goes with (c), whose figures it prints beside its own.
+groups=()
+for sc in $(tr , ' ' <<< "$scenarios"); do
+    if [ "$sc" = d ] && [ ${#groups[@]} -gt 0 ] && [[ ${groups[-1]} == *c* ]]; then
+        groups[-1]+=,d
+    else
+        groups+=("$sc")
+    fi
+done
 kr_json=()
 for run in $(seq "$runs"); do
-    kr_json+=("$out/keyrelay-$run.json")
-    last=()
-    [ "$run" -lt "$runs" ] || last=("${profile[@]}")
-    echo "== keyrelay-runner, run $run of $runs"
-    python3 tests/bench/runner_bench.py --bin-dir build-bench/fcgi \
-        --fast-stub build-bench/fast_stub --queue-db build-bench/queue_db $stub_check \
-        --runs 1 --first-run "$run" --scenarios "$scenarios" --json "$out/keyrelay-$run.json" \
-        "${last[@]}"
-    stub_check=
-    if [ -n "$references" ] && [ -n "$ref_scenarios" ]; then
-        echo "== pg-boss and BullMQ, run $run of $runs"
-        QUEUES_JSON=$out/queues.jsonl tests/bench/queues.sh 1 "$ref_scenarios" pgboss,bullmq "$run"
-    fi
+    for g in "${!groups[@]}"; do
+        group=${groups[$g]}
+        kr_json+=("$out/keyrelay-$run-$g.json")
+        last=()
+        [ "$run" -lt "$runs" ] || [ "$g" -lt $((${#groups[@]} - 1)) ] || last=("${profile[@]}")
+        echo "== keyrelay-runner, run $run of $runs, scenarios $group"
+        python3 tests/bench/runner_bench.py --bin-dir build-bench/fcgi \
+            --fast-stub build-bench/fast_stub --queue-db build-bench/queue_db $stub_check \
+            --runs 1 --first-run "$run" --scenarios "$group" \
+            --json "$out/keyrelay-$run-$g.json" "${last[@]}"
+        stub_check=
+        refs=$(tr , '\n' <<< "$group" | grep -x '[abc]' | paste -sd, || true)
+        if [ -n "$references" ] && [ -n "$refs" ]; then
+            echo "== BullMQ and pg-boss, run $run of $runs, scenario $refs"
+            QUEUES_JSON=$out/queues.jsonl tests/bench/queues.sh 1 "$refs" bullmq,pgboss "$run"
+        fi
+    done
 done
 if [ -n "$json" ]; then
     python3 -c 'import json, sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))], indent=1))' \

@@ -407,8 +407,8 @@ def describe(r):
                  "(1-min load average %.1f at the end)"
                  % (100 * r["other_cpu_s"] / (r["wall_s"] * os.cpu_count()), os.cpu_count(),
                     r["load_avg"]))
-    lines.append("    quoted in issue 4: " + QUOTED[name] + " (runner.sh measures both after "
-                 "each run: see its comparison at the end)")
+    lines.append("    quoted in issue 4: " + QUOTED[name] + " (runner.sh measures both right "
+                 "after each scenario: see its comparison at the end)")
     return "\n".join(lines)
 
 
