@@ -47,6 +47,7 @@ static const struct opt opts[] = {
 	{ "runner.drain_seconds", OPT_UINT, O(runner_drain_seconds), "20", 0, 0, 3600 },
 	{ "runner.backoff_max_seconds", OPT_UINT, O(runner_backoff_max_seconds), "60", 0, 1,
 	    3600 },
+	{ "runner.idle_poll_ms", OPT_UINT, O(runner_idle_poll_ms), "250", 0, 20, 10000 },
 	{ "events.retention_hours", OPT_UINT, O(events_retention_hours), "72", 0, 1, 8760 },
 	{ "auth.session_hours", OPT_UINT, O(auth_session_hours), "168", 0, 1, 24 * 366 },
 	{ "auth.hash_concurrency", OPT_UINT, O(auth_hash_concurrency), "2", 0, 1, 64 },

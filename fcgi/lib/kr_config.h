@@ -45,6 +45,7 @@ struct kr_config {
 	unsigned runner_attempt_timeout_seconds;
 	unsigned runner_drain_seconds;		/* SIGTERM: time to finish calls in hand */
 	unsigned runner_backoff_max_seconds;
+	unsigned runner_idle_poll_ms;		/* longest pause between claims that find nothing */
 	unsigned events_retention_hours;
 
 	unsigned auth_session_hours;

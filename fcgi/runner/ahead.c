@@ -10,10 +10,14 @@
  * the heartbeat) and handed back at shutdown. The per-workspace cap limits calls: a
  * workspace may have runner.workspace_cap calls in flight and as many again ready behind
  * them, so when its cap is below the slot count its ready jobs, which wait for its own
- * calls to end, never fill the room that the other workspaces need. Claims gather: at once when an eighth of the room (or a full
- * batch) is free, else CLAIM_GATHER_MS after the last claim; never within CLAIM_IDLE_MS
- * of a claim that found the queue short, nor while as many answers wait for the store
- * thread's next batch as there are slots.
+ * calls to end, never fill the room that the other workspaces need.
+ *
+ * Claims gather: at once when an eighth of the room (or a full batch) is free, else
+ * CLAIM_GATHER_MS after the last claim; never within CLAIM_IDLE_MS of a claim that found
+ * the queue short, nor while as many answers wait for the store thread's next batch as
+ * there are slots. Claims that find no due job at all (none taken, none kept out by a cap)
+ * double that pause, up to runner.idle_poll_ms, so an idle runner costs MariaDB a few
+ * reads a second; the first job seen brings it back to CLAIM_IDLE_MS.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -47,6 +51,7 @@ struct ahead {
 	int			 waiting;	/* the thread sleeps on cond */
 	int			 stop;
 	int			 wake;		/* eventfd, in the main loop's epoll set */
+	size_t			 refused;	/* due jobs the caps kept out of this claim */
 	struct pass		 memo;		/* the main loop's shared key reads */
 	int64_t			 memo_at;	/* when they began; 0: none */
 };
@@ -85,19 +90,21 @@ may_take(const char *ws_id, void *arg)
 	    w->flying + w->ready + w->batch < r->cfg->runner_workspace_cap + ws_ahead(r)) {
 		w->batch++;
 		ok = 1;
-	}
+	} else
+		r->ahead->refused++;
 	pthread_mutex_unlock(&r->lock);
 	return ok;
 }
 
-/* Claim up to want jobs and put them behind the ready ones; whether all came. */
-static int
+/* Claim up to want jobs and put them behind the ready ones; how many came. */
+static size_t
 claim(struct runner *r, size_t want)
 {
 	struct ahead *a = r->ahead;
 	struct kr_claimed *jobs = NULL;
 	size_t n = 0;
 
+	a->refused = 0;
 	if (kr_queue_claim(a->db, r->id, r->cfg->runner_lease_seconds, (unsigned)want,
 	    may_take, r, &jobs, &n) != KR_DB_OK)
 		n = 0;
@@ -127,7 +134,20 @@ claim(struct runner *r, size_t want)
 	free(jobs);
 	if (n > 0)
 		(void)eventfd_write(a->wake, 1);
-	return n == want;
+	return n;
+}
+
+/* The pause after a claim that took got of want jobs, given the one before. */
+static int64_t
+claim_pause(const struct runner *r, size_t got, size_t want, int64_t pause)
+{
+	int64_t max = r->cfg->runner_idle_poll_ms;
+
+	if (got == want)
+		return 0;
+	if (got > 0 || r->ahead->refused > 0 || pause < CLAIM_IDLE_MS)
+		return CLAIM_IDLE_MS;
+	return pause >= max / 2 ? max : 2 * pause;
 }
 
 static void *
@@ -135,7 +155,7 @@ ahead_main(void *arg)
 {
 	struct runner *r = arg;
 	struct ahead *a = r->ahead;
-	int64_t last = 0, not_before = 0, now;
+	int64_t last = 0, not_before = 0, pause = 0, now;
 	size_t max = r->cfg->runner_max_in_flight, want, enough, waiting;
 
 	enough = (max + a->depth) / 8 < CLAIM_BATCH ? (max + a->depth) / 8 : CLAIM_BATCH;
@@ -150,7 +170,8 @@ ahead_main(void *arg)
 		    now - last >= CLAIM_GATHER_MS) && waiting < max) {
 			pthread_mutex_unlock(&r->lock);
 			last = now;
-			not_before = claim(r, want) ? now : now + CLAIM_IDLE_MS;
+			pause = claim_pause(r, claim(r, want), want, pause);
+			not_before = now + pause;
 			pthread_mutex_lock(&r->lock);
 			continue;
 		}

@@ -20,7 +20,9 @@ backoff capped at 4 s, 8 calls in flight per runner).
    hands back a call longer than that, which another runner answers exactly once.
 6. Attempt timeout. 7. The heartbeat extends only the leases a runner holds: a running job
    under a busy runner's id that it does not track expires and is rescued.
-8. Claims ahead: a runner with 8 slots holds 8 more jobs ready but never makes more than 8
+8. An idle runner backs off its claims (a few statements a second on the whole stack) and
+   still takes the next job.
+9. Claims ahead: a runner with 8 slots holds 8 more jobs ready but never makes more than 8
    calls; SIGTERM hands back the ready jobs and the calls past the drain window.
 
 KEYRELAY_TEST_KEEP=1 keeps the stack's directory (logs) after the run.
@@ -998,7 +1000,33 @@ def scenarios(t, s, admin):
         holder.kill(signal.SIGTERM)
         eq(holder.wait(20), 0, "exit status")
 
-    # ================================================================ phase 8: claims ahead
+    # ================================================================ phase 8: an idle runner
+    with t.setup("setup: one runner, nothing due"):
+        idler = s.start_runner("idle")
+        runner_id_of(s, idler.pid)
+        wait_for("no job queued, running or retrying", lambda: int(s.sql(
+            "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running', 'retrying')")[0][0])
+            == 0, 30, 0.2)
+        time.sleep(1)                   # claims that find nothing lengthen the pause
+    with t("an idle runner backs off: under 25 statements a second on the whole stack (a "
+           "claim every 20 ms alone would be 50)"):
+        def executed():
+            return int(s.sql("SHOW GLOBAL STATUS LIKE 'Com_stmt_execute'")[0][1])
+        before, t0 = executed(), time.monotonic()
+        time.sleep(4)
+        rate = (executed() - before) / (time.monotonic() - t0)
+        true(rate < 25, "%.1f prepared statements a second while idle" % rate)
+    with t("after the idle time, a new job is claimed and answered"):
+        wi = Ws(s, admin, "idle")
+        wi.add_keys("anthropic", [("ok", {})])
+        wi.providers("anthropic")
+        j = wi.wait(wi.task("after the quiet " + token())["id"])
+        eq(j["status"], "succeeded", "status (error %r)" % j.get("error"))
+    with t("idle runner: SIGTERM, exit 0"):
+        idler.kill(signal.SIGTERM)
+        eq(idler.wait(20), 0, "exit status")
+
+    # ================================================================ phase 9: claims ahead
     with t.setup("setup: 20 jobs calling a stub that answers after 8 s, one runner with "
                  "8 slots"):
         ahr = s.start_runner("ahead")
