@@ -1,7 +1,6 @@
 #include "kr_queue.h"
 #include "kr_queue_int.h"
 
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include "kr_json.h"
 #include "kr_log.h"
 #include "kr_notify.h"
+#include "kr_prices.h"
 
 #define N(a)		((unsigned)(sizeof(a) / sizeof((a)[0])))
 #define TX_TRIES	5
@@ -39,8 +39,6 @@ static struct kr_db_rows sql_claim_take = {
     "UPDATE jobs SET status = 'running', lease_token = ?, runner_id = ?, "
     "lease_expires_at = NOW(3) + INTERVAL ? SECOND, started_at = COALESCE(started_at, NOW(3)), "
     "updated_at = NOW(3) WHERE id IN (?", ",?", ")", { NULL } };
-static const char sql_price[] =
-    "SELECT input_per_mtok, output_per_mtok FROM model_prices WHERE provider = ? AND model = ?";
 static const char sql_message_insert[] =
     "INSERT INTO messages (id, workspace_id, chat_id, direction, sender, content, job_id) "
     "VALUES (?, ?, ?, 'out', ?, ?, ?)";
@@ -426,84 +424,11 @@ kr_queue_claim(struct kr_db *db, const char *runner_id, unsigned lease_seconds, 
 	return KR_DB_OK;
 }
 
-/*
- * Prices per million tokens, read from model_prices at most once a minute per model: the
- * table is edited by hand now and then, and a query per job would be waste.
- */
-#define PRICE_CACHE	32
-#define PRICE_TTL_MS	60000
-
-struct price {
-	char	provider[33], model[129];
-	double	in, out;
-	int64_t	read_ms;
-};
-
-static pthread_mutex_t price_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct price prices[PRICE_CACHE];
-static unsigned nprices;
-
-static int
-price_cached(const char *provider, const char *model, double *in, double *out)
-{
-	int64_t now = kr_time_mono_ms();
-	int hit = 0;
-
-	pthread_mutex_lock(&price_lock);
-	for (unsigned i = 0; i < nprices && !hit; i++)
-		if (now - prices[i].read_ms < PRICE_TTL_MS &&
-		    strcmp(prices[i].provider, provider) == 0 &&
-		    strcmp(prices[i].model, model) == 0) {
-			*in = prices[i].in;
-			*out = prices[i].out;
-			hit = 1;
-		}
-	pthread_mutex_unlock(&price_lock);
-	return hit;
-}
-
-static void
-price_store(const char *provider, const char *model, double in, double out)
-{
-	unsigned i, oldest = 0;
-
-	pthread_mutex_lock(&price_lock);
-	for (i = 0; i < nprices; i++) {
-		if (strcmp(prices[i].provider, provider) == 0 && strcmp(prices[i].model, model) == 0)
-			break;
-		if (prices[i].read_ms < prices[oldest].read_ms)
-			oldest = i;
-	}
-	if (i == nprices)
-		i = nprices < PRICE_CACHE ? nprices++ : oldest;
-	snprintf(prices[i].provider, sizeof(prices[i].provider), "%s", provider);
-	snprintf(prices[i].model, sizeof(prices[i].model), "%s", model);
-	prices[i].in = in;
-	prices[i].out = out;
-	prices[i].read_ms = kr_time_mono_ms();
-	pthread_mutex_unlock(&price_lock);
-}
-
 double
 kr_queue__attempt_cost(struct kr_db *db, const struct kr_attempt *a)
 {
-	struct kr_dbp p[2] = { KR_P_STR(a->provider), KR_P_STR(a->model) };
-	long long in = a->r->input_tokens > 0 ? a->r->input_tokens : 0;
-	long long outt = a->r->output_tokens > 0 ? a->r->output_tokens : 0;
-	struct kr_db_res res;
-	double pin = 0, pout = 0;
-
-	if (!price_cached(a->provider, a->model, &pin, &pout)) {
-		if (kr_db_exec(db, sql_price, p, 2, &res, NULL) != KR_DB_OK)
-			return 0;
-		if (res.nrows == 1) {
-			pin = strtod(kr_db_cell(&res, 0, 0), NULL);
-			pout = strtod(kr_db_cell(&res, 0, 1), NULL);
-		}
-		kr_db_res_free(&res);
-		price_store(a->provider, a->model, pin, pout);
-	}
-	return ((double)in * pin + (double)outt * pout) / 1e6;
+	return kr_price_cost(db, a->provider, a->model, a->r->input_tokens,
+	    a->r->output_tokens);
 }
 
 void

@@ -25,7 +25,7 @@ enum kr_db_err	kr_queue__append_grouped(struct kr_db *db, const char *const *ws,
  */
 unsigned	kr_queue__bind_ids(struct kr_dbp *p, unsigned np, const char *const *ids,
 		    size_t n);
-/* Cost in USD of an attempt from the price table (0 for unknown models). */
+/* Cost in USD of an attempt from the price table (kr_prices; 0 for unknown models). */
 double		kr_queue__attempt_cost(struct kr_db *db, const struct kr_attempt *a);
 
 /*
