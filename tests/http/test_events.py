@@ -53,9 +53,9 @@ class Stream:
     ended once the server closed the stream."""
 
     def __init__(self, base_url, ws, cookies=None, bearer=None, last_event_id=None,
-                 query=None, timeout=120.0):
+                 query=None, timeout=120.0, slash=False):
         u = urllib.parse.urlsplit(base_url)
-        self.path = "/api/workspaces/%s/events" % ws
+        self.path = "/api/workspaces/%s/events%s" % (ws, "/" if slash else "")
         if query:
             self.path += "?" + urllib.parse.urlencode(query)
         hdrs = {"Accept": "text/event-stream"}
@@ -283,6 +283,12 @@ def shared_checks(t, s):
         with t("a session (cookie) opens a stream too"):
             sc = open_ok("cookie stream", base, ws_a, cookies=admin.cookies)
             streams.append(sc)
+
+        with t("`/events/` (a trailing slash, as the API's other routes allow) opens a "
+               "stream too"):
+            ss = open_ok("slash stream", base, ws_a, bearer=tok_a, slash=True)
+            ss.close()
+            eq(ss.lines[0][1], "retry: 3000", "first line")
 
         with t("B's stream opens"):
             sb = open_ok("B stream", base, ws_b, bearer=tok_b)
