@@ -40,8 +40,9 @@ static struct kr_db_rows sql_claim_take = {
     "lease_expires_at = NOW(3) + INTERVAL ? SECOND, started_at = COALESCE(started_at, NOW(3)), "
     "updated_at = NOW(3) WHERE id IN (?", ",?", ")", { NULL } };
 static const char sql_message_insert[] =
-    "INSERT INTO messages (id, workspace_id, chat_id, direction, sender, content, job_id) "
-    "VALUES (?, ?, ?, 'out', ?, ?, ?)";
+    "INSERT INTO messages (id, workspace_id, chat_id, direction, sender, content, job_id, "
+    "created_at) VALUES (?, ?, ?, 'out', ?, ?, ?, ?)";
+static const char sql_now[] = "SELECT NOW(3)";
 static const char sql_succeed[] =
     "UPDATE jobs SET status = 'succeeded', result = ?, error = NULL, finished_at = NOW(3), "
     "delivered_at = NOW(3), provider = ?, model = ?, key_id = ?, used_fallback = ?, "
@@ -478,23 +479,38 @@ struct succeed_ctx {
 	double			 cost;
 };
 
+enum kr_db_err
+kr_queue__db_now(struct kr_db *db, struct kr_queue__now *now)
+{
+	struct kr_db_res res;
+	enum kr_db_err rc;
+
+	if ((rc = kr_db_exec(db, sql_now, NULL, 0, &res, NULL)) != KR_DB_OK)
+		return rc;
+	rc = res.nrows == 1 && kr_db_cell(&res, 0, 0) != NULL &&
+	    snprintf(now->db, sizeof(now->db), "%s", kr_db_cell(&res, 0, 0)) <
+	    (int)sizeof(now->db) && kr_time_from_db(now->db, now->rfc3339) == 0 ?
+	    KR_DB_OK : KR_DB_ERROR;
+	kr_db_res_free(&res);
+	return rc;
+}
+
 size_t
 kr_queue__succeed_events(const struct kr_claimed *j, const struct kr_attempt *a,
-    const char *msg_id, int attempts_delta, const char **types, json_object **o)
+    const char *msg_id, const struct kr_queue__now *msg_at, int attempts_delta,
+    const char **types, json_object **o)
 {
 	size_t k = 0;
 
 	if (j->chat_id[0] != '\0') {
 		json_object *m = json_object_new_object();
-		char now[KR_TIME_MAX];
-		kr_time_now_rfc3339(now);
 		kr_json_add_str(m, "id", msg_id);
 		kr_json_add_str(m, "chatId", j->chat_id);
 		kr_json_add_str(m, "direction", "out");
 		kr_json_add_str(m, "sender", a->model);
 		kr_json_add_str(m, "content", a->r->text != NULL ? a->r->text : "");
 		kr_json_add_str(m, "jobId", j->id);
-		kr_json_add_str(m, "createdAt", now);
+		kr_json_add_str(m, "createdAt", msg_at->rfc3339);
 		types[k] = "message_created";
 		o[k] = json_object_new_object();
 		kr_json_add_str(o[k], "jobId", j->id);
@@ -506,12 +522,13 @@ kr_queue__succeed_events(const struct kr_claimed *j, const struct kr_attempt *a,
 }
 
 /*
- * The job's own statements: the answer message (msg_id gets its id), the fenced status
- * change, the attempt row and the notifications. KR_DB_ABORT when the lease is gone or
- * the answer was delivered already. The events are the caller's.
+ * The job's own statements: the answer message (msg_id gets its id, msg_at its time), the
+ * fenced status change, the attempt row and the notifications. KR_DB_ABORT when the lease
+ * is gone or the answer was delivered already. The events are the caller's.
  */
 static enum kr_db_err
-succeed_job(struct kr_db *db, const struct succeed_ctx *c, char msg_id[KR_UUID_MAX])
+succeed_job(struct kr_db *db, const struct succeed_ctx *c, char msg_id[KR_UUID_MAX],
+    struct kr_queue__now *msg_at)
 {
 	const struct kr_claimed *j = c->j;
 	const struct kr_attempt *a = c->a;
@@ -523,7 +540,9 @@ succeed_job(struct kr_db *db, const struct succeed_ctx *c, char msg_id[KR_UUID_M
 	msg_id[0] = '\0';
 	snprintf(costs, sizeof(costs), "%.6f", c->cost);
 	if (j->chat_id[0] != '\0') {
-		struct kr_dbp m[6];
+		struct kr_dbp m[7];
+		if ((rc = kr_queue__db_now(db, msg_at)) != KR_DB_OK)
+			return rc;
 		kr_uuid_new(msg_id);
 		m[0] = KR_P_STR(msg_id);
 		m[1] = KR_P_STR(j->ws_id);
@@ -531,7 +550,8 @@ succeed_job(struct kr_db *db, const struct succeed_ctx *c, char msg_id[KR_UUID_M
 		m[3] = KR_P_STR(a->model);
 		m[4] = KR_P_STR(text);
 		m[5] = KR_P_STR(j->id);
-		rc = kr_db_exec(db, sql_message_insert, m, 6, NULL, NULL);
+		m[6] = KR_P_STR(msg_at->db);
+		rc = kr_db_exec(db, sql_message_insert, m, 7, NULL, NULL);
 		if (rc == KR_DB_DUPLICATE)	/* delivered already: never twice */
 			return KR_DB_ABORT;
 		if (rc != KR_DB_OK)
@@ -563,13 +583,14 @@ succeed_body(struct kr_db *db, void *arg)
 	struct succeed_ctx *c = arg;
 	const char *types[KR_QUEUE__SUCCEED_EVENTS];
 	json_object *o[KR_QUEUE__SUCCEED_EVENTS];
+	struct kr_queue__now msg_at;
 	char msg_id[KR_UUID_MAX];
 	enum kr_db_err rc;
 	size_t k;
 
-	if ((rc = succeed_job(db, c, msg_id)) != KR_DB_OK)
+	if ((rc = succeed_job(db, c, msg_id, &msg_at)) != KR_DB_OK)
 		return rc;
-	k = kr_queue__succeed_events(c->j, c->a, msg_id, 1, types, o);
+	k = kr_queue__succeed_events(c->j, c->a, msg_id, &msg_at, 1, types, o);
 	rc = kr_events_append_many(db, c->j->ws_id, types, o, k, NULL);
 	for (size_t i = 0; i < k; i++)
 		json_object_put(o[i]);

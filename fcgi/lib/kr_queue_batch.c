@@ -51,9 +51,9 @@ static struct kr_db_rows sql_batch_fence = {
     "SELECT id, lease_token, attempts FROM jobs WHERE status = 'running' AND id IN (?", ",?",
     ") FOR UPDATE", { NULL } };
 static struct kr_db_rows sql_batch_messages = {
-    "INSERT INTO messages (id, workspace_id, chat_id, direction, sender, content, job_id) "
-    "VALUES (?,?,?,'out',?,?,?)", ",(?,?,?,'out',?,?,?)", "", { NULL } };
-#define MESSAGE_COLS	6
+    "INSERT INTO messages (id, workspace_id, chat_id, direction, sender, content, job_id, "
+    "created_at) VALUES (?,?,?,'out',?,?,?,?)", ",(?,?,?,'out',?,?,?,?)", "", { NULL } };
+#define MESSAGE_COLS	7
 /*
  * The success update of n jobs in one single-table statement. Each job's values are in
  * per-column lists, picked by the job's position in the id list (FIELD): the WHERE checks
@@ -120,6 +120,7 @@ struct batch_rows {
 	char			 msg_id[KR_QUEUE_BATCH_MAX][KR_UUID_MAX];
 	char			 cost[KR_QUEUE_BATCH_MAX][32];
 	char			 fence[KR_QUEUE_BATCH_MAX][KR_UUID_MAX + 16];	/* "lease/attempts" */
+	struct kr_queue__now	 msg_at;	/* the answer messages' time */
 };
 
 static long long
@@ -142,6 +143,7 @@ message_row(void *arg, size_t i, struct kr_dbp *p)
 	p[3] = KR_P_STR(a->model);
 	p[4] = KR_P_STR(a->r->text != NULL ? a->r->text : "");
 	p[5] = KR_P_STR(j->id);
+	p[6] = KR_P_STR(br->msg_at.db);
 }
 
 /* Held job i's value for list l (in job id order: rows are locked in primary key order). */
@@ -335,8 +337,9 @@ batch_body(struct kr_db *db, void *arg)
 		rc = b->fenced ? KR_DB_ERROR : KR_DB_ABORT;
 		goto out;
 	}
-	if ((br->nchat > 0 && (rc = kr_db_exec_rows(db, &sql_batch_messages, MESSAGE_COLS,
-	    br->nchat, message_row, br, NULL)) != KR_DB_OK) ||
+	if ((br->nchat > 0 && ((rc = kr_queue__db_now(db, &br->msg_at)) != KR_DB_OK ||
+	    (rc = kr_db_exec_rows(db, &sql_batch_messages, MESSAGE_COLS, br->nchat, message_row,
+	    br, NULL)) != KR_DB_OK)) ||
 	    (rc = kr_db_exec_rows(db, &sql_batch_attempts, KR_QUEUE__ATTEMPT_COLS, br->n,
 	    attempt_row, br, NULL)) != KR_DB_OK)
 		goto out;
@@ -350,7 +353,7 @@ batch_body(struct kr_db *db, void *arg)
 		    a->r->text != NULL ? a->r->text : "")) != KR_DB_OK && rc != KR_DB_ERROR)
 			goto out;
 		/* The counter as the update left it (the fence may have read another). */
-		k = kr_queue__succeed_events(j, a, br->msg_id[h],
+		k = kr_queue__succeed_events(j, a, br->msg_id[h], &br->msg_at,
 		    (int)br->attempts[h] + 1 - (int)j->attempts, &types[ne], &o[ne]);
 		for (size_t e = 0; e < k; e++)
 			ws[ne + e] = j->ws_id;

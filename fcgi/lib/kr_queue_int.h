@@ -12,6 +12,7 @@
 
 #include "kr_db.h"
 #include "kr_queue.h"
+#include "kr_time.h"
 
 /*
  * Append n events (ws[i], types[i], payloads[i]) with one kr_events_append_many per
@@ -39,14 +40,26 @@ double		kr_queue__attempt_cost(struct kr_db *db, const struct kr_attempt *a);
 void		kr_queue__attempt_params(struct kr_dbp *p, const struct kr_claimed *j,
 		    const struct kr_attempt *a, const char *cost);
 
+/*
+ * The database's clock, as the answer messages store it (db) and as their events show it
+ * (rfc3339): the messages take the time of the database, as the questions do, so a chat
+ * stays in order whatever the runner's clock says.
+ */
+struct kr_queue__now {
+	char	db[KR_TIME_MAX], rfc3339[KR_TIME_MAX];
+};
+enum kr_db_err	kr_queue__db_now(struct kr_db *db, struct kr_queue__now *now);
+
 /* The events of a finished job, in their order: message_created (chat jobs), job_succeeded. */
 #define KR_QUEUE__SUCCEED_EVENTS	2
 /*
  * The events of a succeeded job into types[]/o[] (o[] to be put by the caller); returns
- * how many. The message is the one just inserted, built from what is in hand.
+ * how many. The message is the one just inserted (with msg_id at msg_at), built from what
+ * is in hand.
  */
 size_t		kr_queue__succeed_events(const struct kr_claimed *j,
-		    const struct kr_attempt *a, const char *msg_id, int attempts_delta,
+		    const struct kr_attempt *a, const char *msg_id,
+		    const struct kr_queue__now *msg_at, int attempts_delta,
 		    const char **types, json_object **o);
 
 #endif

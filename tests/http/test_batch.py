@@ -5,8 +5,9 @@ probe claims the jobs.
 
 1. Four jobs (two chat messages, two tasks, one of them at its third attempt) stored in one
    batch: each succeeds once, with its own answer and its attempt numbered after the calls
-   made before, one `out` message per chat job, one job_succeeded event each; MariaDB
-   creates no temporary table on disk meanwhile.
+   made before, one `out` message per chat job (its message_created event showing it as
+   stored), one job_succeeded event each; MariaDB creates no temporary table on disk
+   meanwhile.
 2. Four jobs of which one lost its lease between the claim and the store (another lease
    token, as a rescue and a claim elsewhere leave it): the other three are stored; the lost
    one is left exactly as the other holder has it (running, no attempt, no message, no
@@ -114,6 +115,12 @@ def scenarios(t, s, admin):
                        "lease": None, "attempt_rows": [n],
                        "out_messages": 1 if i % 2 == 0 else 0, "job_succeeded": 1}
         eq(got, want, "the jobs")
+    with t("a batch of four: each message_created event carries its answer message as "
+           "stored (GET messages), createdAt included"):
+        for j in ids[0::2]:
+            (_, _, p), = ws.events(j, "message_created")
+            stored = [m for m in ws.messages(p["message"]["chatId"]) if m["jobId"] == j]
+            eq([p["message"]], stored, "job %s: the event's message" % j)
 
     with t.setup("setup: four more queued jobs"):
         ids = four_jobs(ws)

@@ -410,6 +410,10 @@ def scenarios(t, s, admin):
             true(want in types, "no %s event: %r" % (want, types))
         true(types.index("job_started") < types.index("message_created")
              < types.index("job_succeeded"), "event order %r" % types)
+    with t("the message_created event carries the answer message as stored (GET messages), "
+           "createdAt included"):
+        (_, _, p), = wb.events(job_b["id"], "message_created")
+        eq(p["message"], wb.out_messages(chat_b, job_b["id"])[0], "event's message")
 
     # -- key -> key --------------------------------------------------------------------------
     with t("key->key: 401 on the first key, the second answers; usedFallback false"):
