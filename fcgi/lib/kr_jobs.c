@@ -22,7 +22,9 @@ enum job_col {
 
 #define JOB_SELECT \
     "SELECT j.id, j.type, j.status, j.input, j.chat_id, j.system_prompt, j.schedule_id, " \
-    "s.id, s.description, s.cron, j.priority, j.attempts, j.max_attempts, j.run_at, " \
+    "IF(s.id IS NULL AND j.schedule_cron IS NULL, NULL, j.schedule_id), " \
+    "COALESCE(s.description, j.schedule_description), COALESCE(s.cron, j.schedule_cron), " \
+    "j.priority, j.attempts, j.max_attempts, j.run_at, " \
     "j.started_at, j.finished_at, j.delivered_at, j.provider, j.model, j.key_id, " \
     "j.used_fallback, j.result, j.error, j.input_tokens, j.output_tokens, j.cost_usd, " \
     "j.created_at, j.requested_provider, j.requested_model " \
@@ -51,9 +53,11 @@ static const char sql_by_key[] =
 static const char sql_insert[] =
     "INSERT INTO jobs (id, workspace_id, type, input, chat_id, system_prompt, schedule_id, "
     "priority, max_attempts, run_at, requested_provider, requested_model, idempotency_key, "
-    "created_by) "
+    "created_by, schedule_description, schedule_cron) "
     "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-    "GREATEST(COALESCE(CAST(? AS DATETIME(3)), NOW(3)), NOW(3)), ?, ?, ?, ? FROM DUAL "
+    "GREATEST(COALESCE(CAST(? AS DATETIME(3)), NOW(3)), NOW(3)), ?, ?, ?, ?, "
+    "(SELECT description FROM schedules WHERE id = ? AND workspace_id = ?), "
+    "(SELECT cron FROM schedules WHERE id = ? AND workspace_id = ?) FROM DUAL "
     "WHERE (? IS NULL OR EXISTS (SELECT 1 FROM chats WHERE id = ? AND workspace_id = ?)) "
     "AND (? IS NULL OR EXISTS (SELECT 1 FROM schedules WHERE id = ? AND workspace_id = ?))";
 static const char sql_lock[] =
@@ -357,12 +361,14 @@ create_in_tx(struct kr_db *db, void *arg)
 	}
 	kr_uuid_new(c->id);
 	{
-		struct kr_dbp p[20] = {
+		struct kr_dbp p[24] = {
 			KR_P_STR(c->id), KR_P_STR(c->ws_id), KR_P_STR(j->type),
 			KR_P_STR(j->input), KR_P_STR(j->chat_id), KR_P_STR(j->system_prompt),
 			KR_P_STR(j->schedule_id), KR_P_INT(j->priority), KR_P_INT(j->max_attempts),
 			KR_P_STR(j->run_at), KR_P_STR(j->provider), KR_P_STR(j->model),
 			KR_P_STR(j->idempotency_key), KR_P_STR(j->created_by),
+			KR_P_STR(j->schedule_id), KR_P_STR(c->ws_id),
+			KR_P_STR(j->schedule_id), KR_P_STR(c->ws_id),
 			KR_P_STR(j->chat_id), KR_P_STR(j->chat_id), KR_P_STR(c->ws_id),
 			KR_P_STR(j->schedule_id), KR_P_STR(j->schedule_id), KR_P_STR(c->ws_id),
 		};

@@ -817,6 +817,22 @@ def scenarios(t, s, admin):
                  for j in r.json["jobs"]), "schedule info: %r" % r.json["jobs"])
         wait_for("the scheduled jobs to succeed", lambda: all(
             ws_s.job(j["id"])["status"] == "succeeded" for j in r.json["jobs"]), 20, 0.3)
+    with t("schedules: a job names its schedule with the current description while the "
+           "schedule exists, and with the one it had when it made the job after a DELETE"):
+        sid, path = ids[0], ws_s.base + "/schedules/%s" % ids[0]
+        made = admin.get(path).json
+        expect(200, admin.patch(path, json={"description": "renamed " + rnd(6)}))
+        renamed = admin.get(path).json["description"]
+
+        def named():
+            r = admin.get(ws_s.base + "/jobs?scheduleId=%s" % sid)
+            expect(200, r)
+            return [j["schedule"] for j in r.json["jobs"]]
+        eq(named(), [{"id": sid, "description": renamed, "cron": made["cron"]}] * 3,
+           "the jobs' schedule while it exists")
+        expect(204, admin.delete(path))
+        eq(named(), [{"id": sid, "description": made["description"], "cron": made["cron"]}]
+           * 3, "the jobs' schedule after its DELETE")
 
     with t("second runner: SIGTERM, exit 0"):
         r2.kill(signal.SIGTERM)
