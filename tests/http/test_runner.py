@@ -13,7 +13,8 @@ backoff capped at 4 s, 8 calls in flight per runner).
    cancel of a running job aborts the call within about a second.
 2. Two runners on one queue: 40 jobs, each answered once, never two attempts at once.
 3. Schedules with two runners: each slot fires exactly once; nextRunAt is the next slot in
-   the schedule's zone.
+   the schedule's zone; a job names its schedule (current values), and still after the
+   schedule is deleted (the values it was made under).
 4. SIGKILL of a runner mid-call: the job is rescued after its lease expires and answered
    exactly once.
 5. SIGTERM: the runner finishes the calls in hand, exits 0 within runner.drain_seconds, and
