@@ -1,4 +1,7 @@
-/* GET /api/workspaces/{ws}/audit[?limit=&before=]: the workspace's audit trail, newest first. */
+/*
+ * GET /api/workspaces/{ws}/audit[?limit=&before=]: the workspace's audit trail, newest
+ * first. An entry's id is its UUID; the cursor is its row number, which orders the trail.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -55,7 +58,7 @@ h_audit_list(struct kr_req *req, struct kr_resp *resp)
 	for (unsigned i = 0; i < res.nrows && i < limit; i++)
 		json_object_array_add(a, view_entry(&res, i));
 	json_object_object_add(o, "entries", a);
-	kr_json_add_str(o, "nextCursor", res.nrows > limit ? kr_db_cell(&res, limit - 1, 0) : NULL);
+	kr_json_add_str(o, "nextCursor", res.nrows > limit ? kr_db_cell(&res, limit - 1, 9) : NULL);
 	kr_db_res_free(&res);
 	resp_json(resp, 200, o);
 }

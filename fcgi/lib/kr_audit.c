@@ -9,7 +9,7 @@ static const char sql_audit_user_ws[] =
     "INSERT INTO audit_log (workspace_id, actor_type, actor_id, actor_label, action, target, "
     "detail, ip) SELECT workspace_id, ?, ?, ?, ?, ?, ?, ? FROM memberships WHERE user_id = ?";
 static const char sql_audit_list[] =
-    "SELECT id, at, actor_type, actor_id, actor_label, action, target, detail, ip "
+    "SELECT uid, at, actor_type, actor_id, actor_label, action, target, detail, ip, id "
     "FROM audit_log WHERE workspace_id = ? AND id < ? ORDER BY id DESC LIMIT ?";
 
 enum kr_db_err

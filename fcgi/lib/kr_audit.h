@@ -28,8 +28,9 @@ enum kr_db_err	kr_audit(struct kr_db *db, const char *workspace_id, const struct
 enum kr_db_err	kr_audit_user_workspaces(struct kr_db *db, const char *user_id,
 		    const struct kr_actor *a, const char *action, json_object *detail);
 /*
- * A page of the workspace's entries, newest first, with ids below before_id (0: from the
- * newest). Columns: id, at, actor_type, actor_id, actor_label, action, target, detail, ip.
+ * A page of the workspace's entries, newest first, with row numbers below before_id (0:
+ * from the newest). Columns: uid (the entry's id in the API), at, actor_type, actor_id,
+ * actor_label, action, target, detail, ip, id (the row number, the list's cursor).
  */
 enum kr_db_err	kr_audit_list(struct kr_db *db, const char *workspace_id,
 		    unsigned long long before_id, unsigned limit, struct kr_db_res *res);

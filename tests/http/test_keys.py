@@ -924,6 +924,31 @@ def body(t):
              "no entries: %s" % r.describe(300))
         entries = r.json["entries"]
 
+    with t("audit: entry ids are distinct UUIDs (api.md: ids are UUIDs)"):
+        ids = [e.get("id") for e in entries]
+        bad = []
+        for i in ids:
+            try:
+                if str(uuid.UUID(i)) != i:
+                    bad.append(i)
+            except (TypeError, ValueError):
+                bad.append(i)
+        eq(bad, [], "ids that are not UUIDs in canonical form")
+        eq(len(set(ids)), len(ids), "distinct ids")
+
+    with t("audit: pages of 3 following nextCursor give the first page's entries, in order"):
+        paged, cursor = [], None
+        while len(paged) < min(len(entries), 12):
+            r = wadm.get("/api/workspaces/%s/audit?limit=3%s"
+                         % (ws_a, "&before=" + cursor if cursor else ""))
+            expect(200, r)
+            paged += r.json["entries"]
+            cursor = r.json["nextCursor"]
+            if cursor is None:
+                break
+        n = min(len(entries), 12)
+        eq([e["id"] for e in paged[:n]], [e["id"] for e in entries[:n]], "ids, page by page")
+
     def find(action, target=None, actor_type="user"):
         for e in entries:
             if e.get("action") == action and (target is None or e.get("target") == target) \
