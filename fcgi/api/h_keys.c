@@ -48,7 +48,8 @@ entries_add(struct entries *e, const char *s, size_t n)
 		n--;
 	if (e->n == KR_KEYS_BATCH_MAX || (e->v[e->n] = strndup(s, n)) == NULL)
 		return -1;
-	e->len[e->n++] = n;
+	e->len[e->n] = strlen(e->v[e->n]);	/* the copy's, whatever s held (the router */
+	e->n++;					/* refuses a NUL in a string, too) */
 	return 0;
 }
 

@@ -178,7 +178,37 @@ is_json_type(const char *ct)
 	    (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-/* Parse the body of a write into req->json: 413, 415, 400 or 0. */
+/*
+ * Whether v holds, at any depth, a string with a NUL character in it. JSON allows \u0000,
+ * but no field of this API can hold one, and the C strings they become would end there
+ * while their recorded lengths go on.
+ */
+static int
+has_nul(json_object *v)
+{
+	switch (json_object_get_type(v)) {
+	case json_type_string:
+		return memchr(json_object_get_string(v), '\0',
+		    (size_t)json_object_get_string_len(v)) != NULL;
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(v); i++)
+			if (has_nul(json_object_array_get_idx(v, i)))
+				return 1;
+		return 0;
+	case json_type_object: {
+		struct json_object_iterator it = json_object_iter_begin(v);
+		struct json_object_iterator end = json_object_iter_end(v);
+		for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
+			if (has_nul(json_object_iter_peek_value(&it)))
+				return 1;
+		return 0;
+	}
+	default:
+		return 0;
+	}
+}
+
+/* Parse the body of a write into req->json: 413, 415, 400, 422 (a NUL in a string) or 0. */
 static int
 parse_body(struct kr_req *req, struct kr_resp *resp)
 {
@@ -227,6 +257,17 @@ parse_body(struct kr_req *req, struct kr_resp *resp)
 	if (!json_object_is_type(req->json, json_type_object)) {
 		resp_error(resp, 400, NULL, "the body must be a JSON object");
 		return -1;
+	}
+	{
+		struct json_object_iterator it = json_object_iter_begin(req->json);
+		struct json_object_iterator end = json_object_iter_end(req->json);
+		for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
+			if (has_nul(json_object_iter_peek_value(&it))) {
+				const char *f = json_object_iter_peek_name(&it);
+				resp_error(resp, 422, f, "%.64s must not contain a NUL character "
+				    "(\\u0000)", f);
+				return -1;
+			}
 	}
 	return 0;
 }

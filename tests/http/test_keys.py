@@ -358,6 +358,13 @@ def body(t):
         ("provider a number", {"provider": 3, "keys": [gen("anthropic")]}, "provider"),
         ("validate a string", {"provider": "anthropic", "keys": [gen("anthropic")],
                                "validate": "yes"}, "validate"),
+        # A NUL inside an entry once overran the copy made of it (a crash of keyrelay-fcgi).
+        ("a NUL inside a key", {"provider": "anthropic",
+                                "keys": [gen("anthropic")[:20] + "\u0000" + rnd(20)]}, "keys"),
+        ("a NUL inside a name", {"provider": "anthropic", "keys": [gen("anthropic")],
+                                 "names": ["n\u0000" + "x" * 30]}, "names"),
+        ("a NUL inside keys as one string", {"provider": "anthropic",
+                                             "keys": gen("anthropic") + "\u0000,x"}, "keys"),
     ]
     for what, b, field in other_bad:
         with t("POST keys with %s: 422 field %s, nothing saved" % (what, field)):

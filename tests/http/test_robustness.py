@@ -11,7 +11,9 @@ given hostile values (wrong types, null, 100,000 characters, NUL, huge and negat
 numbers, deep nesting, impossible dates, extra fields) and now and then no object at all;
 query strings with bad limits, cursors, dates and filters. The inputs come from a fixed
 seed (KEYRELAY_ROBUSTNESS_SEED overrides it), so a failure can be replayed.
+Then each string (or array of strings) field of each body, alone, set to "ab\u0000cd".
 Checks:
+- a NUL inside a string is 422 naming its field, on every route;
 - every answer is below 500;
 - every 4xx answer has the error shape {"error":{"code","message"[,"field"]}};
 - no answer carries a provider key or bot token the test sent (in a key field);
@@ -174,6 +176,36 @@ def scenario(t, s, admin):
                     bad_shapes.append("%s -> %d %s" % (what, r.status, r.text[:200]))
                 if any(sec in r.text for sec in sent):
                     leaks.append("%s -> %d (a secret the test sent)" % (what, r.status))
+    # A NUL inside a string (a C string ends there; its recorded length does not).
+    nul_answers = []
+    for path, methods in spec["paths"].items():
+        if path in SKIP:
+            continue
+        parts = path.split("/") + [""] * 5
+        resource = parts[4] if path.startswith("/api/workspaces/{ws}/") else parts[2]
+        for method, op in methods.items():
+            schema = op.get("requestBody", {}).get("content", {}).get(
+                "application/json", {}).get("schema")
+            if method not in ("post", "put", "patch") or not schema:
+                continue
+            props = inputs.deref(schema).get("properties", {})
+            for field, prop in props.items():
+                t_ = inputs.deref(prop).get("type")
+                t_ = t_ if isinstance(t_, list) else [t_]
+                v = (["ab\u0000cd"] if "array" in t_ else
+                     "ab\u0000cd" if "string" in t_ else None)
+                if v is None:
+                    continue
+                p = path.replace("{ws}", ws).replace("{userId}", user["id"]).replace(
+                    "{id}", ids.get(resource, MISSING))
+                r = admin.request(method.upper(), p, json={field: v})
+                err = (r.json or {}).get("error") or {} if r.status == 422 else {}
+                if r.status != 422 or err.get("field") != field:
+                    nul_answers.append("%s %s {%r: %r} -> %d %s" % (
+                        method.upper(), path, field, v, r.status, r.text[:160]))
+    with t("a NUL character in any string field of any body: 422 naming that field"):
+        eq(nul_answers[:5], [], "answers to a NUL in a string")
+
     with t("%d requests with malformed input: none answered 5xx" % n):
         eq(server_errors[:5], [], "5xx answers (seed %d)" % SEED)
     with t("every 4xx answer has the error shape"):
