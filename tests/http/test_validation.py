@@ -6,7 +6,9 @@ Runs against the shared stack ($KEYRELAY_TEST_STACK); creates its own users and 
 """
 import json
 import os
+import socket
 import sys
+import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
@@ -43,6 +45,26 @@ def rec_admin(s):
     c = RecordingClient(s.base_url)
     expect(200, c.login(s.admin_email, s.admin_password), "admin login")
     return c
+
+
+def raw_http(base, request):
+    """Send request (bytes) as it is to nginx; answer (status, headers dict, body bytes)."""
+    u = urllib.parse.urlsplit(base)
+    out = b""
+    with socket.create_connection((u.hostname, u.port), timeout=10) as sk:
+        sk.sendall(request)
+        while True:
+            b = sk.recv(65536)
+            if not b:
+                break
+            out += b
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    hdrs = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        hdrs.setdefault(k.strip().lower(), []).append(v.strip())
+    return int(lines[0].split()[1]), hdrs, body
 
 
 def ws_names(client):
@@ -195,6 +217,29 @@ def body(t):
         r = admin.post("/api/workspaces", body=sized(3 * MIB, unique_slug("big")),
                        content_type="application/json")
         expect_error(r, 413, "payload_too_large")
+
+    # -- what nginx refuses itself ---------------------------------------------------------------
+    refused = [
+        ("a request line over 8 KB", b"GET /api/" + b"a" * 9000 + b" HTTP/1.1\r\n"
+         b"Host: localhost\r\nConnection: close\r\n\r\n", 400, "bad_request"),
+        ("a 20 KB header", b"GET /api/workspaces HTTP/1.1\r\nHost: localhost\r\nX-Big: "
+         + b"b" * 20000 + b"\r\nConnection: close\r\n\r\n", 400, "bad_request"),
+        ("Transfer-Encoding: gzip", b"POST /api/workspaces HTTP/1.1\r\nHost: localhost\r\n"
+         b"Transfer-Encoding: gzip\r\nConnection: close\r\n\r\n", 400, "bad_request"),
+        ("a path outside the API and the pages", b"GET /no/such/file HTTP/1.1\r\n"
+         b"Host: localhost\r\nConnection: close\r\n\r\n", 404, "not_found"),
+        ("a declared body of 2 MB", b"POST /api/workspaces HTTP/1.1\r\nHost: localhost\r\n"
+         b"Content-Type: application/json\r\nContent-Length: 2000000\r\n"
+         b"Connection: close\r\n\r\n", 413, "payload_too_large"),
+    ]
+    for what, req, status, code in refused:
+        with t("%s (nginx answers): %d %s in the JSON error shape, Cache-Control: no-store"
+               % (what, status, code)):
+            st, hdrs, raw = raw_http(base, req)
+            eq(st, status, "status")
+            eq(hdrs.get("content-type"), ["application/json"], "Content-Type")
+            eq(hdrs.get("cache-control"), ["no-store"], "Cache-Control")
+            eq(json.loads(raw.decode("utf-8"))["error"]["code"], code, "error code")
 
     with t("the service still answers after oversized bodies"):
         expect(200, admin.get("/api/workspaces"))
