@@ -6,13 +6,25 @@
 #include "kr_json.h"
 #include "views.h"
 
+/*
+ * A session: the user's workspaces, newest first, paged (api.md "Conventions"). A token
+ * (issue 2 lists workspaces with one): its own workspace, known already.
+ */
 void
 h_workspaces_list(struct kr_req *req, struct kr_resp *resp)
 {
+	static const struct kr_list workspaces = { "workspaces", "the slug of one of your "
+	    "workspaces", view_workspace_row };
+	struct kr_page pg;
 	struct kr_db_res res;
 	enum kr_db_err rc;
+	int found = 0;
 
-	if (req->p.kind == KR_PRINCIPAL_TOKEN) {	/* its one workspace, known already */
+	/* req_page's cursors are ids; this list's are slugs. */
+	pg.before = NULL;
+	if (req_limit(req, resp, &pg.limit) != 0)
+		return;
+	if (req->p.kind == KR_PRINCIPAL_TOKEN) {
 		const struct kr_token *t = &req->p.token;
 		json_object *o = json_object_new_object(), *a = json_object_new_array();
 		json_object *w = json_object_new_object();
@@ -22,15 +34,21 @@ h_workspaces_list(struct kr_req *req, struct kr_resp *resp)
 		kr_json_add_time(w, "createdAt", t->ws_created_at);
 		json_object_array_add(a, w);
 		json_object_object_add(o, "workspaces", a);
+		kr_json_add_str(o, "nextCursor", NULL);
 		resp_json(resp, 200, o);
 		return;
 	}
-	if ((rc = kr_ws_list_for_user(req->db, req->p.user.id, &res)) != KR_DB_OK) {
-		resp_db_error(resp, rc);
-		return;
+	if (req_query_has(req, "before")) {
+		const char *b = req_query(req, "before", pg.buf, sizeof(pg.buf));
+		if (b == NULL || (*b != '\0' && !kr_slug_valid(b))) {
+			resp_error(resp, 422, "before", "before must be %s (a nextCursor)",
+			    workspaces.item);
+			return;
+		}
+		pg.before = *b != '\0' ? b : NULL;	/* empty, as elsewhere: the first page */
 	}
-	resp_json(resp, 200, view_list("workspaces", &res, view_workspace_row));
-	kr_db_res_free(&res);
+	rc = kr_ws_page_for_user(req->db, req->p.user.id, pg.before, pg.limit + 1, &res, &found);
+	resp_page(resp, &workspaces, &pg, rc, &res, found);
 }
 
 void

@@ -29,6 +29,15 @@ static const char sql_ws_delete[] = "DELETE FROM workspaces WHERE id = ?";
 static const char sql_ws_for_user[] =
     "SELECT w.slug, w.name, m.role, w.created_at FROM memberships m "
     "JOIN workspaces w ON w.id = m.workspace_id WHERE m.user_id = ? ORDER BY w.name, w.slug";
+/* GET /api/workspaces: newest first by (created_at, slug); the cursor is a slug. */
+static const char sql_ws_page[] =
+    "SELECT w.slug, w.name, m.role, w.created_at FROM memberships m "
+    "JOIN workspaces w ON w.id = m.workspace_id WHERE m.user_id = ? "
+    "AND (? IS NULL OR w.created_at < ? OR (w.created_at = ? AND w.slug < ?)) "
+    "ORDER BY w.created_at DESC, w.slug DESC LIMIT ?";
+static const char sql_ws_page_cursor[] =
+    "SELECT w.created_at FROM memberships m JOIN workspaces w ON w.id = m.workspace_id "
+    "WHERE m.user_id = ? AND w.slug = ?";
 static const char sql_ws_with_role[] =
     "SELECT w.id, w.slug, w.name, w.created_at, m.role FROM workspaces w "
     "LEFT JOIN memberships m ON m.workspace_id = w.id AND m.user_id = ? WHERE w.slug = ?";
@@ -170,6 +179,14 @@ kr_member_role(struct kr_db *db, const char *ws_id, const char *user_id, enum kr
 		*role = kr_role_parse(kr_db_cell(&res, 0, 0));
 	kr_db_res_free(&res);
 	return KR_DB_OK;
+}
+
+enum kr_db_err
+kr_ws_page_for_user(struct kr_db *db, const char *user_id, const char *before, unsigned limit,
+    struct kr_db_res *res, int *found)
+{
+	return kr_db_page(db, sql_ws_page_cursor, sql_ws_page, user_id, before, limit, res,
+	    found);
 }
 
 enum kr_db_err

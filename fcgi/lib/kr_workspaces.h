@@ -31,6 +31,12 @@ enum kr_db_err	kr_ws_by_slug(struct kr_db *db, const char *slug, struct kr_works
 enum kr_db_err	kr_ws_delete(struct kr_db *db, const char *id, int *deleted);
 /* The user's workspaces: columns slug, name, role, created_at; by name. */
 enum kr_db_err	kr_ws_list_for_user(struct kr_db *db, const char *user_id, struct kr_db_res *res);
+/*
+ * A page of the user's workspaces, newest first, after the one with slug before (NULL: from
+ * the newest); *found 0 when before is not one of them. Columns as kr_ws_list_for_user's.
+ */
+enum kr_db_err	kr_ws_page_for_user(struct kr_db *db, const char *user_id, const char *before,
+		    unsigned limit, struct kr_db_res *res, int *found);
 
 /*
  * The workspace with that slug and the user's role in it (KR_ROLE_NONE when not a member),

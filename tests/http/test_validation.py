@@ -13,7 +13,7 @@ import urllib.parse
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import krstack  # noqa: E402
-from krclient import (CheckError, Client, create_workspace, eq,  # noqa: E402
+from krclient import (CheckError, Client, all_pages, create_workspace, eq,  # noqa: E402
                       error_shape_problems, expect, expect_error, random_password, run,
                       true, unique_email, unique_slug, user_client)
 
@@ -68,9 +68,7 @@ def raw_http(base, request):
 
 
 def ws_names(client):
-    r = client.get("/api/workspaces")
-    expect(200, r)
-    return {w["slug"]: w["name"] for w in r.json["workspaces"]}
+    return {w["slug"]: w["name"] for w in all_pages(client, "/api/workspaces", "workspaces")}
 
 
 def body(t):

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Workspaces: GET lists only the caller's with role; POST by instance admin (slug rules,
-duplicates); non-admin refused; DELETE then 404.
+"""Workspaces: GET lists only the caller's with role, newest first and paged (a token: its own
+workspace); POST by instance admin (slug rules, duplicates); non-admin
+refused; DELETE then 404.
 
 Runs against the shared stack ($KEYRELAY_TEST_STACK); creates its own users and workspaces.
 """
@@ -11,15 +12,20 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import krstack  # noqa: E402
-from krclient import (Client, add_member, admin_client, create_user,  # noqa: E402
-                      create_workspace, eq, expect, expect_error, expect_time, run, true,
-                      unique_slug, user_client)
+from krclient import (Client, add_member, admin_client, all_pages,  # noqa: E402
+                      check_pages, create_user, create_workspace, eq, expect, expect_error,
+                      expect_time, run, true, unique_slug, user_client)
 
 
 def listed(resp):
     wss = resp.json["workspaces"]
     true(isinstance(wss, list), "workspaces is not a list: %s" % resp.describe())
     return {w.get("slug"): w for w in wss}
+
+
+def listed_all(client):
+    """Every workspace of the caller (the shared stack's admin has many), by slug."""
+    return {w.get("slug"): w for w in all_pages(client, "/api/workspaces", "workspaces")}
 
 
 def body(t):
@@ -58,10 +64,33 @@ def body(t):
         _, e2, p2 = create_user(admin)
         r = user_client(s, e2, p2).get("/api/workspaces")
         expect(200, r)
-        eq(r.json, {"workspaces": []}, "answer")
+        eq(r.json, {"workspaces": [], "nextCursor": None}, "answer")
 
     with t("GET /api/workspaces without authentication: 401 unauthorized"):
         expect_error(Client(base).get("/api/workspaces"), 401, "unauthorized")
+
+    with t("GET /api/workspaces pages newest first (?limit, ?before, nextCursor); a bad "
+           "limit or cursor is 422"):
+        _, e4, p4 = create_user(admin)
+        tag = secrets.token_hex(3)
+        made = []
+        for i in range(5):     # slugs rise with creation: a tie on createdAt sorts the same
+            w = create_workspace(admin, slug="pg-%s-%d" % (tag, i))
+            add_member(admin, w["slug"], e4, "viewer")
+            made.append(w["slug"])
+        check_pages(user_client(s, e4, p4), "/api/workspaces", "workspaces", "slug", made,
+                    foreign_id=ws_b["slug"])
+
+    with t("GET /api/workspaces with an API token: its own workspace alone, with the "
+           "token's role"):
+        r = admin.post("/api/workspaces/%s/tokens" % ws_b["slug"],
+                       json={"name": "lister", "role": "member"})
+        expect(201, r)
+        r = Client(base, bearer=r.json["secret"]).get("/api/workspaces")
+        expect(200, r)
+        eq([(w["slug"], w["role"]) for w in r.json["workspaces"]], [(ws_b["slug"], "member")],
+           "workspaces")
+        eq(r.json["nextCursor"], None, "nextCursor")
 
     # -- create ---------------------------------------------------------------------------------
     slug = unique_slug("wsnew")
@@ -73,10 +102,8 @@ def body(t):
         expect_time(r.json.get("createdAt"), "createdAt")
 
     with t("the creator is the new workspace's admin"):
-        r = admin.get("/api/workspaces")
-        expect(200, r)
-        got = listed(r)
-        true(slug in got, "new workspace not in the creator's list: %s" % r.describe())
+        got = listed_all(admin)
+        true(slug in got, "new workspace not in the creator's list")
         eq(got[slug].get("role"), "admin", "creator's role")
         m = admin.get("/api/workspaces/%s/members" % slug)
         expect(200, m)
@@ -126,7 +153,7 @@ def body(t):
     with t("duplicate slug: 409 conflict, the original unchanged"):
         expect_error(admin.post("/api/workspaces", json={"slug": slug, "name": "Hijack"}),
                      409, "conflict")
-        got = listed(admin.get("/api/workspaces"))
+        got = listed_all(admin)
         eq(got.get(slug, {}).get("name"), "New One", "name after the duplicate attempt")
 
     with t("non-admin POST /api/workspaces: 403 forbidden, nothing created"):

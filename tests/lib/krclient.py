@@ -729,6 +729,20 @@ def parse_prometheus(text):
     return samples, types, problems
 
 
+def all_pages(client, path, name, limit=200):
+    """Every item of the paged list at path, following nextCursor."""
+    items, cursor = [], None
+    for _ in range(1000):
+        r = client.get(path + "?limit=%d" % limit
+                       + ("&before=%s" % urllib.parse.quote(cursor) if cursor else ""))
+        expect(200, r, "GET %s page" % path)
+        items += r.json[name]
+        cursor = r.json.get("nextCursor")
+        if cursor is None:
+            return items
+    raise CheckError("GET %s: still a nextCursor after 1000 pages" % path)
+
+
 def check_pages(client, path, name, id_key, new_ids, foreign_id=None):
     """Pagination of the list at path (api.md "Conventions"): walking it with ?limit=2 and
     nextCursor gives every item once, newest first by (createdAt, id), with new_ids (in
