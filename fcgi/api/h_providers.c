@@ -111,9 +111,9 @@ read_chain(struct kr_req *req, struct kr_resp *resp, struct kr_settings *s)
 	json_object *a = NULL;
 	char field[48];
 
-	if (!json_object_object_get_ex(req->json, "fallbackChain", &a))
-		return 0;
-	if (a == NULL || !json_object_is_type(a, json_type_array) ||
+	if (!json_object_object_get_ex(req->json, "fallbackChain", &a) || a == NULL)
+		return 0;		/* null: as if left out, like every optional field */
+	if (!json_object_is_type(a, json_type_array) ||
 	    json_object_array_length(a) > KR_PROV__MAX) {
 		resp_error(resp, 422, "fallbackChain", "fallbackChain must be a list of at most %d "
 		    "provider ids", KR_PROV__MAX);
@@ -145,9 +145,9 @@ read_map(struct kr_req *req, struct kr_resp *resp, const char *name, char *table
 	char field[64];
 	const char *why;
 
-	if (!json_object_object_get_ex(req->json, name, &o))
-		return 0;
-	if (o == NULL || !json_object_is_type(o, json_type_object)) {
+	if (!json_object_object_get_ex(req->json, name, &o) || o == NULL)
+		return 0;		/* null: as if left out */
+	if (!json_object_is_type(o, json_type_object)) {
 		resp_error(resp, 422, name, "%s must be an object keyed by provider id", name);
 		return -1;
 	}

@@ -203,6 +203,13 @@ def body(t):
     with t("PUT unknown fields are ignored: 200"):
         put(wadm, ws_a, {"colour": "blue"})
 
+    with t("PUT fallbackChain, models, baseUrls and allowSystemKeys null: 200, as if left "
+           "out (nothing changes)"):
+        before = get(wadm, ws_a)
+        put(wadm, ws_a, {"fallbackChain": None, "models": None, "baseUrls": None,
+                         "allowSystemKeys": None})
+        eq(get(wadm, ws_a), before, "settings")
+
     with t("6 PUTs at once, each setting another provider's model: none is lost"):
         before = get(wadm, ws_a)["models"]
         want = {p: "m-%s-%s" % (p.replace("_", "-"), rnd(6)) for p in DEFAULT_MODEL}
@@ -504,9 +511,9 @@ def body(t):
     with t("audit: refused PUTs (422, 403) changed nothing and left no settings.changed entry"):
         r = wadm.get("/api/workspaces/%s/audit?limit=200" % ws_a)
         n = sum(1 for e in r.json["entries"] if e.get("action") == "settings.changed")
-        # full PUT, allowSystemKeys x2, models, chain x2, colour, 6 at once and their
-        # undoing, token, baseUrls x2 = 17
-        eq(n, 17, "settings.changed entries")
+        # full PUT, allowSystemKeys x2, models, chain x2, colour, all null, 6 at once and
+        # their undoing, token, baseUrls x2 = 18
+        eq(n, 18, "settings.changed entries")
 
     with t("no provider key in the audit trail"):
         for ws in (ws_a, ws_e):
