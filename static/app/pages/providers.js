@@ -74,15 +74,26 @@ export async function render(ctx) {
 
   let refreshTimer = null;
   let refreshing = null;
+  // A reorder not saved yet: the server still has the old order, which a reload would put
+  // back on screen until the save lands. Reload after it instead (its event asks anyway).
+  const reordering = () => [...st.reorderPending.values()].some((n) => n > 0);
   async function refresh() {
     if (refreshing) return refreshing;
+    if (reordering()) {
+      refreshSoon();
+      return null;
+    }
     refreshing = (async () => {
       try {
         // Redraw only when something changed: an event about our own change would
         // otherwise replace the pills under the pointer or the keyboard.
         const before = JSON.stringify([st.settings, st.keys]);
+        const keys = st.keys;
         await load();
-        if (ctx.alive() && JSON.stringify([st.settings, st.keys]) !== before) renderAll();
+        if (reordering()) {       // a move began while loading: keep what is on screen
+          st.keys = keys;
+          refreshSoon();
+        } else if (ctx.alive() && JSON.stringify([st.settings, st.keys]) !== before) renderAll();
       } catch (err) {
         if (ctx.alive()) toast(`Could not reload the keys: ${plainError(err)}`, 'error');
       } finally {
