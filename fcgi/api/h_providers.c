@@ -112,7 +112,7 @@ read_chain(struct kr_req *req, struct kr_resp *resp, struct kr_settings *s)
 	char field[48];
 
 	if (!json_object_object_get_ex(req->json, "fallbackChain", &a) || a == NULL)
-		return 0;		/* null: as if left out, like every optional field */
+		return 0;		/* null: as if left out (primary's null clears it) */
 	if (!json_object_is_type(a, json_type_array) ||
 	    json_object_array_length(a) > KR_PROV__MAX) {
 		resp_error(resp, 422, "fallbackChain", "fallbackChain must be a list of at most %d "

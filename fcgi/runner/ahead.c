@@ -155,7 +155,7 @@ ahead_main(void *arg)
 {
 	struct runner *r = arg;
 	struct ahead *a = r->ahead;
-	int64_t last = 0, not_before = 0, pause = 0, now;
+	int64_t last = 0, not_before = 0, pause = 0, now, wait_ms;
 	size_t max = r->cfg->runner_max_in_flight, want, enough, waiting;
 
 	enough = (max + a->depth) / 8 < CLAIM_BATCH ? (max + a->depth) / 8 : CLAIM_BATCH;
@@ -176,9 +176,11 @@ ahead_main(void *arg)
 			continue;
 		}
 		/* No room: ahead_take signals when there is. Room: the gather or idle pause. */
+		wait_ms = want == 0 ? FULL_WAIT_MS : not_before > now ? not_before - now :
+		    CLAIM_GATHER_MS;
 		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += (long)(want == 0 ? FULL_WAIT_MS : not_before > now ?
-		    not_before - now : CLAIM_GATHER_MS) * 1000000L;
+		until.tv_sec += (time_t)(wait_ms / 1000);	/* up to runner.idle_poll_ms: */
+		until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;	/* seconds apart */
 		if (until.tv_nsec >= 1000000000L) {
 			until.tv_sec += until.tv_nsec / 1000000000L;
 			until.tv_nsec %= 1000000000L;

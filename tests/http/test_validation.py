@@ -224,6 +224,9 @@ def body(t):
          + b"b" * 20000 + b"\r\nConnection: close\r\n\r\n", 400, "bad_request"),
         ("Transfer-Encoding: gzip", b"POST /api/workspaces HTTP/1.1\r\nHost: localhost\r\n"
          b"Transfer-Encoding: gzip\r\nConnection: close\r\n\r\n", 400, "bad_request"),
+        ("a bad escape in the path", b"GET /api/%zz HTTP/1.1\r\nHost: localhost\r\n"
+         b"Connection: close\r\n\r\n", 400, "bad_request"),
+        ("a request line that is not HTTP", b"GARBAGE\r\n\r\n", 400, "bad_request"),
         ("a path outside the API and the pages", b"GET /no/such/file HTTP/1.1\r\n"
          b"Host: localhost\r\nConnection: close\r\n\r\n", 404, "not_found"),
         ("a declared body of 2 MB", b"POST /api/workspaces HTTP/1.1\r\nHost: localhost\r\n"
