@@ -110,6 +110,19 @@ class Inputs:
         return b
 
 
+def routes(spec):
+    """(path, resource, method, body schema or None) of each route the test drives."""
+    for path, methods in spec["paths"].items():
+        if path in SKIP:
+            continue
+        parts = path.split("/") + [""] * 5
+        resource = parts[4] if path.startswith("/api/workspaces/{ws}/") else parts[2]
+        for method, op in methods.items():
+            if method in ("get", "post", "put", "patch"):
+                yield path, resource, method, op.get("requestBody", {}).get(
+                    "content", {}).get("application/json", {}).get("schema")
+
+
 def body(t):
     with private_stack(t, "krrb-", "setup: private stack", env=STACK_ENV) as (s, admin):
         scenario(t, s, admin)
@@ -148,61 +161,44 @@ def scenario(t, s, admin):
                 "name": "t", "role": "member"}), "token")["id"],
         }
     server_errors, bad_shapes, leaks, n = [], [], [], 0
-    for path, methods in spec["paths"].items():
-        if path in SKIP:
-            continue
-        parts = path.split("/") + [""] * 5
-        resource = parts[4] if path.startswith("/api/workspaces/{ws}/") else parts[2]
-        for method, op in methods.items():
-            if method not in ("get", "post", "put", "patch"):
-                continue
-            schema = op.get("requestBody", {}).get("content", {}).get(
-                "application/json", {}).get("schema")
-            for _ in range(ROUNDS):
-                p = path.replace("{ws}", ws).replace("{userId}", user["id"]).replace(
-                    "{id}", rng.choice([ids.get(resource, MISSING)] * 2 +
-                                       [MISSING, "not-an-id"]))
-                if method == "get":
-                    sent_what = rng.choice(QUERIES)
-                    r = admin.get(p + sent_what)
-                else:
-                    sent_what = inputs.body(schema) if schema else rng.choice([None, {}])
-                    r = admin.request(method.upper(), p, json=sent_what)
-                n += 1
-                what = "%s %s %s" % (method.upper(), path, json.dumps(sent_what)[:200])
-                if r.status >= 500:
-                    server_errors.append("%s -> %d %s" % (what, r.status, r.text[:200]))
-                elif r.status >= 400 and error_shape_problems(r):
-                    bad_shapes.append("%s -> %d %s" % (what, r.status, r.text[:200]))
-                if any(sec in r.text for sec in sent):
-                    leaks.append("%s -> %d (a secret the test sent)" % (what, r.status))
+    for path, resource, method, schema in routes(spec):
+        for _ in range(ROUNDS):
+            p = path.replace("{ws}", ws).replace("{userId}", user["id"]).replace(
+                "{id}", rng.choice([ids.get(resource, MISSING)] * 2 +
+                                   [MISSING, "not-an-id"]))
+            if method == "get":
+                sent_what = rng.choice(QUERIES)
+                r = admin.get(p + sent_what)
+            else:
+                sent_what = inputs.body(schema) if schema else rng.choice([None, {}])
+                r = admin.request(method.upper(), p, json=sent_what)
+            n += 1
+            what = "%s %s %s" % (method.upper(), path, json.dumps(sent_what)[:200])
+            if r.status >= 500:
+                server_errors.append("%s -> %d %s" % (what, r.status, r.text[:200]))
+            elif r.status >= 400 and error_shape_problems(r):
+                bad_shapes.append("%s -> %d %s" % (what, r.status, r.text[:200]))
+            if any(sec in r.text for sec in sent):
+                leaks.append("%s -> %d (a secret the test sent)" % (what, r.status))
     # A NUL inside a string (a C string ends there; its recorded length does not).
     nul_answers = []
-    for path, methods in spec["paths"].items():
-        if path in SKIP:
+    for path, resource, method, schema in routes(spec):
+        if method == "get" or not schema:
             continue
-        parts = path.split("/") + [""] * 5
-        resource = parts[4] if path.startswith("/api/workspaces/{ws}/") else parts[2]
-        for method, op in methods.items():
-            schema = op.get("requestBody", {}).get("content", {}).get(
-                "application/json", {}).get("schema")
-            if method not in ("post", "put", "patch") or not schema:
+        for field, prop in inputs.deref(schema).get("properties", {}).items():
+            t_ = inputs.deref(prop).get("type")
+            t_ = t_ if isinstance(t_, list) else [t_]
+            v = (["ab\u0000cd"] if "array" in t_ else
+                 "ab\u0000cd" if "string" in t_ else None)
+            if v is None:
                 continue
-            props = inputs.deref(schema).get("properties", {})
-            for field, prop in props.items():
-                t_ = inputs.deref(prop).get("type")
-                t_ = t_ if isinstance(t_, list) else [t_]
-                v = (["ab\u0000cd"] if "array" in t_ else
-                     "ab\u0000cd" if "string" in t_ else None)
-                if v is None:
-                    continue
-                p = path.replace("{ws}", ws).replace("{userId}", user["id"]).replace(
-                    "{id}", ids.get(resource, MISSING))
-                r = admin.request(method.upper(), p, json={field: v})
-                err = (r.json or {}).get("error") or {} if r.status == 422 else {}
-                if r.status != 422 or err.get("field") != field:
-                    nul_answers.append("%s %s {%r: %r} -> %d %s" % (
-                        method.upper(), path, field, v, r.status, r.text[:160]))
+            p = path.replace("{ws}", ws).replace("{userId}", user["id"]).replace(
+                "{id}", ids.get(resource, MISSING))
+            r = admin.request(method.upper(), p, json={field: v})
+            err = (r.json or {}).get("error") or {} if r.status == 422 else {}
+            if r.status != 422 or err.get("field") != field:
+                nul_answers.append("%s %s {%r: %r} -> %d %s" % (
+                    method.upper(), path, field, v, r.status, r.text[:160]))
     with t("a NUL character in any string field of any body: 422 naming that field"):
         eq(nul_answers[:5], [], "answers to a NUL in a string")
 
