@@ -20,7 +20,6 @@ h_workspaces_list(struct kr_req *req, struct kr_resp *resp)
 	enum kr_db_err rc;
 	int found = 0;
 
-	/* req_page's cursors are ids; this list's are slugs. */
 	pg.before = NULL;
 	if (req_limit(req, resp, &pg.limit) != 0)
 		return;
@@ -38,6 +37,7 @@ h_workspaces_list(struct kr_req *req, struct kr_resp *resp)
 		resp_json(resp, 200, o);
 		return;
 	}
+	/* Not req_page: its cursors are ids, this list's are slugs. */
 	if (req_query_has(req, "before")) {
 		const char *b = req_query(req, "before", pg.buf, sizeof(pg.buf));
 		if (b == NULL || (*b != '\0' && !kr_slug_valid(b))) {

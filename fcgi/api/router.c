@@ -183,6 +183,21 @@ is_json_type(const char *ct)
  * but no field of this API can hold one, and the C strings they become would end there
  * while their recorded lengths go on.
  */
+static int	has_nul(json_object *v);
+
+/* The name of the first member of object o that holds such a string; NULL: none does. */
+static const char *
+nul_member(json_object *o)
+{
+	struct json_object_iterator it = json_object_iter_begin(o);
+	struct json_object_iterator end = json_object_iter_end(o);
+
+	for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
+		if (has_nul(json_object_iter_peek_value(&it)))
+			return json_object_iter_peek_name(&it);
+	return NULL;
+}
+
 static int
 has_nul(json_object *v)
 {
@@ -195,14 +210,8 @@ has_nul(json_object *v)
 			if (has_nul(json_object_array_get_idx(v, i)))
 				return 1;
 		return 0;
-	case json_type_object: {
-		struct json_object_iterator it = json_object_iter_begin(v);
-		struct json_object_iterator end = json_object_iter_end(v);
-		for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
-			if (has_nul(json_object_iter_peek_value(&it)))
-				return 1;
-		return 0;
-	}
+	case json_type_object:
+		return nul_member(v) != NULL;
 	default:
 		return 0;
 	}
@@ -214,6 +223,7 @@ parse_body(struct kr_req *req, struct kr_resp *resp)
 {
 	struct json_tokener *tok;
 	enum json_tokener_error jerr;
+	const char *f;
 
 	if (req->content_length > KR_BODY_MAX || req->body_len > KR_BODY_MAX) {
 		resp_error(resp, 413, NULL, "request body over 1 MiB");
@@ -258,16 +268,9 @@ parse_body(struct kr_req *req, struct kr_resp *resp)
 		resp_error(resp, 400, NULL, "the body must be a JSON object");
 		return -1;
 	}
-	{
-		struct json_object_iterator it = json_object_iter_begin(req->json);
-		struct json_object_iterator end = json_object_iter_end(req->json);
-		for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
-			if (has_nul(json_object_iter_peek_value(&it))) {
-				const char *f = json_object_iter_peek_name(&it);
-				resp_error(resp, 422, f, "%.64s must not contain a NUL character "
-				    "(\\u0000)", f);
-				return -1;
-			}
+	if ((f = nul_member(req->json)) != NULL) {
+		resp_error(resp, 422, f, "%.64s must not contain a NUL character (\\u0000)", f);
+		return -1;
 	}
 	return 0;
 }
