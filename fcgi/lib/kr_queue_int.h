@@ -1,7 +1,7 @@
 /*
- * kr_queue's pieces shared by its two files: kr_queue.c (claims, single-job changes,
- * leases) and kr_queue_batch.c (storing many answers in one transaction). Not for other
- * modules.
+ * kr_queue's pieces shared by its files: kr_queue.c (claims, single-job changes),
+ * kr_queue_batch.c (storing many answers in one transaction) and kr_queue_lease.c (leases:
+ * extend, check, hand back, rescue). Not for other modules.
  */
 #ifndef KR_QUEUE_INT_H
 #define KR_QUEUE_INT_H
@@ -14,6 +14,21 @@
 #include "kr_queue.h"
 #include "kr_time.h"
 
+/*
+ * Run body in a transaction (again after deadlocks and lost connections: every change here
+ * is fenced on the lease token or a UNIQUE key, so a rerun finds out what landed). A body
+ * returns KR_DB_ABORT when the lease is gone: rolled back, and *res says KR_QUEUE_LOST.
+ */
+enum kr_db_err	kr_queue__fenced(struct kr_db *db, enum kr_db_err (*body)(struct kr_db *, void *),
+		    void *arg, enum kr_queue_result *res);
+/*
+ * Append the job event type of job j (jobId and a JobSnapshot: status, the attempt a's
+ * provider, model and key when a is not NULL, error, the attempts counter plus
+ * attempts_delta).
+ */
+enum kr_db_err	kr_queue__job_event(struct kr_db *db, const struct kr_claimed *j,
+		    const char *type, const char *status, const struct kr_attempt *a,
+		    const char *error, int attempts_delta);
 /*
  * Append n events (ws[i], types[i], payloads[i]) with one kr_events_append_many per
  * workspace; each workspace's events keep their order.
