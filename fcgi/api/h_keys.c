@@ -531,7 +531,8 @@ out:
 
 /*
  * What the test taught, its audit entry (with the outcome) and, when the status changed,
- * its event. t->key is NULL when the key was deleted while it was being tested.
+ * its event; KR_DB_ABORT, nothing recorded, when the key was deleted while it was being
+ * tested.
  */
 static enum kr_db_err
 test_in_tx(struct kr_db *db, void *arg)
@@ -547,12 +548,14 @@ test_in_tx(struct kr_db *db, void *arg)
 	if ((rc = kr_keys_record(db, t->req->p.ws.id, t->id, r, 1, 0, &changed)) != KR_DB_OK ||
 	    (rc = key_now(t->req, t->id, &t->key)) != KR_DB_OK)
 		return rc;
-	if (changed && t->key != NULL && (rc = key_event(t->req, t->key)) != KR_DB_OK)
+	if (t->key == NULL)	/* deleted while the provider answered */
+		return KR_DB_ABORT;
+	if (changed && (rc = key_event(t->req, t->key)) != KR_DB_OK)
 		return rc;
 	d = json_object_new_object();
 	kr_json_add_str(d, "outcome", kr_llm_class_name(r->cls));
-	json_object_object_add(d, "status", t->key != NULL ?
-	    json_object_get(json_object_object_get(t->key, "status")) : NULL);
+	json_object_object_add(d, "status", json_object_get(json_object_object_get(t->key,
+	    "status")));
 	if (r->cls != KR_LLM_OK)
 		kr_json_add_str(d, "error", r->message);
 	rc = audit_key(t->req, "key.tested", t->id, d);
@@ -591,14 +594,16 @@ h_keys_test(struct kr_req *req, struct kr_resp *resp)
 	if ((db_rc = kr_db_tx(req->db, test_in_tx, &t, 0)) != KR_DB_OK) {
 		json_object_put(t.key);
 		kr_llm_result_release(&r);
-		resp_db_error(resp, db_rc);
+		if (db_rc == KR_DB_ABORT)
+			resp_error(resp, 404, NULL, "no such key");
+		else
+			resp_db_error(resp, db_rc);
 		return;
 	}
 	o = json_object_new_object();
 	kr_json_add_bool(o, "valid", r.cls == KR_LLM_OK);
-	if (t.key != NULL)
-		json_object_object_add(o, "status", json_object_get(json_object_object_get(t.key,
-		    "status")));
+	json_object_object_add(o, "status", json_object_get(json_object_object_get(t.key,
+	    "status")));
 	if (r.cls == KR_LLM_OK)
 		kr_json_add_int(o, "latencyMs", r.latency_ms);
 	else

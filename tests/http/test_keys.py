@@ -20,6 +20,7 @@ import string
 import sys
 import tempfile
 import threading
+import time
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -619,6 +620,25 @@ def body(t):
     with t("POST test of an unknown key id: 404 not_found"):
         expect_error(wadm.post("%s/%s/test" % (K(ws_a), uuid.uuid4()), json={}), 404,
                      "not_found")
+
+    with t("POST test of a key deleted while the provider answers: 404 not_found, no "
+           "key.tested entry"):
+        k, obj = add_one(wadm, ws_a, "anthropic")
+        stub.set_key(k, "ok", delay_ms=1500)
+        answer = {}
+        th = threading.Thread(target=lambda: answer.update(
+            r=wadm.post("%s/%s/test" % (K(ws_a), obj["id"]), json={})))
+        th.start()
+        deadline = time.monotonic() + 10
+        while not stub_saw(k) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        true(stub_saw(k), "the stub never saw the test call")
+        expect(204, wadm.delete("%s/%s" % (K(ws_a), obj["id"])), "DELETE during the test")
+        th.join(15)
+        expect_error(answer.get("r"), 404, "not_found")
+        au = wadm.get("/api/workspaces/%s/audit?limit=200" % ws_a).json["entries"]
+        eq([e["action"] for e in au if e.get("target") == obj["id"]],
+           ["key.deleted", "key.created"], "the key's audit entries, newest first")
 
     # -- PATCH ----------------------------------------------------------------------------------
     pk, pobj = add_one(wadm, ws_a, "anthropic", name="Patch me")
