@@ -57,12 +57,17 @@ push(struct kr_candidates *c, size_t *cap)
 	return &c->v[c->n++];
 }
 
-/* Fill the provider-level fields of a candidate; -1 when p cannot be called here. */
+/*
+ * Fill the provider-level fields of a candidate; -1 when p cannot be called here. A
+ * workspace's own base URL is for its own keys: the instance's system keys go only where
+ * the instance's configuration (or the provider's default) says, or a workspace admin
+ * could send them to a server of their choosing.
+ */
 static int
 describe(struct kr_candidate *k, const struct kr_config *cfg, const struct kr_settings *s,
-    const struct kr_provider *p, int fallback)
+    const struct kr_provider *p, int fallback, int system_key)
 {
-	const char *url = kr_provider_base_url(cfg, p, s->base_urls[p->id]);
+	const char *url = kr_provider_base_url(cfg, p, system_key ? NULL : s->base_urls[p->id]);
 	const char *model = kr_settings_model(s, p);
 
 	if (url == NULL || model == NULL)
@@ -106,7 +111,7 @@ add_candidates(struct kr_candidates *out, size_t *cap, const struct kr_config *c
 				continue;
 			if ((k = push(out, cap)) == NULL)
 				return -1;
-			if (describe(k, cfg, s, order[i], i > 0) != 0) {
+			if (describe(k, cfg, s, order[i], i > 0, 0) != 0) {
 				out->n--;
 				break;
 			}
@@ -118,7 +123,7 @@ add_candidates(struct kr_candidates *out, size_t *cap, const struct kr_config *c
 		for (unsigned e = 0; e < env_count(order[i]); e++) {
 			if ((k = push(out, cap)) == NULL)
 				return -1;
-			if (describe(k, cfg, s, order[i], i > 0) != 0) {
+			if (describe(k, cfg, s, order[i], i > 0, 1) != 0) {
 				out->n--;
 				break;
 			}

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import krstack  # noqa: E402
 from krclient import (CheckError, Client, RecordingClient,  # noqa: E402
                       create_user, create_workspace, eq, expect, expect_error, expect_time,
-                      fake_key, leaked_keys, run, true, user_client)
+                      fake_key, leaked_keys, run, true, user_client, wait_for)
 
 PROVIDERS = ("anthropic", "openai", "google", "zai", "moonshot", "openai_compatible")
 # providers.md: protocol and default model of each provider.
@@ -480,6 +480,31 @@ def body(t):
             with t("private stack: the system key never appears in answers or logs"):
                 eq(leaks(pa.get(PV(pws)).text, [sys_key]), [], "in GET providers")
                 eq(leaks(p.log_text(), [sys_key]), [], "in the logs")
+            with t("private stack: a workspace's baseUrls never receive the system key: its "
+                   "job's call goes to the instance's URL"):
+                origin = p.stub_urls["google"].rsplit("/gemini/", 1)[0]
+                p.stub.set_key(sys_key, "ok")
+                r = pa.put(PV(pws), json={"primary": "google", "fallbackChain": [],
+                                          "allowSystemKeys": True,
+                                          "baseUrls": {"google": origin + "/compat/v1"}})
+                expect(200, r)
+                r = pa.post("/api/workspaces/%s/jobs" % pws,
+                            json={"type": "task", "input": "system key " + rnd(8),
+                                  "maxAttempts": 1})
+                expect(202, r)
+                url = "/api/workspaces/%s/jobs/%s" % (pws, r.json["id"])
+
+                def ended():
+                    j = pa.get(url).json
+                    return j if j["status"] in ("succeeded", "failed") else None
+                job = wait_for("the job to end", ended, 30, 0.2)
+                paths = [q.get("path") for q in p.stub.requests()
+                         if (q.get("headers") or {}).get("x-goog-api-key") == sys_key]
+                true(paths, "the stub never saw the system key")
+                eq([x for x in paths if not x.startswith("/gemini/v1beta/")], [],
+                   "calls with the system key outside the instance's google URL")
+                eq((job["status"], job.get("error")), ("succeeded", None),
+                   "the job's status, error")
     finally:
         if p is not None:
             with t("private stack: down without problems"):
