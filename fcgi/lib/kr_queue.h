@@ -113,13 +113,13 @@ enum kr_db_err	kr_queue_extend(struct kr_db *db, const char *runner_id,
 /* Requeue jobs whose lease expired (their runner died); *rescued gets the count. */
 enum kr_db_err	kr_queue_rescue(struct kr_db *db, unsigned max, unsigned *rescued);
 /*
- * Which of the n jobs[] the runner names it still holds: held[i] = 1 while jobs[i] is
- * running under this runner and its lease token, else 0 (cancelled, or rescued after its
- * lease expired). Looks the jobs up by id, so the cost follows n, not the number of jobs
- * the runner ever ran.
+ * Which of the n jobs ids[] (claimed under leases[]) the runner still holds: held[i] = 1
+ * while job ids[i] is running under this runner and lease leases[i], else 0 (cancelled, or
+ * rescued after its lease expired). Looks the jobs up by id, so the cost follows n, not the
+ * number of jobs the runner ever ran.
  */
 enum kr_db_err	kr_queue_held(struct kr_db *db, const char *runner_id,
-		    const struct kr_claimed *const *jobs, size_t n, int *held);
+		    const char *const *ids, const char *const *leases, size_t n, int *held);
 /* Providers that failed transiently at least `times` times for this job. */
 enum kr_db_err	kr_queue_transient_providers(struct kr_db *db, const char *job_id,
 		    unsigned times, struct kr_db_res *res);

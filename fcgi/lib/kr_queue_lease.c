@@ -120,26 +120,25 @@ kr_queue_rescue(struct kr_db *db, unsigned max, unsigned *rescued)
 	return rc;
 }
 
-/* held[0, n) of jobs[0, n): whether the rows of res name each job with its lease. */
+/* held[0, n) of ids[0, n): whether the rows of res name each job with its lease. */
 static void
-mark_held(const struct kr_db_res *res, const struct kr_claimed *const *jobs, size_t n,
-    int *held)
+mark_held(const struct kr_db_res *res, const char *const *ids, const char *const *leases,
+    size_t n, int *held)
 {
 	for (unsigned r = 0; r < res->nrows; r++) {
 		const char *id = kr_db_cell(res, r, 0), *lease = kr_db_cell(res, r, 1);
-		/* Every match: a job rescued and claimed again may fly twice here. */
+		/* Every match: a job rescued and claimed again may be here twice. */
 		for (size_t i = 0; i < n; i++)
-			if (strcmp(jobs[i]->id, id) == 0)
-				held[i] = lease != NULL && strcmp(jobs[i]->lease, lease) == 0;
+			if (strcmp(ids[i], id) == 0)
+				held[i] = lease != NULL && strcmp(leases[i], lease) == 0;
 	}
 }
 
 enum kr_db_err
-kr_queue_held(struct kr_db *db, const char *runner_id, const struct kr_claimed *const *jobs,
-    size_t n, int *held)
+kr_queue_held(struct kr_db *db, const char *runner_id, const char *const *ids,
+    const char *const *leases, size_t n, int *held)
 {
 	struct kr_dbp p[1 + KR_DB_ROWS_MAX];
-	const char *ids[KR_DB_ROWS_MAX];
 	enum kr_db_err rc = KR_DB_OK;
 	struct kr_db_res res;
 	const char *sql;
@@ -148,15 +147,13 @@ kr_queue_held(struct kr_db *db, const char *runner_id, const struct kr_claimed *
 	p[0] = KR_P_STR(runner_id);
 	for (size_t done = 0, k; done < n && rc == KR_DB_OK; done += k) {
 		k = n - done < KR_DB_ROWS_MAX ? n - done : KR_DB_ROWS_MAX;
-		for (size_t i = 0; i < k; i++) {
-			ids[i] = jobs[done + i]->id;
+		for (size_t i = 0; i < k; i++)
 			held[done + i] = 0;
-		}
-		np = kr_queue__bind_ids(p, 1, ids, k);
+		np = kr_queue__bind_ids(p, 1, ids + done, k);
 		if ((sql = kr_db_rows_sql(&sql_held, kr_db_rows_fit(k))) == NULL)
 			return KR_DB_ERROR;
 		if ((rc = kr_db_exec(db, sql, p, np, &res, NULL)) == KR_DB_OK) {
-			mark_held(&res, jobs + done, k, held + done);
+			mark_held(&res, ids + done, leases + done, k, held + done);
 			kr_db_res_free(&res);
 		}
 	}

@@ -289,15 +289,51 @@ ahead_take(struct runner *r)
 }
 
 size_t
-ahead_held_ids(struct runner *r, char (*ids)[KR_UUID_MAX], size_t max)
+ahead_capacity(const struct runner *r)
+{
+	return r->ahead != NULL ? r->cfg->runner_max_in_flight + r->ahead->depth : 0;
+}
+
+size_t
+ahead_held_ids(struct runner *r, char (*ids)[KR_UUID_MAX], char (*leases)[KR_UUID_MAX],
+    size_t max)
 {
 	size_t n = 0;
 
+	if (r->ahead == NULL)
+		return 0;
 	pthread_mutex_lock(&r->lock);
-	for (size_t i = 0; i < r->nready && n < max; i++)
-		memcpy(ids[n++], r->ahead->ready[i].id, KR_UUID_MAX);
+	for (; n < r->nready && n < max; n++) {
+		memcpy(ids[n], r->ahead->ready[n].id, KR_UUID_MAX);
+		if (leases != NULL)
+			memcpy(leases[n], r->ahead->ready[n].lease, KR_UUID_MAX);
+	}
 	pthread_mutex_unlock(&r->lock);
 	return n;
+}
+
+int
+ahead_drop(struct runner *r, const char *id, const char *lease)
+{
+	struct ahead *a = r->ahead;
+	struct ws_count *w;
+	size_t i;
+
+	pthread_mutex_lock(&r->lock);
+	for (i = 0; i < r->nready; i++)
+		if (strcmp(a->ready[i].id, id) == 0 && strcmp(a->ready[i].lease, lease) == 0)
+			break;
+	if (i == r->nready) {
+		pthread_mutex_unlock(&r->lock);
+		return 0;
+	}
+	if ((w = flight_ws(r, a->ready[i].ws_id, 0)) != NULL && w->ready > 0)
+		w->ready--;
+	kr_claimed_release(&a->ready[i]);
+	memmove(&a->ready[i], &a->ready[i + 1], (r->nready - i - 1) * sizeof(a->ready[0]));
+	r->nready--;
+	pthread_mutex_unlock(&r->lock);
+	return 1;
 }
 
 void

@@ -577,38 +577,57 @@ log_aborted(struct runner *r, struct flight *f)
 	(void)kr_queue_log_attempt(r->db, &f->job, &a);
 }
 
+/* A held check's view: the flights first, then copies of the ready jobs' ids and leases. */
+struct held_check {
+	const char		**ids, **leases;
+	struct flight		**fl;		/* nfl of them */
+	char			(*rid)[KR_UUID_MAX], (*rlease)[KR_UUID_MAX];
+	int			*held;
+	size_t			 nfl, nready;
+};
+
 void
 flight_check_held(struct runner *r)
 {
-	size_t max = r->cfg->runner_max_in_flight, n = 0;
-	const struct kr_claimed **jobs;
-	struct flight **fl;
-	int *held;
+	size_t max = r->cfg->runner_max_in_flight, cap = max + ahead_capacity(r);
+	struct held_check c = { calloc(cap, sizeof(char *)), calloc(cap, sizeof(char *)),
+	    calloc(max, sizeof(struct flight *)), calloc(cap, KR_UUID_MAX),
+	    calloc(cap, KR_UUID_MAX), calloc(cap, sizeof(int)), 0, 0 };
 
-	if (r->nflying == 0)
-		return;
-	jobs = calloc(max, sizeof(*jobs));
-	fl = calloc(max, sizeof(*fl));
-	held = calloc(max, sizeof(*held));
-	if (jobs != NULL && fl != NULL && held != NULL) {
-		for (size_t i = 0; i < max; i++)
-			if (r->flights[i].used) {
-				fl[n] = &r->flights[i];
-				jobs[n++] = &r->flights[i].job;
-			}
-		if (kr_queue_held(r->db, r->id, jobs, n, held) != KR_DB_OK)
-			n = 0;		/* the database is away: look again next time */
-		for (size_t i = 0; i < n; i++)
-			if (!held[i]) {
-				kr_info("job %s was cancelled or taken over: call aborted",
-				    fl[i]->job.id);
-				log_aborted(r, fl[i]);
-				flight_end(r, fl[i]);
-			}
+	if (c.ids == NULL || c.leases == NULL || c.fl == NULL || c.rid == NULL ||
+	    c.rlease == NULL || c.held == NULL)
+		goto out;
+	for (size_t i = 0; i < max; i++)
+		if (r->flights[i].used) {
+			c.fl[c.nfl] = &r->flights[i];
+			c.ids[c.nfl] = r->flights[i].job.id;
+			c.leases[c.nfl++] = r->flights[i].job.lease;
+		}
+	c.nready = ahead_held_ids(r, c.rid, c.rlease, cap - c.nfl);
+	for (size_t i = 0; i < c.nready; i++) {
+		c.ids[c.nfl + i] = c.rid[i];
+		c.leases[c.nfl + i] = c.rlease[i];
 	}
-	free(held);
-	free(fl);
-	free(jobs);
+	if (c.nfl + c.nready == 0 || kr_queue_held(r->db, r->id, c.ids, c.leases,
+	    c.nfl + c.nready, c.held) != KR_DB_OK)
+		goto out;		/* the database is away: look again next time */
+	for (size_t i = 0; i < c.nfl; i++)
+		if (!c.held[i]) {
+			kr_info("job %s was cancelled or taken over: call aborted", c.fl[i]->job.id);
+			log_aborted(r, c.fl[i]);
+			flight_end(r, c.fl[i]);
+		}
+	/* Only this thread starts ready jobs: those checked are still ready, or dropped. */
+	for (size_t i = 0; i < c.nready; i++)
+		if (!c.held[c.nfl + i] && ahead_drop(r, c.rid[i], c.rlease[i]))
+			kr_info("job %s was cancelled or taken over before its call", c.rid[i]);
+out:
+	free(c.ids);
+	free(c.leases);
+	free(c.fl);
+	free(c.rid);
+	free(c.rlease);
+	free(c.held);
 }
 
 void

@@ -60,8 +60,9 @@ static const char sql_stopped[] =
 static void
 extend(struct runner *r)
 {
-	/* Room for every slot and ready job (the claim thread may add some meanwhile). */
-	size_t max = r->cfg->runner_max_in_flight * 3 / 2 + store_pending(r, NULL), n = 0;
+	/* Room for every slot, ready job and answer waiting to be stored. */
+	size_t max = r->cfg->runner_max_in_flight + ahead_capacity(r) + store_pending(r, NULL);
+	size_t n = 0;
 	char (*ids)[KR_UUID_MAX];
 	const char **p;
 
@@ -73,7 +74,7 @@ extend(struct runner *r)
 		for (size_t i = 0; i < r->cfg->runner_max_in_flight && n < max; i++)
 			if (r->flights[i].used)
 				memcpy(ids[n++], r->flights[i].job.id, KR_UUID_MAX);
-		n += ahead_held_ids(r, ids + n, max - n);
+		n += ahead_held_ids(r, ids + n, NULL, max - n);
 		n += store_held_ids(r, ids + n, max - n);
 		for (size_t i = 0; i < n; i++)
 			p[i] = ids[i];

@@ -118,7 +118,10 @@ void	flight_start(struct runner *r, const struct kr_claimed *job);
  */
 void	flight_transfers_done(struct runner *r, CURL *const *easy, const CURLcode *rc,
 	    size_t n);
-/* Abort flights whose lease is gone (cancelled or rescued); called every half second. */
+/*
+ * Abort flights whose lease is gone (cancelled or rescued) and drop such ready jobs before
+ * their call; called every half second.
+ */
 void	flight_check_held(struct runner *r);
 /* Shutdown: abort every call in hand and give the jobs back. */
 void	flight_release_all(struct runner *r);
@@ -136,8 +139,16 @@ int	ahead_start(struct runner *r);
 int	ahead_wake_fd(const struct runner *r);
 /* Start ready jobs in the free slots (within the workspace caps); wake the claims. */
 void	ahead_take(struct runner *r);
-/* Copy the ids of the ready jobs into ids (at most max); the count copied. */
-size_t	ahead_held_ids(struct runner *r, char (*ids)[KR_UUID_MAX], size_t max);
+/* How many jobs can be ready at most. */
+size_t	ahead_capacity(const struct runner *r);
+/*
+ * Copy the ids of the ready jobs into ids, and their leases into leases unless it is NULL
+ * (at most max); the count copied.
+ */
+size_t	ahead_held_ids(struct runner *r, char (*ids)[KR_UUID_MAX], char (*leases)[KR_UUID_MAX],
+	    size_t max);
+/* Drop the ready job id claimed under lease (cancelled or taken over): 1, or 0: not ready. */
+int	ahead_drop(struct runner *r, const char *id, const char *lease);
 /* End the thread and hand back the jobs it claimed that did not start. */
 void	ahead_stop(struct runner *r);
 

@@ -17,6 +17,12 @@ Then a job that flies is requeued in SQL as a rescue would (its lease expired wh
 runner was cut off), and the same runner claims it again while the first call still flies:
 the held check aborts the first call (old lease) and keeps the second, which answers.
 
+Last, jobs claimed ahead of free slots: with every slot busy for twice the lease (4 s leases,
+1 s heartbeats), as many jobs again wait ready. Their leases are extended too, so none is
+requeued while its runner holds it (the heartbeat used to extend 1.5 x max_in_flight ids and
+left the newest ready jobs to expire, be rescued and be called twice); and one of them,
+cancelled while it waits, is dropped and never called.
+
 KEYRELAY_TEST_KEEP=1 keeps the stack's directory. Stand-alone: needs KEYRELAY_BIN_DIR.
 """
 import os
@@ -27,12 +33,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from krclient import SetupError, eq, private_stack, run, true, wait_for  # noqa: E402
-from test_runner import ENV, Ws, token  # noqa: E402
+from test_runner import ENV, Ws, calls_with, token  # noqa: E402
 
-CONFIG = {"runner.max_in_flight": "8"}
+SLOTS = 8
+CONFIG = {"runner.max_in_flight": str(SLOTS), "runner.lease_seconds": "4",
+          "runner.heartbeat_seconds": "1"}
 RUN = 400
 SLOW_MS = 6000
 WINDOW_S = 2.0
+AHEAD_MS = 9000     # over twice the lease
 
 
 
@@ -119,8 +128,51 @@ def scenario(t, s, admin):
         log = open(s.p("logs", "runner.log"), encoding="utf-8", errors="replace").read()
         eq(len([ln for ln in log.splitlines() if "job %s was cancelled or taken over" % twice
                 in ln]), 1, "calls aborted")
+    ahead_phase(t, s, admin)
     with t("no sanitizer report in the programs' logs"):
         eq(s.sanitizer_reports(), [], "sanitizer reports")
+
+
+def ahead_phase(t, s, admin):
+    with t.setup("setup: %d jobs, every slot busy for %d ms, as many ready behind them"
+                 % (2 * SLOTS, AHEAD_MS)):
+        w = Ws(s, admin, "held-ahead")
+        ((_, sec),) = w.add_keys("anthropic", [("ok", {"delay_ms": AHEAD_MS})])
+        w.providers("anthropic")
+        inputs = {}
+        for i in range(2 * SLOTS):
+            text = "ahead %d %s" % (i, token())
+            inputs[w.task(text)["id"]] = text
+        wait_for("%d calls" % SLOTS, lambda: len(calls_with(s, sec)) == SLOTS, 15)
+
+        def ready():
+            called = str([c.get("body") for c in calls_with(s, sec)])
+            return [j for j, text in inputs.items() if text not in called
+                    and w.job(j)["status"] == "running"]
+        waiting = wait_for("%d jobs claimed ahead" % SLOTS,
+                           lambda: (lambda r: r if len(r) == SLOTS else None)(ready()), 10)
+        cancelled = waiting[0]
+        r = admin.post(w.base + "/jobs/%s/cancel" % cancelled, json={})
+        if r.status != 200:
+            raise SetupError("cancel: %s" % r.describe())
+    with t("while the slots stay busy past two leases, no job is requeued: every job is "
+           "still running under its runner but the cancelled one"):
+        time.sleep(AHEAD_MS / 1000 - 2)
+        eq(len(calls_with(s, sec)), SLOTS, "calls before the first answer")
+        eq(sorted(w.job(j)["status"] for j in inputs if j != cancelled),
+           ["running"] * (2 * SLOTS - 1), "statuses")
+        eq(s.sql("SELECT COUNT(*) FROM events WHERE workspace_id = ? AND type = "
+                 "'job_retrying'", w.id)[0][0], "0", "job_retrying events")
+    with t("every job but the cancelled one succeeds from one call; the cancelled one is "
+           "never called"):
+        for j in inputs:
+            w.wait(j, timeout=AHEAD_MS / 1000 * 2 + 15)
+        eq(w.job(cancelled)["status"], "cancelled", "the cancelled job's status")
+        called = [str(c.get("body")) for c in calls_with(s, sec)]
+        eq(sorted(sum(inputs[j] in c for c in called) for j in inputs),
+           [0] + [1] * (2 * SLOTS - 1), "calls per job")
+        eq(sorted(w.job(j)["status"] for j in inputs if j != cancelled),
+           ["succeeded"] * (2 * SLOTS - 1), "statuses")
 
 
 if __name__ == "__main__":
