@@ -11,7 +11,9 @@
 #include "views.h"
 
 #define LOGIN_FAILED_MSG	"wrong e-mail or password"
-#define SLOW_AFTER		3	/* failures before answers are slowed down */
+#define SLOW_AFTER		3	/* failures of an e-mail before answers are slowed down */
+/* "e:" and an e-mail as sent: KR_EMAIL_MAX characters of valid UTF-8 (the JSON parser checks). */
+#define EKEY_MAX		(2 + KR_EMAIL_MAX * 4 + 1)
 
 /* The answer of login and me: the user, their workspaces and the session's CSRF token. */
 static void
@@ -47,24 +49,27 @@ set_cookie(struct kr_req *req, struct kr_resp *resp, const char *value, long max
 	kr_wipe(c, sizeof(c));
 }
 
-/* 429 when the e-mail or the address has failed too often in the window. */
+/*
+ * Count this attempt for the e-mail and the address before any password is hashed
+ * (kr_login_reserve). 0 with *efail the e-mail's failures, this attempt included; 1 once
+ * answered: 429 when either has used up its failures in the window, or the database error.
+ */
 static int
-throttled(struct kr_req *req, struct kr_resp *resp, const char *ekey, const char *akey,
+reserve(struct kr_req *req, struct kr_resp *resp, const char *ekey, const char *akey,
     unsigned *efail)
 {
 	const struct kr_config *c = req->cfg;
-	unsigned afail = 0;
+	struct kr_login_try t = { ekey, akey, c->auth_login_max_failures,
+	    c->auth_login_max_failures_per_address, c->auth_login_window_seconds, 0, 0 };
 	enum kr_db_err rc;
 	char retry[16];
 
-	if ((rc = kr_login_failures(req->db, ekey, c->auth_login_window_seconds, efail)) !=
-	    KR_DB_OK || (rc = kr_login_failures(req->db, akey, c->auth_login_window_seconds,
-	    &afail)) != KR_DB_OK) {
+	if ((rc = kr_login_reserve(req->db, &t)) != KR_DB_OK) {
 		resp_db_error(resp, rc);
 		return 1;
 	}
-	if (*efail < c->auth_login_max_failures &&
-	    afail < c->auth_login_max_failures_per_address)
+	*efail = t.efailures;
+	if (t.reserved)
 		return 0;
 	snprintf(retry, sizeof(retry), "%u", c->auth_login_window_seconds);
 	resp_header(resp, "Retry-After", retry);
@@ -72,25 +77,19 @@ throttled(struct kr_req *req, struct kr_resp *resp, const char *ekey, const char
 	return 1;
 }
 
+/* The answer to a wrong password, an unknown e-mail or a text that is no e-mail at all. */
 static void
-login_failed(struct kr_req *req, struct kr_resp *resp, const char *ekey, const char *akey,
-    const struct kr_user *u, unsigned failures)
+login_failed(struct kr_req *req, struct kr_resp *resp, const struct kr_user *u,
+    unsigned efail)
 {
 	struct kr_actor a = { KR_ACTOR_USER, NULL, NULL, req->remote_addr };
-	unsigned window = req->cfg->auth_login_window_seconds;
-	enum kr_db_err rc;
 
-	if ((rc = kr_login_failed(req->db, ekey, window)) != KR_DB_OK ||
-	    (rc = kr_login_failed(req->db, akey, window)) != KR_DB_OK) {
-		resp_db_error(resp, rc);
-		return;
-	}
 	if (u != NULL) {
 		a.id = u->id;
 		a.label = u->email;
 		(void)kr_audit_user_workspaces(req->db, u->id, &a, "auth.login_failed", NULL);
 	}
-	if (failures + 1 >= SLOW_AFTER) {
+	if (efail >= SLOW_AFTER) {
 		/* Slow down guessing before the hard limit answers 429. */
 		struct timespec d = { 0, 250000000L };
 		nanosleep(&d, NULL);
@@ -98,44 +97,49 @@ login_failed(struct kr_req *req, struct kr_resp *resp, const char *ekey, const c
 	resp_error(resp, 401, NULL, LOGIN_FAILED_MSG);
 }
 
+/*
+ * The attempt was counted (reserve) before the hash, whatever the e-mail: one that is not an
+ * e-mail is counted under the text sent and costs a hash as well, so that it is answered and
+ * throttled like a wrong password. A database error after reserve leaves the attempt counted.
+ */
 void
 h_auth_login(struct kr_req *req, struct kr_resp *resp)
 {
-	char email[KR_EMAIL_MAX + 1], ekey[KR_EMAIL_MAX + 3], akey[64], cookie[KR_COOKIE_MAX];
+	char email[KR_EMAIL_MAX + 1], ekey[EKEY_MAX], akey[64], cookie[KR_COOKIE_MAX];
 	const char *raw_email = NULL, *pw = NULL;
 	struct kr_actor a;
 	struct kr_user u;
 	enum kr_db_err rc;
 	unsigned failures = 0;
-	int found = 0, ok;
+	int found = 0, ok = 0, is_email;
+	size_t n;
 
 	if (req_str(req, resp, "email", 1, 1, KR_EMAIL_MAX, &raw_email) != 0 ||
 	    req_str(req, resp, "password", 1, 1, KR_PASSWORD_MAX, &pw) != 0)
 		return;
-	if (kr_email_normalize(raw_email, email) != 0) {
-		kr_password_dummy(pw, strlen(pw));
-		resp_error(resp, 401, NULL, LOGIN_FAILED_MSG);
+	is_email = kr_email_normalize(raw_email, email) == 0;
+	n = (size_t)snprintf(ekey, sizeof(ekey), "e:%s", is_email ? email : raw_email);
+	snprintf(akey, sizeof(akey), "a:%s", req->remote_addr ? req->remote_addr : "");
+	if (n >= sizeof(ekey)) {
+		resp_error(resp, 500, NULL, "internal error");	/* req_str bounds it */
 		return;
 	}
-	snprintf(ekey, sizeof(ekey), "e:%s", email);
-	snprintf(akey, sizeof(akey), "a:%s", req->remote_addr ? req->remote_addr : "");
-	if (throttled(req, resp, ekey, akey, &failures))
+	if (reserve(req, resp, ekey, akey, &failures))
 		return;
-	if ((rc = kr_user_by_email(req->db, email, &u, &found)) != KR_DB_OK) {
+	if (is_email && (rc = kr_user_by_email(req->db, email, &u, &found)) != KR_DB_OK) {
 		resp_db_error(resp, rc);
 		return;
 	}
 	if (found)
 		ok = kr_password_verify(pw, strlen(pw), u.password_hash) == KR_CRYPTO_OK;
-	else {
+	else
 		kr_password_dummy(pw, strlen(pw));
-		ok = 0;
-	}
 	if (!ok) {
-		login_failed(req, resp, ekey, akey, found ? &u : NULL, failures);
+		login_failed(req, resp, found ? &u : NULL, failures);
 		return;
 	}
 	if ((rc = kr_login_clear(req->db, ekey)) != KR_DB_OK ||
+	    (rc = kr_login_release(req->db, akey)) != KR_DB_OK ||
 	    (rc = kr_session_create(req->db, u.id, req->remote_addr,
 	    req->cfg->auth_session_hours, cookie)) != KR_DB_OK) {
 		resp_db_error(resp, rc);

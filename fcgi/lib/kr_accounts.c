@@ -341,58 +341,107 @@ kr_token_delete(struct kr_db *db, const char *workspace_id, const char *id, int 
 
 /* Login throttling ---------------------------------------------------------------------- */
 
-static const char sql_failures_get[] =
-    "SELECT failures FROM login_failures "
-    "WHERE key_hash = ? AND window_start > NOW(3) - INTERVAL ? SECOND";
-/* A window that has run out starts again at one failure. */
-static const char sql_failures_add[] =
+/*
+ * One more failure for a key, unless its window is live and the count has reached the
+ * limit: affected rows 1 (a new key) or 2 (counted, or a run-out window opened again at
+ * one), 0 when the count stood at the limit and nothing changed.
+ */
+static const char sql_failures_reserve[] =
     "INSERT INTO login_failures (key_hash, failures, window_start) VALUES (?, 1, NOW(3)) "
     "ON DUPLICATE KEY UPDATE "
-    "failures = IF(window_start > NOW(3) - INTERVAL ? SECOND, failures + 1, 1), "
+    "failures = IF(window_start > NOW(3) - INTERVAL ? SECOND, "
+    "IF(failures < ?, failures + 1, failures), 1), "
     "window_start = IF(window_start > NOW(3) - INTERVAL ? SECOND, window_start, NOW(3))";
+static const char sql_failures_get[] = "SELECT failures FROM login_failures WHERE key_hash = ?";
+static const char sql_failures_release[] =
+    "UPDATE login_failures SET failures = failures - 1 WHERE key_hash = ? AND failures > 0";
 static const char sql_failures_clear[] = "DELETE FROM login_failures WHERE key_hash = ?";
 
-enum kr_db_err
-kr_login_failures(struct kr_db *db, const char *key, unsigned window_seconds,
-    unsigned *failures)
+/* Count one failure for key (see sql_failures_reserve); *count, unless NULL, gets the
+ * count after it. The row stays locked until the transaction ends. */
+static enum kr_db_err
+reserve_one(struct kr_db *db, const char *key, unsigned max, unsigned window_seconds,
+    int *reserved, unsigned *count)
 {
 	char hash[KR_SHA256_HEX];
 	struct kr_db_res res;
-	struct kr_dbp p[2];
+	struct kr_dbp p[4];
+	uint64_t n = 0;
 	enum kr_db_err rc;
 
-	*failures = 0;
+	*reserved = 0;
 	kr_sha256_hex(key, strlen(key), hash);
 	p[0] = KR_P_STR(hash);
 	p[1] = KR_P_INT(window_seconds);
-	if ((rc = kr_db_exec(db, sql_failures_get, p, 2, &res, NULL)) != KR_DB_OK)
+	p[2] = KR_P_INT(max);
+	p[3] = KR_P_INT(window_seconds);
+	if ((rc = kr_db_exec(db, sql_failures_reserve, p, N(p), NULL, &n)) != KR_DB_OK)
 		return rc;
-	if (res.nrows == 1)
-		*failures = (unsigned)kr_db_cell_int(&res, 0, 0, 0);
+	*reserved = n > 0;
+	if (count == NULL)
+		return KR_DB_OK;
+	if ((rc = kr_db_exec(db, sql_failures_get, p, 1, &res, NULL)) != KR_DB_OK)
+		return rc;
+	*count = res.nrows == 1 ? (unsigned)kr_db_cell_int(&res, 0, 0, 0) : 0;
 	kr_db_res_free(&res);
 	return KR_DB_OK;
 }
 
-enum kr_db_err
-kr_login_failed(struct kr_db *db, const char *key, unsigned window_seconds)
+/* Both keys or neither. Every transaction locks an address row before an e-mail row, so
+ * two of them never wait for each other in a circle. */
+static enum kr_db_err
+reserve_in_tx(struct kr_db *db, void *arg)
 {
-	char hash[KR_SHA256_HEX];
-	struct kr_dbp p[3];
+	struct kr_login_try *t = arg;
+	enum kr_db_err rc;
+	int ok;
 
-	kr_sha256_hex(key, strlen(key), hash);
-	p[0] = KR_P_STR(hash);
-	p[1] = KR_P_INT(window_seconds);
-	p[2] = KR_P_INT(window_seconds);
-	return kr_db_exec(db, sql_failures_add, p, 3, NULL, NULL);
+	t->reserved = 0;
+	if ((rc = reserve_one(db, t->akey, t->max_address, t->window_seconds, &ok, NULL)) !=
+	    KR_DB_OK)
+		return rc;
+	if (!ok)
+		return KR_DB_ABORT;
+	if ((rc = reserve_one(db, t->ekey, t->max_email, t->window_seconds, &ok,
+	    &t->efailures)) != KR_DB_OK)
+		return rc;
+	if (!ok)
+		return KR_DB_ABORT;
+	t->reserved = 1;
+	return KR_DB_OK;
 }
 
 enum kr_db_err
-kr_login_clear(struct kr_db *db, const char *key)
+kr_login_reserve(struct kr_db *db, struct kr_login_try *t)
+{
+	enum kr_db_err rc;
+
+	t->efailures = 0;
+	rc = kr_db_tx(db, reserve_in_tx, t, 0);
+	if (rc != KR_DB_OK)
+		t->reserved = 0;
+	return rc == KR_DB_ABORT ? KR_DB_OK : rc;
+}
+
+static enum kr_db_err
+key_exec(struct kr_db *db, const char *sql, const char *key)
 {
 	char hash[KR_SHA256_HEX];
 	struct kr_dbp p[1];
 
 	kr_sha256_hex(key, strlen(key), hash);
 	p[0] = KR_P_STR(hash);
-	return kr_db_exec(db, sql_failures_clear, p, 1, NULL, NULL);
+	return kr_db_exec(db, sql, p, 1, NULL, NULL);
+}
+
+enum kr_db_err
+kr_login_release(struct kr_db *db, const char *key)
+{
+	return key_exec(db, sql_failures_release, key);
+}
+
+enum kr_db_err
+kr_login_clear(struct kr_db *db, const char *key)
+{
+	return key_exec(db, sql_failures_clear, key);
 }

@@ -109,11 +109,28 @@ enum kr_db_err	kr_token_delete(struct kr_db *db, const char *workspace_id, const
 
 /*
  * Login throttling, kept in the database so every process sees it. A key is "e:" + e-mail
- * or "a:" + address. failures gets the count in the current window (0 if none or expired).
+ * (as normalised, or as sent when it is not an e-mail) or "a:" + client address; its count
+ * covers a window that opens with a failure and lasts window_seconds, and starts again at
+ * one after that.
+ *
+ * An attempt is counted before its password is hashed, so that guesses sent in parallel
+ * cannot all read the same count: kr_login_reserve counts it for both keys in one
+ * transaction unless either key has reached its limit, in which case neither count changes
+ * and reserved is 0 (the caller answers 429). A count therefore never exceeds its limit nor
+ * the attempts that went on to the hash. A sign-in that succeeds gives its attempt back:
+ * kr_login_clear forgets the e-mail's failures, kr_login_release takes one off the address.
  */
-enum kr_db_err	kr_login_failures(struct kr_db *db, const char *key, unsigned window_seconds,
-		    unsigned *failures);
-enum kr_db_err	kr_login_failed(struct kr_db *db, const char *key, unsigned window_seconds);
+struct kr_login_try {
+	const char	*ekey;		/* "e:..." */
+	const char	*akey;		/* "a:..." */
+	unsigned	 max_email;	/* failures allowed per window, >= 1 */
+	unsigned	 max_address;
+	unsigned	 window_seconds;
+	int		 reserved;	/* out: 1 when the attempt was counted */
+	unsigned	 efailures;	/* out: the e-mail's count, this attempt included */
+};
+enum kr_db_err	kr_login_reserve(struct kr_db *db, struct kr_login_try *t);
+enum kr_db_err	kr_login_release(struct kr_db *db, const char *key);
 enum kr_db_err	kr_login_clear(struct kr_db *db, const char *key);
 
 #endif

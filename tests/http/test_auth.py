@@ -2,9 +2,17 @@
 """Authentication: login, session cookie, me, logout, CSRF, login throttling, secrets in logs.
 
 Runs against the shared stack ($KEYRELAY_TEST_STACK); creates its own users and workspace.
+The throttling checks of malformed e-mails, parallel guesses and the per-address limit send
+from loopback addresses of their own (127.x.y.z, see FromClient): the limit per address
+then counts only their own attempts, and the other tests' logins from 127.0.0.1 never meet it.
 """
+import concurrent.futures
+import hashlib
+import http.client
 import os
+import secrets
 import sys
+import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
@@ -13,9 +21,54 @@ from krclient import (Client, CheckError, add_member, admin_client, create_user,
                       create_workspace, eq, expect, expect_error, parse_set_cookie, run, true,
                       unique_email)
 
-# Defaults of the configuration (auth.login_max_failures, per e-mail, in the window).
+# Defaults of the configuration (auth.login_max_failures, per e-mail, and
+# auth.login_max_failures_per_address, in the window).
 MAX_FAILURES = 5
+MAX_PER_ADDRESS = 50
 MAX_TRIES = 12
+PARALLEL = 16       # wrong passwords sent at once for one e-mail
+
+
+class FromClient(Client):
+    """A Client whose connections leave from the loopback address addr, which nginx passes
+    on as REMOTE_ADDR: a fresh address has a throttling count of its own."""
+
+    def __init__(self, base_url, addr):
+        super().__init__(base_url)
+        self.addr = addr
+
+    def _conn(self):
+        return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout,
+                                          source_address=(self.addr, 0))
+
+
+def fresh_address():
+    """A loopback address other than 127.0.0.1, random so that runs do not share one."""
+    b = secrets.token_bytes(3)
+    return "127.%d.%d.%d" % (1 + b[0] % 254, b[1], 1 + b[2] % 254)
+
+
+def stored_failures(s, key):
+    """The failure count kept for a throttling key ("e:" + e-mail, "a:" + address); 0 when
+    there is no row."""
+    rows = s.sql("SELECT failures FROM login_failures WHERE key_hash = ?",
+                 hashlib.sha256(key.encode("utf-8")).hexdigest())
+    return int(rows[0][0]) if rows else 0
+
+
+def until_429(client, attempts, what):
+    """Sends the logins (email, password) of attempts one by one until one is answered
+    429; answers the statuses and the 401 messages. Anything but 401 or 429 fails."""
+    statuses, messages = [], set()
+    for i, (em, pw) in enumerate(attempts):
+        r = client.login(em, pw)
+        statuses.append(r.status)
+        if r.status == 429:
+            expect_error(r, 429, "rate_limited", what="%s, attempt %d" % (what, i + 1))
+            break
+        messages.add(expect_error(r, 401, "unauthorized",
+                                  what="%s, attempt %d" % (what, i + 1))["message"])
+    return statuses, messages
 
 
 def kr_session_cookie(resp):
@@ -106,6 +159,7 @@ def body(t):
         eb = expect_error(b, 401, "unauthorized", what="unknown e-mail")
         eq(ea["message"], eb["message"], "messages of wrong password vs unknown e-mail")
         eq(a.header_all("Set-Cookie"), [], "Set-Cookie on failed login")
+    wrong_message = ea["message"]
 
     with t("login without a password field: 422 (or 401), never 200"):
         r3 = Client(base).post("/api/auth/login", json={"email": email})
@@ -232,6 +286,74 @@ def body(t):
         c3 = Client(base)
         expect(200, c3.login(email, password))
         secrets_seen.append(c3.session)
+
+    # -- throttling: malformed e-mails, parallel guesses, the limit per address ---------------
+    with t("one malformed e-mail, repeated from one address: %d x 401 like a wrong password, "
+           "then 429" % MAX_FAILURES):
+        junk = "zz-" + secrets.token_hex(4)         # no "@": kr_email_normalize refuses it
+        cm = FromClient(base, fresh_address())
+        statuses, messages = until_429(cm, [(junk, "bad-" + password_w)] * MAX_TRIES,
+                                       "malformed e-mail %r" % junk)
+        eq(messages, {wrong_message}, "401 messages (those of a wrong password)")
+        eq(statuses, [401] * MAX_FAILURES + [429], "statuses")
+
+    with t("malformed e-mails from one address: 429 right after "
+           "login_max_failures_per_address (%d) failures" % MAX_PER_ADDRESS):
+        addr = fresh_address()
+        ca = FromClient(base, addr)
+        tries = [("zz-%d-%s" % (i, secrets.token_hex(4)), "bad-" + password_w)
+                 for i in range(MAX_PER_ADDRESS + 5)]
+        statuses, messages = until_429(ca, tries, "malformed e-mails from %s" % addr)
+        eq(messages, {wrong_message}, "401 messages (those of a wrong password)")
+        eq(statuses, [401] * MAX_PER_ADDRESS + [429], "statuses")
+
+    with t("that address is throttled for well-formed e-mails too, other addresses are not"):
+        rr = ca.login(email, password)
+        expect_error(rr, 429, "rate_limited", what="right password from %s" % addr)
+        eq(rr.header_all("Set-Cookie"), [], "Set-Cookie while throttled")
+        c4 = FromClient(base, fresh_address())
+        expect(200, c4.login(email, password), "right password from another address")
+        secrets_seen.append(c4.session)
+
+    with t("%d wrong passwords at once for one e-mail: %d x 401, the rest 429, and the "
+           "counts kept equal the 401s" % (PARALLEL, MAX_FAILURES)):
+        _, email_p, password_p = create_user(admin)
+        secrets_seen.append(password_p)
+        addr = fresh_address()
+        start = threading.Barrier(PARALLEL)
+
+        def guess(i):
+            cp = FromClient(base, addr)
+            bad = "bad-%d-%s" % (i, password_p)
+            start.wait()
+            return cp.login(email_p, bad)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            answers = list(pool.map(guess, range(PARALLEL)))
+        for r in answers:
+            true(r.status in (401, 429), "parallel guess: %s" % r.describe())
+            expect_error(r, r.status, {401: "unauthorized", 429: "rate_limited"}[r.status],
+                         what="parallel guess")
+        statuses = sorted(r.status for r in answers)
+        eq(statuses, [401] * MAX_FAILURES + [429] * (PARALLEL - MAX_FAILURES), "statuses")
+        eq(stored_failures(s, "e:" + email_p), statuses.count(401), "failures kept for the e-mail")
+        eq(stored_failures(s, "a:" + addr), statuses.count(401), "failures kept for the address")
+
+    with t("the right password after login_max_failures - 1 (%d) failures logs in, clears the "
+           "e-mail's count and is not counted for the address" % (MAX_FAILURES - 1)):
+        _, email_r, password_r = create_user(admin)
+        secrets_seen.append(password_r)
+        addr = fresh_address()
+        cr = FromClient(base, addr)
+        for rnd in (1, 2):
+            for i in range(MAX_FAILURES - 1):
+                expect_error(cr.login(email_r, "bad-%d-%s" % (i, password_r)), 401,
+                             "unauthorized", what="round %d, wrong password %d" % (rnd, i + 1))
+            expect(200, cr.login(email_r, password_r), "round %d, right password" % rnd)
+            secrets_seen.append(cr.session)
+            eq(stored_failures(s, "e:" + email_r), 0, "round %d, failures kept for the e-mail"
+               % rnd)
+            eq(stored_failures(s, "a:" + addr), rnd * (MAX_FAILURES - 1),
+               "round %d, failures kept for the address" % rnd)
 
     # -- logs ---------------------------------------------------------------------------------
     with t("no password, session id or CSRF token in the stack logs"):
