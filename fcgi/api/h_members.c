@@ -1,4 +1,8 @@
-/* /api/workspaces/{ws}/members: list (viewer), add, change role, remove (admin). */
+/*
+ * /api/workspaces/{ws}/members: list (viewer), add, change role, remove (admin). A workspace
+ * keeps at least one admin: a role change or removal counts the admins and changes the member
+ * in one transaction under the workspace's lock (kr_ws_lock).
+ */
 #include <string.h>
 
 #include "handlers.h"
@@ -90,22 +94,66 @@ h_members_add(struct kr_req *req, struct kr_resp *resp)
 	answer_member(req, resp, u.id, 201);
 }
 
-/* 409 when the change would leave the workspace without an admin. */
-static int
-last_admin(struct kr_req *req, struct kr_resp *resp, const char *user_id)
-{
-	enum kr_role current;
-	enum kr_db_err rc;
-	unsigned admins = 0;
+/* A role change or a removal of one member as a kr_db_tx body's argument. */
+struct change_tx {
+	struct kr_req	*req;
+	const char	*user_id;
+	enum kr_role	 role;		/* the new role, unless remove */
+	int		 remove;	/* remove the member */
+	int		 last_admin;	/* refused: it would leave the workspace without an admin */
+	int		 found;		/* the user was a member */
+};
 
-	if ((rc = kr_member_role(req->db, req->p.ws.id, user_id, &current)) != KR_DB_OK ||
-	    (rc = kr_member_admin_count(req->db, req->p.ws.id, &admins)) != KR_DB_OK) {
-		resp_db_error(resp, rc);
-		return 1;
+/*
+ * Count the admins and change the member under the workspace's lock: two admins demoting or
+ * removing each other at the same moment take turns, and the second one counts what the first
+ * left (READ COMMITTED: each statement reads the latest commits).
+ */
+static enum kr_db_err
+change_in_tx(struct kr_db *db, void *arg)
+{
+	struct change_tx *t = arg;
+	const char *ws = t->req->p.ws.id;
+	enum kr_role current;
+	unsigned admins = 0;
+	enum kr_db_err rc;
+
+	t->last_admin = t->found = 0;
+	if ((rc = kr_ws_lock(db, ws)) != KR_DB_OK ||
+	    (rc = kr_member_role(db, ws, t->user_id, &current)) != KR_DB_OK ||
+	    (rc = kr_member_admin_count(db, ws, &admins)) != KR_DB_OK)
+		return rc;
+	if (current == KR_ROLE_ADMIN && (t->remove || t->role != KR_ROLE_ADMIN) && admins <= 1) {
+		t->last_admin = 1;
+		return KR_DB_ABORT;
 	}
-	if (current == KR_ROLE_ADMIN && admins <= 1) {
+	if (t->remove)
+		return kr_member_delete(db, ws, t->user_id, &t->found);
+	return kr_member_set_role(db, ws, t->user_id, t->role, &t->found);
+}
+
+/*
+ * Run t as one transaction. 0 once it committed a change; else -1 after answering 409 (the
+ * last admin), 404 (no such member) or the database error.
+ */
+static int
+change_member(struct kr_req *req, struct kr_resp *resp, struct change_tx *t)
+{
+	enum kr_db_err rc = KR_DB_OK;
+
+	if (kr_uuid_valid(t->user_id))
+		rc = kr_db_tx(req->db, change_in_tx, t, 0);
+	if (t->last_admin) {
 		resp_error(resp, 409, NULL, "a workspace keeps at least one admin");
-		return 1;
+		return -1;
+	}
+	if (rc != KR_DB_OK) {
+		resp_db_error(resp, rc);
+		return -1;
+	}
+	if (!t->found) {
+		resp_error(resp, 404, NULL, "no such member");
+		return -1;
 	}
 	return 0;
 }
@@ -113,46 +161,21 @@ last_admin(struct kr_req *req, struct kr_resp *resp, const char *user_id)
 void
 h_members_update(struct kr_req *req, struct kr_resp *resp)
 {
-	const char *user_id = req->params[1];
-	enum kr_role role = KR_ROLE_NONE;
-	enum kr_db_err rc;
-	int matched = 0;
+	struct change_tx t = { .req = req, .user_id = req->params[1], .role = KR_ROLE_NONE };
 
-	if (req_role(req, resp, "role", 1, &role) != 0)
+	if (req_role(req, resp, "role", 1, &t.role) != 0 || change_member(req, resp, &t) != 0)
 		return;
-	if (role != KR_ROLE_ADMIN && kr_uuid_valid(user_id) && last_admin(req, resp, user_id))
-		return;
-	if (kr_uuid_valid(user_id) && (rc = kr_member_set_role(req->db, req->p.ws.id, user_id,
-	    role, &matched)) != KR_DB_OK) {
-		resp_db_error(resp, rc);
-		return;
-	}
-	if (!matched) {
-		resp_error(resp, 404, NULL, "no such member");
-		return;
-	}
-	audit_member(req, "member.updated", user_id, role);
-	answer_member(req, resp, user_id, 200);
+	audit_member(req, "member.updated", t.user_id, t.role);
+	answer_member(req, resp, t.user_id, 200);
 }
 
 void
 h_members_delete(struct kr_req *req, struct kr_resp *resp)
 {
-	const char *user_id = req->params[1];
-	enum kr_db_err rc;
-	int deleted = 0;
+	struct change_tx t = { .req = req, .user_id = req->params[1], .remove = 1 };
 
-	if (kr_uuid_valid(user_id) && last_admin(req, resp, user_id))
+	if (change_member(req, resp, &t) != 0)
 		return;
-	if (kr_uuid_valid(user_id) &&
-	    (rc = kr_member_delete(req->db, req->p.ws.id, user_id, &deleted)) != KR_DB_OK) {
-		resp_db_error(resp, rc);
-		return;
-	}
-	if (!deleted) {
-		resp_error(resp, 404, NULL, "no such member");
-		return;
-	}
-	audit_member(req, "member.removed", user_id, KR_ROLE_NONE);
+	audit_member(req, "member.removed", t.user_id, KR_ROLE_NONE);
 	resp_no_content(resp);
 }

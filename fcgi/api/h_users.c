@@ -1,4 +1,7 @@
-/* GET /api/users, POST /api/users, DELETE /api/users/{id}: instance admins only. */
+/*
+ * GET /api/users, POST /api/users, DELETE /api/users/{id}: instance admins only. Deleting the
+ * only admin of a workspace is refused, in the same transaction as the deletion.
+ */
 #include <string.h>
 
 #include "handlers.h"
@@ -70,38 +73,60 @@ h_users_create(struct kr_req *req, struct kr_resp *resp)
 	resp_json(resp, 201, view_user(&u));
 }
 
+/* DELETE /api/users/{id} as a kr_db_tx body's argument. */
+struct delete_tx {
+	const char	*id;
+	unsigned	 sole;		/* refused: the user is the only admin of that many workspaces */
+	int		 deleted;
+};
+
+/*
+ * Count the workspaces the user is the only admin of and delete the user under the locks of
+ * kr_member_lock_user: a concurrent demotion, removal or deletion of another admin of one of
+ * those workspaces waits, and counts after this one committed.
+ */
+static enum kr_db_err
+delete_in_tx(struct kr_db *db, void *arg)
+{
+	struct delete_tx *t = arg;
+	enum kr_db_err rc;
+
+	t->sole = 0;
+	t->deleted = 0;
+	if ((rc = kr_member_lock_user(db, t->id)) != KR_DB_OK ||
+	    (rc = kr_member_sole_admin_of(db, t->id, &t->sole)) != KR_DB_OK)
+		return rc;
+	if (t->sole > 0)
+		return KR_DB_ABORT;
+	return kr_user_delete(db, t->id, &t->deleted);
+}
+
 void
 h_users_delete(struct kr_req *req, struct kr_resp *resp)
 {
-	const char *id = req->params[0];
+	struct delete_tx t = { .id = req->params[0] };
 	struct kr_actor a = req_actor(req);
-	enum kr_db_err rc;
-	int deleted = 0;
+	enum kr_db_err rc = KR_DB_OK;
 
-	if (strcmp(id, req->p.user.id) == 0) {
+	if (strcmp(t.id, req->p.user.id) == 0) {
 		resp_error(resp, 409, NULL, "you cannot delete your own account");
 		return;
 	}
-	if (kr_uuid_valid(id)) {
-		unsigned sole = 0;
-		if ((rc = kr_member_sole_admin_of(req->db, id, &sole)) != KR_DB_OK) {
-			resp_db_error(resp, rc);
-			return;
-		}
-		if (sole > 0) {
-			resp_error(resp, 409, NULL, "this user is the only admin of %u workspace(s): "
-			    "make someone else admin there first", sole);
-			return;
-		}
+	if (kr_uuid_valid(t.id))
+		rc = kr_db_tx(req->db, delete_in_tx, &t, 0);
+	if (t.sole > 0) {
+		resp_error(resp, 409, NULL, "this user is the only admin of %u workspace(s): "
+		    "make someone else admin there first", t.sole);
+		return;
 	}
-	if (kr_uuid_valid(id) && (rc = kr_user_delete(req->db, id, &deleted)) != KR_DB_OK) {
+	if (rc != KR_DB_OK) {
 		resp_db_error(resp, rc);
 		return;
 	}
-	if (!deleted) {
+	if (!t.deleted) {
 		resp_error(resp, 404, NULL, "no such user");
 		return;
 	}
-	(void)kr_audit(req->db, NULL, &a, "user.deleted", id, NULL);
+	(void)kr_audit(req->db, NULL, &a, "user.deleted", t.id, NULL);
 	resp_no_content(resp);
 }

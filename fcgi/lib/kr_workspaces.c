@@ -68,6 +68,10 @@ static const char sql_sole_admin[] =
     "AND o.role = 'admin' AND o.user_id <> m.user_id)";
 static const char sql_member_admins[] =
     "SELECT COUNT(*) FROM memberships WHERE workspace_id = ? AND role = 'admin'";
+static const char sql_ws_lock[] = "SELECT id FROM workspaces WHERE id = ? FOR UPDATE";
+static const char sql_user_lock[] = "SELECT id FROM users WHERE id = ? FOR UPDATE";
+static const char sql_user_workspaces[] =
+    "SELECT workspace_id FROM memberships WHERE user_id = ? ORDER BY workspace_id";
 
 /* Columns id, slug, name, created_at of the first row. */
 static void
@@ -270,4 +274,39 @@ kr_member_sole_admin_of(struct kr_db *db, const char *user_id, unsigned *n)
 	*n = (unsigned)kr_db_cell_int(&res, 0, 0, 0);
 	kr_db_res_free(&res);
 	return KR_DB_OK;
+}
+
+enum kr_db_err
+kr_ws_lock(struct kr_db *db, const char *ws_id)
+{
+	struct kr_dbp p[1] = { KR_P_STR(ws_id) };
+	struct kr_db_res res;
+	enum kr_db_err rc;
+
+	if ((rc = kr_db_exec(db, sql_ws_lock, p, 1, &res, NULL)) == KR_DB_OK)
+		kr_db_res_free(&res);
+	return rc;
+}
+
+/*
+ * The workspaces are read without a lock and then locked one by one: with the user's row
+ * locked first, the list can only shrink meanwhile, and one order for every caller keeps two
+ * deletions from deadlocking on them.
+ */
+enum kr_db_err
+kr_member_lock_user(struct kr_db *db, const char *user_id)
+{
+	struct kr_dbp p[1] = { KR_P_STR(user_id) };
+	struct kr_db_res res;
+	enum kr_db_err rc;
+
+	if ((rc = kr_db_exec(db, sql_user_lock, p, 1, &res, NULL)) != KR_DB_OK)
+		return rc;
+	kr_db_res_free(&res);
+	if ((rc = kr_db_exec(db, sql_user_workspaces, p, 1, &res, NULL)) != KR_DB_OK)
+		return rc;
+	for (unsigned i = 0; i < res.nrows && rc == KR_DB_OK; i++)
+		rc = kr_ws_lock(db, kr_db_cell(&res, i, 0));
+	kr_db_res_free(&res);
+	return rc;
 }

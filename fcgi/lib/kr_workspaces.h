@@ -65,9 +65,29 @@ enum kr_db_err	kr_member_set_role(struct kr_db *db, const char *ws_id, const cha
 		    enum kr_role role, int *matched);
 enum kr_db_err	kr_member_delete(struct kr_db *db, const char *ws_id, const char *user_id,
 		    int *deleted);
-/* Workspaces in which the user is the only admin (to refuse deleting that user). */
+/*
+ * Workspaces in which the user is the only admin (to refuse deleting that user). The answer
+ * holds until commit only under kr_member_lock_user.
+ */
 enum kr_db_err	kr_member_sole_admin_of(struct kr_db *db, const char *user_id, unsigned *n);
-/* Number of admins of the workspace (to refuse removing the last one). */
+/*
+ * Number of admins of the workspace (to refuse removing the last one). The answer holds
+ * until commit only under kr_ws_lock.
+ */
 enum kr_db_err	kr_member_admin_count(struct kr_db *db, const char *ws_id, unsigned *n);
+
+/*
+ * Inside a transaction: lock the workspace's row until it ends. Every change that could take
+ * a workspace's last admin away (a role change, a removal, deleting a user) takes this lock
+ * before counting the admins, so that such changes of one workspace run one after the other
+ * and each counts what the one before left.
+ */
+enum kr_db_err	kr_ws_lock(struct kr_db *db, const char *ws_id);
+/*
+ * Inside a transaction, before deleting the user: lock the user's row, so that no membership
+ * of theirs can be added meanwhile (adding one checks that row), then with kr_ws_lock, in id
+ * order, every workspace they are a member of.
+ */
+enum kr_db_err	kr_member_lock_user(struct kr_db *db, const char *user_id);
 
 #endif

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Members: a workspace admin adds, re-roles and removes members; members and viewers cannot;
-another workspace answers exactly like a nonexistent one.
+another workspace answers exactly like a nonexistent one; a workspace keeps at least one admin,
+also when its two admins demote or remove each other at the same moment.
 
 Runs against the shared stack ($KEYRELAY_TEST_STACK); creates its own users and workspaces.
 """
+import concurrent.futures
 import os
 import sys
+import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
@@ -40,6 +43,71 @@ def same_answer(a, b, slugs):
         raise CheckError("answers differ:\n  other workspace: %s\n  no such workspace: %s"
                          % (a.describe(), b.describe()))
 
+
+RACE_ROUNDS = 8
+
+
+def at_once(calls):
+    """Run the calls (functions answering a Response) in threads released together by a
+    barrier, so that the requests overlap; their answers, in order."""
+    start = threading.Barrier(len(calls))
+
+    def go(call):
+        start.wait(timeout=60)
+        return call()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(go, calls))
+
+
+def two_admin_workspace(s, admin):
+    """A fresh workspace whose only admins are two fresh users (the instance admin who made it
+    stays as a viewer, to read it): (slug, [(user id, email, client)] * 2)."""
+    ws = create_workspace(admin)["slug"]
+    pair = []
+    for i in range(2):
+        u, e, pw = create_user(admin, name="Racer %d" % i)
+        add_member(admin, ws, e, "admin")
+        pair.append((u["id"], e, user_client(s, e, pw)))
+    r = admin.patch("/api/workspaces/%s/members/%s" % (ws, admin.user["id"]),
+                    json={"role": "viewer"})
+    if r.status != 200:
+        raise CheckError("instance admin steps down to viewer in %s: %s" % (ws, r.describe()))
+    return ws, pair
+
+
+def admins_of(client, ws):
+    return sorted(e for e, m in members_of(client, ws).items() if m.get("role") == "admin")
+
+
+def race_each_other(s, admin, change, ok, late):
+    """RACE_ROUNDS rounds, each with a fresh workspace whose two admins apply change(client,
+    path of the other's membership) to each other at the same moment: exactly one answers ok;
+    the other 409 conflict, or late (the status once the winner's change reached the loser's
+    own membership first); the winner stays the only admin. Answers the number of rounds in
+    which the loser got 409 (its change really overlapped the winner's)."""
+    overlapped = 0
+    for n in range(RACE_ROUNDS):
+        ws, pair = two_admin_workspace(s, admin)
+        base = "/api/workspaces/%s/members" % ws
+        calls = [lambda me=me, other=other: change(me[2], "%s/%s" % (base, other[0]))
+                 for me, other in ((pair[0], pair[1]), (pair[1], pair[0]))]
+        rs = at_once(calls)
+        won = [i for i, r in enumerate(rs) if r.status == ok]
+        if len(won) != 1:
+            raise CheckError("round %d: %d of the 2 changes answered %d (%s | %s); admins "
+                             "left: %s" % (n + 1, len(won), ok, rs[0].describe(),
+                                           rs[1].describe(), admins_of(admin, ws)))
+        loser = rs[1 - won[0]]
+        code = {409: "conflict", 403: "forbidden", 404: "not_found"}.get(loser.status)
+        true(loser.status in (409, late), "round %d: the other change: %s"
+             % (n + 1, loser.describe()))
+        expect_error(loser, loser.status, code, what="round %d, the other change" % (n + 1))
+        if loser.status == 409:
+            eq(loser.json["error"]["message"], "a workspace keeps at least one admin",
+               "round %d: message" % (n + 1))
+            overlapped += 1
+        eq(admins_of(admin, ws), [pair[won[0]][1]], "round %d: admins left" % (n + 1))
+    return overlapped
 
 
 def body(t):
@@ -187,6 +255,31 @@ def body(t):
     with t("viewer write DELETE member: 403 forbidden"):
         mid = users["member"][0]["id"]
         expect_error(viewer.delete("%s/%s" % (base_a, mid)), 403, "forbidden")
+
+    # -- a workspace keeps at least one admin ------------------------------------------------
+    with t("the only admin demotes or removes themself: 409 conflict, still admin"):
+        ws, pair = two_admin_workspace(s, admin)
+        (a_id, a_email, a), (b_id, _, _) = pair
+        bb = "/api/workspaces/%s/members" % ws
+        expect(204, a.delete("%s/%s" % (bb, b_id)), "removing the other admin")
+        for what, r in (("PATCH", a.patch("%s/%s" % (bb, a_id), json={"role": "member"})),
+                        ("DELETE", a.delete("%s/%s" % (bb, a_id)))):
+            err = expect_error(r, 409, "conflict", field=None, what=what)
+            eq(err["message"], "a workspace keeps at least one admin", "%s message" % what)
+        eq(admins_of(admin, ws), [a_email], "admins")
+        expect(200, a.patch("%s/%s" % (bb, a_id), json={"role": "admin"}),
+               "the only admin PATCHes themself to admin")
+
+    with t("two admins demote each other at the same moment, %d rounds: one 200, the other "
+           "409 (or 403 after), one admin left" % RACE_ROUNDS):
+        n = race_each_other(s, admin, lambda c, p: c.patch(p, json={"role": "viewer"}),
+                            200, 403)
+        print("# PATCH race: %d of %d rounds overlapped (409)" % (n, RACE_ROUNDS), flush=True)
+
+    with t("two admins remove each other at the same moment, %d rounds: one 204, the other "
+           "409 (or 404 after), one admin left" % RACE_ROUNDS):
+        n = race_each_other(s, admin, lambda c, p: c.delete(p), 204, 404)
+        print("# DELETE race: %d of %d rounds overlapped (409)" % (n, RACE_ROUNDS), flush=True)
 
     # -- another workspace answers like a nonexistent one ---------------------------------------
     ghost_ws = unique_slug("nows")

@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
 """Users: instance-admin GET/POST/DELETE /api/users, password bounds, duplicates, deletion
-ending sessions, non-admins refused.
+ending sessions, non-admins refused; the only admin of a workspace cannot be deleted, also when
+two instance admins, the two admins of a workspace, delete each other at the same moment.
 
 Runs against the shared stack ($KEYRELAY_TEST_STACK); creates its own users.
 """
+import concurrent.futures
 import os
 import sys
+import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import krstack  # noqa: E402
-from krclient import (check_pages, Client, admin_client, create_user, eq, expect, expect_error,  # noqa: E402
-                      random_password, run, true, unique_email, user_client)
+from krclient import (check_pages, CheckError, Client, add_member, admin_client,  # noqa: E402
+                      create_user, create_workspace, eq, expect, expect_error, random_password,
+                      run, true, unique_email, user_client)
 
 USER_KEYS = ("id", "email", "name", "isInstanceAdmin")
 
@@ -22,6 +26,48 @@ def find_user(resp, user_id):
     hits = [u for u in users if u.get("id") == user_id]
     return hits[0] if hits else None
 
+
+RACE_ROUNDS = 8
+
+
+def at_once(calls):
+    """Run the calls (functions answering a Response) in threads released together by a
+    barrier, so that the requests overlap; their answers, in order."""
+    start = threading.Barrier(len(calls))
+
+    def go(call):
+        start.wait(timeout=60)
+        return call()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(go, calls))
+
+
+def admins_of(client, ws):
+    r = client.get("/api/workspaces/%s/members" % ws)
+    expect(200, r, "GET members of %s" % ws)
+    return sorted(m["email"] for m in r.json["members"] if m.get("role") == "admin")
+
+
+def admin_workspace(s, admin, n):
+    """A fresh workspace whose only admins are n fresh instance admins (the stack's instance
+    admin who made it stays as a viewer, to read it): (slug, [(user id, email, client)])."""
+    ws = create_workspace(admin)["slug"]
+    out = []
+    for i in range(n):
+        u, e, pw = create_user(admin, name="Racer %d" % i, instance_admin=True)
+        add_member(admin, ws, e, "admin")
+        out.append((u["id"], e, user_client(s, e, pw)))
+    r = admin.patch("/api/workspaces/%s/members/%s" % (ws, admin.user["id"]),
+                    json={"role": "viewer"})
+    if r.status != 200:
+        raise CheckError("instance admin steps down to viewer in %s: %s" % (ws, r.describe()))
+    return ws, out
+
+
+def sole_admin_refused(r, what):
+    err = expect_error(r, 409, "conflict", field=None, what=what)
+    eq(err["message"], "this user is the only admin of 1 workspace(s): make someone else "
+       "admin there first", what + ": message")
 
 
 def body(t):
@@ -160,6 +206,41 @@ def body(t):
     with t("DELETE of a made-up user id: 404 not_found"):
         expect_error(admin.delete("/api/users/00000000-0000-4000-8000-000000000000"),
                      404, "not_found")
+
+    # -- the only admin of a workspace --------------------------------------------------------
+    with t("DELETE of the only admin of a workspace: 409 conflict, user and membership kept"):
+        ws, [(a_id, a_email, _)] = admin_workspace(s, admin, 1)
+        sole_admin_refused(admin.delete("/api/users/%s" % a_id), "DELETE")
+        eq(admins_of(admin, ws), [a_email], "admins")
+        lst = admin.get_all("/api/users", "users")
+        expect(200, lst)
+        true(find_user(lst, a_id) is not None, "the only admin was deleted")
+
+    with t("the two admins of a workspace, instance admins, delete each other at the same "
+           "moment, %d rounds: one 204, the other 409 (or 401 after), one admin left"
+           % RACE_ROUNDS):
+        overlapped = 0
+        for n in range(RACE_ROUNDS):
+            ws, pair = admin_workspace(s, admin, 2)
+            calls = [lambda me=me, other=other: me[2].delete("/api/users/%s" % other[0])
+                     for me, other in ((pair[0], pair[1]), (pair[1], pair[0]))]
+            rs = at_once(calls)
+            won = [i for i, r in enumerate(rs) if r.status == 204]
+            if len(won) != 1:
+                raise CheckError("round %d: %d of the 2 deletions answered 204 (%s | %s); "
+                                 "admins left: %s" % (n + 1, len(won), rs[0].describe(),
+                                                      rs[1].describe(), admins_of(admin, ws)))
+            loser = rs[1 - won[0]]
+            what = "round %d, the other deletion" % (n + 1)
+            true(loser.status in (409, 401), "%s: %s" % (what, loser.describe()))
+            if loser.status == 409:
+                sole_admin_refused(loser, what)
+                overlapped += 1
+            else:
+                expect_error(loser, 401, "unauthorized", what=what)
+            eq(admins_of(admin, ws), [pair[won[0]][1]], "round %d: admins left" % (n + 1))
+        print("# DELETE users race: %d of %d rounds overlapped (409)" % (overlapped, RACE_ROUNDS),
+              flush=True)
 
     with t("GET /api/users pages newest first: ?limit, ?before=nextCursor, 422 for bad ones"):
         new_ids = [create_user(admin, name="Pager %d" % i)[0]["id"] for i in range(3)]
