@@ -49,10 +49,17 @@ static const char sql_succeed[] =
     "attempts = attempts + 1, input_tokens = input_tokens + ?, "
     "output_tokens = output_tokens + ?, cost_usd = cost_usd + ?, lease_token = NULL, "
     "updated_at = NOW(3) WHERE id = ? AND lease_token = ? AND status = 'running'";
+/*
+ * Fenced on the counter too: a rerun of the transaction after its COMMIT landed unseen (a
+ * connection lost) must not count the attempt twice; sql_counted tells it apart from a
+ * lease that is gone.
+ */
 static const char sql_attempt_counted[] =
     "UPDATE jobs SET attempts = attempts + 1, provider = ?, model = ?, key_id = ?, "
     "used_fallback = ?, error = ?, updated_at = NOW(3) "
-    "WHERE id = ? AND lease_token = ? AND status = 'running'";
+    "WHERE id = ? AND lease_token = ? AND status = 'running' AND attempts = ?";
+static const char sql_counted[] =
+    "SELECT attempts FROM jobs WHERE id = ? AND lease_token = ? AND status = 'running'";
 static const char sql_attempt_insert[] =
     "INSERT INTO job_attempts (job_id, workspace_id, attempt, provider, key_id, system_key, "
     "model, is_fallback, started_at, finished_at, outcome, http_status, error, input_tokens, "
@@ -585,17 +592,23 @@ failed_body(struct kr_db *db, void *arg)
 {
 	const struct succeed_ctx *c = arg;
 	const struct kr_attempt *a = c->a;
-	struct kr_dbp p[7] = { KR_P_STR(a->provider), KR_P_STR(a->model), KR_P_STR(a->key_id),
+	struct kr_dbp p[8] = { KR_P_STR(a->provider), KR_P_STR(a->model), KR_P_STR(a->key_id),
 	    KR_P_INT(a->is_fallback), KR_P_STR(a->r->message), KR_P_STR(c->j->id),
-	    KR_P_STR(c->j->lease) };
+	    KR_P_STR(c->j->lease), KR_P_INT(c->j->attempts) };
+	struct kr_db_res res;
 	enum kr_db_err rc;
 	uint64_t n = 0;
+	int landed;
 
-	if ((rc = kr_db_exec(db, sql_attempt_counted, p, 7, NULL, &n)) != KR_DB_OK)
+	if ((rc = kr_db_exec(db, sql_attempt_counted, p, 8, NULL, &n)) != KR_DB_OK)
 		return rc;
-	if (n == 0)
-		return KR_DB_ABORT;
-	return insert_attempt(db, c->j, a, c->cost, 0);
+	if (n > 0)
+		return insert_attempt(db, c->j, a, c->cost, 0);
+	if ((rc = kr_db_exec(db, sql_counted, p + 5, 2, &res, NULL)) != KR_DB_OK)
+		return rc;
+	landed = res.nrows == 1 && kr_db_cell_int(&res, 0, 0, 0) == (long long)c->j->attempts + 1;
+	kr_db_res_free(&res);
+	return landed ? KR_DB_OK : KR_DB_ABORT;	/* counted already, or the lease is gone */
 }
 
 enum kr_db_err

@@ -2,15 +2,17 @@
  * kr-batch-probe: drives the runner's way of storing answers (kr_queue_succeed_batch) on
  * jobs of one workspace, for tests/http/test_batch.py, with the stack's runner stopped.
  *
- *	kr-batch-probe CONFIG WORKSPACE_ID STEAL BUMP
+ *	kr-batch-probe CONFIG WORKSPACE_ID STEAL BUMP [FAIL]
  *
  * Claims the due jobs of WORKSPACE_ID (at most KR_QUEUE_BATCH_MAX). When STEAL is a claimed
  * job's id, that job then gets another lease token in the database, as a rescue and a
  * claim by another runner would leave it. When BUMP is one, its attempts counter goes up
  * by one in the database, as a recorded failure whose commit landed twice would leave it
- * ("-": none). Then every claimed job is stored as answered ("probe answer <id>", 7 + 11
- * tokens) in one batch. Prints "<id> done" or "<id> lost" per job and "rc <kr_db_err>";
- * exits 0 when the batch call returned KR_DB_OK.
+ * ("-": none). When FAIL is one, a failed attempt of it is recorded twice with the same
+ * claim, as a rerun of the transaction after its COMMIT landed unseen would, and the probe
+ * prints "fail <first>/<second>" (done or lost each). Then every claimed job is stored as
+ * answered ("probe answer <id>", 7 + 11 tokens) in one batch. Prints "<id> done" or "<id>
+ * lost" per job and "rc <kr_db_err>"; exits 0 when the batch call returned KR_DB_OK.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +58,34 @@ bump(struct kr_db *db, const char *id)
 	    NULL, &n) == KR_DB_OK && n == 1 ? 0 : -1;
 }
 
+static const char *
+result_name(enum kr_queue_result r)
+{
+	return r == KR_QUEUE_DONE ? "done" : "lost";
+}
+
+/* A transient failure recorded twice for j, then counted once as the runner does. */
+static int
+fail_twice(struct kr_db *db, struct kr_claimed *j)
+{
+	struct kr_llm_result res = { .cls = KR_LLM_TRANSIENT, .http_status = 529,
+	    .retry_after_ms = -1 };
+	struct kr_attempt a = { "anthropic", NULL, "claude-sonnet-4-5-20250929", 0, "", &res,
+	    "transient" };
+	enum kr_queue_result first, second;
+	char now[KR_TIME_MAX];
+
+	snprintf(res.message, sizeof(res.message), "overloaded");
+	kr_time_now_rfc3339(now);
+	(void)kr_time_to_db(now, a.started_at);
+	if (kr_queue_attempt_failed(db, j, &a, &first) != KR_DB_OK ||
+	    kr_queue_attempt_failed(db, j, &a, &second) != KR_DB_OK)
+		return -1;
+	printf("fail %s/%s\n", result_name(first), result_name(second));
+	j->attempts++;
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -72,8 +102,8 @@ main(int argc, char **argv)
 	enum kr_db_err rc;
 	size_t n = 0;
 
-	if (argc != 5) {
-		fprintf(stderr, "usage: kr-batch-probe CONFIG WORKSPACE_ID STEAL BUMP\n");
+	if (argc != 5 && argc != 6) {
+		fprintf(stderr, "usage: kr-batch-probe CONFIG WORKSPACE_ID STEAL BUMP [FAIL]\n");
 		return 2;
 	}
 	if (kr_config_load(&cfg, argv[1], err, sizeof(err)) != KR_CONFIG_OK) {
@@ -100,6 +130,11 @@ main(int argc, char **argv)
 			fprintf(stderr, "kr-batch-probe: could not count for job %s\n", jobs[i].id);
 			return 2;
 		}
+		if (argc == 6 && strcmp(jobs[i].id, argv[5]) == 0 && fail_twice(db, &jobs[i]) != 0) {
+			fprintf(stderr, "kr-batch-probe: could not record job %s's failure\n",
+			    jobs[i].id);
+			return 2;
+		}
 		snprintf(texts[i], sizeof(texts[i]), "probe answer %s", jobs[i].id);
 		memset(&res[i], 0, sizeof(res[i]));
 		res[i].cls = KR_LLM_OK;
@@ -119,8 +154,7 @@ main(int argc, char **argv)
 	}
 	rc = kr_queue_succeed_batch(db, jp, ap, n, out);
 	for (size_t i = 0; i < n; i++) {
-		printf("%s %s\n", jobs[i].id, rc != KR_DB_OK ? "error" :
-		    out[i] == KR_QUEUE_DONE ? "done" : "lost");
+		printf("%s %s\n", jobs[i].id, rc != KR_DB_OK ? "error" : result_name(out[i]));
 		res[i].text = NULL;		/* not ours to free */
 		kr_claimed_release(&jobs[i]);
 	}

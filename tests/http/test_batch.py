@@ -16,7 +16,9 @@ probe claims the jobs.
    id (in the last statement) gone: 69 stored, that one untouched.
 4. Four jobs, one whose attempts counter grew in the database after the claim (a recorded
    failure whose commit landed twice): all stored, that one's attempt numbered from the
-   database's counter.
+   database's counter. Then four jobs, one with a failed attempt recorded twice with the
+   same claim, as a rerun of its transaction after the COMMIT landed unseen would: counted
+   once.
 5. A claim while another session holds the oldest due job locked (as a claim in flight
    elsewhere would), with more due jobs than one claim takes: the claim's plain read offers
    the held job, the lock by primary key skips it, and the locking scan it falls back on
@@ -39,13 +41,14 @@ from test_runner import ENV, Ws, token  # noqa: E402
 BATCH = 128     # KR_QUEUE_BATCH_MAX: the most jobs one claim of kr-batch-probe takes
 
 
-def probe(s, ws_id, steal="", bump=""):
-    """Run kr-batch-probe; {job id: 'done' | 'lost'} and the batch's return code."""
+def probe(s, ws_id, steal="", bump="", fail=""):
+    """Run kr-batch-probe; {job id: 'done' | 'lost'} (and "fail": the two results of the
+    failure recorded twice) and the batch's return code."""
     exe = os.environ.get("KEYRELAY_BATCH_PROBE")
     if not exe:
         raise SetupError("KEYRELAY_BATCH_PROBE is not set (the built kr-batch-probe)")
-    p = subprocess.run([exe, s.config, ws_id, steal or "-", bump or "-"], capture_output=True,
-                       text=True, timeout=60)
+    p = subprocess.run([exe, s.config, ws_id, steal or "-", bump or "-"] + ([fail] if fail
+                       else []), capture_output=True, text=True, timeout=60)
     out, rc = {}, None
     for line in p.stdout.splitlines():
         k, v = line.split()
@@ -173,6 +176,19 @@ def scenarios(t, s, admin):
         (payload,), = s.sql("SELECT payload FROM events WHERE type = 'job_succeeded' AND "
                             "payload LIKE ?", "%%\"jobId\":\"%s\"%%" % bumped)
         eq(json.loads(payload)["job"]["attempts"], 2, "attempts in its job_succeeded event")
+
+    with t.setup("setup: four more queued jobs"):
+        ids = four_jobs(ws)
+        failed = ids[2]
+    with t("a failed attempt recorded twice with one claim (a rerun after its COMMIT landed "
+           "unseen) counts once: attempts 2 after the answer, rows 1 and 2"):
+        out, rc = probe(s, ws.id, fail=failed)
+        eq(rc, 0, "kr_queue_succeed_batch's result")
+        eq(out.pop("fail", None), "done/done", "the two recordings of the failure")
+        eq(out, {j: "done" for j in ids}, "each job's result")
+        got = {j: (job_state(s, j)["attempts"], job_state(s, j)["attempt_rows"]) for j in ids}
+        eq(got, {j: (2, [1, 2]) if j == failed else (1, [1]) for j in ids},
+           "attempts counter and attempt rows")
 
     with t.setup("setup: %d queued tasks, the oldest held locked by another session"
                  % (BATCH + 5)):
