@@ -522,7 +522,8 @@ cmd_candidates(struct ctx *c, int argc, char **argv)
 }
 
 static const struct command commands[] = {
-	{ "migrate", "migrate [--dir DIR]", cmd_migrate },
+	{ "migrate", "migrate [--dir DIR]  (default: $KEYRELAY_SCHEMA_DIR, else " KEYRELAY_SCHEMA_DIR
+	    ")", cmd_migrate },
 	{ "create-user", "create-user --email E --name N [--instance-admin]  (password on stdin)",
 	    cmd_create_user },
 	{ "create-workspace", "create-workspace --slug S --name N [--owner EMAIL]",
@@ -542,12 +543,55 @@ static const struct command commands[] = {
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
 static int
-usage(void)
+usage(FILE *out, int status)
 {
-	fprintf(stderr, "usage: %s [--config PATH] COMMAND ...\ncommands:\n", PROG);
+	fprintf(out, "usage: %s [--config PATH] COMMAND ...\ncommands:\n", PROG);
 	for (size_t i = 0; i < NCOMMANDS; i++)
-		fprintf(stderr, "  %s\n", commands[i].usage);
-	return 2;
+		fprintf(out, "  %s\n", commands[i].usage);
+	return status;
+}
+
+#define OPTS_MAX	8
+
+/*
+ * Whether argv fits the command's usage line, read as the specification of its options:
+ * "--x V" takes a value, "[--x]" is an optional flag, "[--x V]" an optional option; text
+ * after two spaces is a comment. Every option given must be one the line names (with its
+ * value), and every option not in brackets must be given. Checked before the configuration
+ * is read and the database reached, so that a mistyped command says so at once.
+ */
+static int
+args_fit(const struct command *cmd, int argc, char **argv)
+{
+	struct { char name[32]; int value, optional, seen; } o[OPTS_MAX];
+	char line[256], *tok, *next, *save = NULL;
+	size_t n = 0, len = strcspn(cmd->usage, "(");
+
+	snprintf(line, sizeof(line), "%.*s", (int)len, cmd->usage);
+	for (tok = strtok_r(line, " ", &save); tok != NULL; tok = next) {
+		next = strtok_r(NULL, " ", &save);
+		int optional = tok[0] == '[';
+		const char *name = tok + optional;
+		if (strncmp(name, "--", 2) != 0 || n == OPTS_MAX)
+			continue;
+		snprintf(o[n].name, sizeof(o[n].name), "%.*s", (int)strcspn(name, "]"), name);
+		o[n].value = strchr(name, ']') == NULL && next != NULL && next[0] != '[' &&
+		    strncmp(next, "--", 2) != 0;
+		o[n].optional = optional;
+		o[n++].seen = 0;
+	}
+	for (int i = 0; i < argc; i++) {
+		size_t k = 0;
+		while (k < n && strcmp(argv[i], o[k].name) != 0)
+			k++;
+		if (k == n || (o[k].value && ++i == argc))
+			return 0;
+		o[k].seen = 1;
+	}
+	for (size_t k = 0; k < n; k++)
+		if (!o[k].optional && !o[k].seen)
+			return 0;
+	return 1;
 }
 
 int
@@ -560,12 +604,19 @@ main(int argc, char **argv)
 	int rc;
 
 	if (argc < 2)
-		return usage();
+		return usage(stderr, 2);
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0)
+		return usage(stdout, 0);
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		if (strcmp(argv[1], commands[i].name) == 0)
 			cmd = &commands[i];
 	if (cmd == NULL)
-		return usage();
+		return usage(stderr, 2);
+	if (!args_fit(cmd, argc - 2, argv + 2)) {
+		fprintf(stderr, "usage: %s %s\n", PROG, cmd->usage);
+		return 2;
+	}
 	memset(&c, 0, sizeof(c));
 	if (kr_config_load(&c.cfg, path, err, sizeof(err)) != KR_CONFIG_OK) {
 		fprintf(stderr, "%s: config: %s\n", PROG, err);

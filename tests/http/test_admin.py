@@ -60,6 +60,23 @@ def body(t):
         true("usage:" in r.stderr, r.stderr)
         eq(s.admin("no-such-command").returncode, 2, "unknown command")
 
+    with t("wrong usage is told before the configuration is read: exit 2 and the command's "
+           "usage, with a configuration that does not load; --help: exit 0, on stdout"):
+        exe = str(s.bin_dir / "keyrelay-admin")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        for args in (["create-user", "--email", email], ["create-user", "--email"],
+                     ["create-user", "--email", email, "--name", "n", "--admin"],
+                     ["status", "now"], ["add-member", "--workspace", "w", "--email", email]):
+            r = subprocess.run([exe, "--config", "/nonexistent/keyrelay.conf"] + args,
+                               capture_output=True, text=True, env=env, timeout=30,
+                               stdin=subprocess.DEVNULL)
+            eq((r.returncode, r.stderr.startswith("usage: keyrelay-admin " + args[0])),
+               (2, True), "%s: exit status, usage first (stderr %r)" % (args, r.stderr))
+        r = subprocess.run([exe, "--help"], capture_output=True, text=True, env=env,
+                           timeout=30)
+        eq((r.returncode, "commands:" in r.stdout, r.stderr), (0, True, ""),
+           "--help: exit status, usage on stdout, nothing on stderr")
+
     slug = "cli-" + tag
     with t("create-workspace, add-member and create-token; the token works under its workspace"):
         r = s.admin("create-workspace", "--slug", slug, "--name", "CLI", "--owner", email)
