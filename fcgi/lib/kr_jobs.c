@@ -43,7 +43,7 @@ static const char sql_cursor[] =
 static const char sql_attempts[] =
     "SELECT attempt, provider, key_id, model, started_at, finished_at, outcome, error, "
     "http_status, latency_ms, input_tokens, output_tokens, cost_usd, is_fallback, system_key "
-    "FROM job_attempts WHERE job_id = ? AND workspace_id = ? ORDER BY attempt, id";
+    "FROM job_attempts WHERE job_id = ? AND workspace_id = ? ORDER BY id";
 static const char sql_by_key[] =
     "SELECT id FROM jobs WHERE workspace_id = ? AND idempotency_key = ?";
 /*
@@ -66,8 +66,11 @@ static const char sql_lock[] =
 static const char sql_cancel[] =
     "UPDATE jobs SET status = 'cancelled', finished_at = NOW(3), lease_token = NULL, "
     "updated_at = NOW(3) WHERE workspace_id = ? AND id = ?";
+/* The attempts logged so far stay in the log, below the floor of the new run (009). */
 static const char sql_retry[] =
-    "UPDATE jobs SET status = 'queued', attempts = 0, error = NULL, result = NULL, "
+    "UPDATE jobs SET status = 'queued', attempts = 0, attempts_floor = (SELECT "
+    "COALESCE(MAX(a.id), 0) FROM job_attempts a WHERE a.job_id = jobs.id), "
+    "error = NULL, result = NULL, "
     "started_at = NULL, finished_at = NULL, lease_token = NULL, lease_expires_at = NULL, "
     "runner_id = NULL, run_at = NOW(3), updated_at = NOW(3) "
     "WHERE workspace_id = ? AND id = ?";

@@ -74,9 +74,11 @@ static const char sql_fail[] =
     "UPDATE jobs SET status = 'failed', error = ?, finished_at = NOW(3), lease_token = NULL, "
     "lease_expires_at = NULL, updated_at = NOW(3) "
     "WHERE id = ? AND lease_token = ? AND status = 'running'";
+/* Of the job's current run: the attempts logged since it was last retried. */
 static const char sql_transient[] =
-    "SELECT provider FROM job_attempts WHERE job_id = ? AND outcome = 'transient' "
-    "GROUP BY provider HAVING COUNT(*) >= ?";
+    "SELECT a.provider FROM job_attempts a JOIN jobs j ON j.id = a.job_id "
+    "WHERE a.job_id = ? AND a.outcome = 'transient' AND a.id > j.attempts_floor "
+    "GROUP BY a.provider HAVING COUNT(*) >= ?";
 /* Newest first, as messages_chat is read backwards; kr_queue_history turns it around. */
 static const char sql_history[] =
     "SELECT direction, content FROM messages "

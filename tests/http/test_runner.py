@@ -8,9 +8,10 @@ backoff capped at 4 s, 8 calls in flight per runner).
    provider->provider failover on quota (usedFallback); 429 with retry-after cools the key
    (the next job takes the other key; with one key the job waits for the cooldown);
    529/503 retried with backoff (status retrying, spacing between attempts, input and system
-   prompt kept), then the fallback chain; 400 fails at once; maxAttempts respected;
-   no usable key fails with a clear error; a task posted into a chat still sends its input;
-   cancel of a running job aborts the call within about a second.
+   prompt kept), then the fallback chain, which a retried job walks afresh; 400 fails at
+   once; maxAttempts respected; no usable key fails with a clear error; a task posted into
+   a chat still sends its input; cancel of a running job aborts the call within about a
+   second.
 2. Two runners on one queue: 40 jobs, each answered once, never two attempts at once.
 3. Schedules with two runners: each slot fires exactly once; nextRunAt is the next slot in
    the schedule's zone; a job names its schedule (current values), and still after the
@@ -519,6 +520,25 @@ def scenarios(t, s, admin):
             dump = json.dumps(c["body"])
             true(in_t in dump and sys_t in dump, "a retry lost input or system prompt: %s"
                  % dump[:600])
+    with t("a retried job walks the chain afresh: its primary, failed twice before the "
+           "retry, is tried again after one more transient failure"):
+        wrr = Ws(s, admin, "retry-run")
+        wrr.add_keys("anthropic", [("overloaded", {"times": 3})])
+        wrr.add_keys("openai", [("ok", {})])
+        wrr.providers("anthropic", ["openai"])
+        jid = wrr.task("fail, then retry " + token(), maxAttempts=2)["id"]
+        j = wrr.wait(jid)
+        eq((j["status"], [(a[0], a[1], a[3]) for a in attempts_summary(j)]),
+           ("failed", [(1, "anthropic", "transient"), (2, "anthropic", "transient")]),
+           "the first run: status and attemptsLog")
+        expect(202, admin.post(wrr.base + "/jobs/%s/retry" % jid, json={}), "retry")
+        j = wrr.wait(jid)
+        eq((j["status"], j["provider"], j["usedFallback"], j["attempts"]),
+           ("succeeded", "anthropic", False, 2), "status, provider, usedFallback, attempts")
+        eq([(a[0], a[1], a[3]) for a in attempts_summary(j)],
+           [(1, "anthropic", "transient"), (2, "anthropic", "transient"),
+            (1, "anthropic", "transient"), (2, "anthropic", "ok")],
+           "attemptsLog, in the order of the calls")
     with t("503 once, one provider: retried after >= 0.75 s and answered"):
         j = wt1.wait(job_t1["id"])
         eq(j["status"], "succeeded", "status (error %r)" % j.get("error"))
