@@ -12,9 +12,12 @@
 #
 # `up` again starts whatever is not running and creates nothing twice. The first admin is
 # KEYRELAY_ADMIN_EMAIL / KEYRELAY_ADMIN_PASSWORD when set, else admin@localhost with a
-# generated password; the login is printed once, when it is created. Every KEYRELAY_*
-# variable given to `up` reaches the programs (config overrides such as KEYRELAY_LOG_LEVEL,
-# provider base URLs, ...), as do provider keys such as OPENAI_API_KEY.
+# generated password; the login is printed once, when it is created. The KEYRELAY_* variables
+# given to `up` reach the programs it starts (config overrides such as KEYRELAY_LOG_LEVEL,
+# provider base URLs, ...), as do provider keys such as OPENAI_API_KEY; except
+# KEYRELAY_CONFIG, KEYRELAY_DB_*, KEYRELAY_FCGI_SOCKET, KEYRELAY_FCGI_EVENTS_SOCKET and
+# KEYRELAY_SECRETS_*, which would point the programs away from this stack. Programs that
+# already run keep their environment: give new variables to `restart`.
 # Generated secrets (the database password) stay in var/ (mode 0600). Logs: var/logs/.
 # The mechanics live in tests/lib/krstack.py, shared with the test stack.
 set -euo pipefail
