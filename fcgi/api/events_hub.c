@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -44,6 +45,12 @@ struct hub_ws {
 	struct hub_event ring[HUB_RING];	/* event seq sits at seq % HUB_RING */
 };
 
+/* A caller with streams open; hub.callers holds ncallers of them. */
+struct hub_caller {
+	char		 name[HUB_CALLER_MAX];
+	unsigned	 streams;
+};
+
 static struct {
 	pthread_mutex_t		 lock;
 	pthread_once_t		 once;
@@ -53,6 +60,8 @@ static struct {
 	int			 wake;
 	int			 stopping;
 	struct hub_ws		*list;
+	struct hub_caller	*callers;
+	size_t			 ncallers, callers_cap;
 } hub = { .lock = PTHREAD_MUTEX_INITIALIZER, .once = PTHREAD_ONCE_INIT };
 
 static void
@@ -360,38 +369,84 @@ hub_release(void)
 	for (struct hub_ws *w = hub.list; w != NULL; w = w->next)
 		w->listeners = 0;
 	reap();
+	free(hub.callers);
+	hub.callers = NULL;
+	hub.ncallers = hub.callers_cap = 0;
 	pthread_mutex_unlock(&hub.lock);
 }
 
 /* Streams ------------------------------------------------------------------------------- */
 
-enum hub_err
-hub_join(const char *ws_id, struct hub_ws **out)
+/* The caller's entry, made (with no stream) when create is set; NULL when out of memory. */
+static struct hub_caller *
+caller_find(const char *name, int create)
+{
+	struct hub_caller *c;
+
+	for (size_t i = 0; i < hub.ncallers; i++)
+		if (strcmp(hub.callers[i].name, name) == 0)
+			return &hub.callers[i];
+	if (!create)
+		return NULL;
+	if (hub.ncallers == hub.callers_cap) {
+		size_t cap = hub.callers_cap ? hub.callers_cap * 2 : 16;
+		if ((c = reallocarray(hub.callers, cap, sizeof(*c))) == NULL)
+			return NULL;
+		hub.callers = c;
+		hub.callers_cap = cap;
+	}
+	c = &hub.callers[hub.ncallers++];
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	c->streams = 0;
+	return c;
+}
+
+/* The workspace's entry, made when missing; NULL when out of memory. */
+static struct hub_ws *
+ws_find(const char *ws_id)
 {
 	struct hub_ws *w;
 
-	*out = NULL;
-	if (strlen(ws_id) >= sizeof(w->id) || !hub_ready())
-		return HUB_NOMEM;
-	pthread_mutex_lock(&hub.lock);
-	if (hub.stopping) {
-		pthread_mutex_unlock(&hub.lock);
-		return HUB_STOPPING;
-	}
 	for (w = hub.list; w != NULL; w = w->next)
 		if (strcmp(w->id, ws_id) == 0)
-			break;
-	if (w == NULL) {
-		if ((w = calloc(1, sizeof(*w))) == NULL ||
-		    pthread_cond_init(&w->cond, &hub.attr) != 0) {
-			pthread_mutex_unlock(&hub.lock);
-			free(w);
-			return HUB_NOMEM;
-		}
-		memcpy(w->id, ws_id, strlen(ws_id) + 1);
-		w->next = hub.list;
-		hub.list = w;
+			return w;
+	if ((w = calloc(1, sizeof(*w))) == NULL || pthread_cond_init(&w->cond, &hub.attr) != 0) {
+		free(w);
+		return NULL;
 	}
+	memcpy(w->id, ws_id, strlen(ws_id) + 1);
+	w->next = hub.list;
+	hub.list = w;
+	return w;
+}
+
+enum hub_err
+hub_join(const char *ws_id, const char *caller, const struct hub_limits *lim,
+    struct hub_ws **out)
+{
+	enum hub_err err = HUB_OK;
+	struct hub_caller *c;
+	struct hub_ws *w;
+
+	*out = NULL;
+	if (strlen(ws_id) >= sizeof(w->id) || strlen(caller) >= sizeof(c->name) || !hub_ready())
+		return HUB_NOMEM;
+	pthread_mutex_lock(&hub.lock);
+	if (hub.stopping)
+		err = HUB_STOPPING;
+	else if ((c = caller_find(caller, 1)) == NULL || (w = ws_find(ws_id)) == NULL)
+		err = HUB_NOMEM;
+	else if (c->streams >= lim->max_per_caller)
+		err = HUB_CALLER_FULL;
+	else if (w->listeners >= lim->max_per_ws)
+		err = HUB_WS_FULL;
+	if (err != HUB_OK) {
+		if ((c = caller_find(caller, 0)) != NULL && c->streams == 0)
+			*c = hub.callers[--hub.ncallers];
+		pthread_mutex_unlock(&hub.lock);
+		return err;
+	}
+	c->streams++;
 	w->listeners++;
 	if (!w->primed) {
 		hub.wake = 1;
@@ -403,12 +458,16 @@ hub_join(const char *ws_id, struct hub_ws **out)
 }
 
 void
-hub_leave(struct hub_ws **ws)
+hub_leave(struct hub_ws **ws, const char *caller)
 {
+	struct hub_caller *c;
+
 	if (*ws == NULL)
 		return;
 	pthread_mutex_lock(&hub.lock);
 	(*ws)->listeners--;
+	if ((c = caller_find(caller, 0)) != NULL && --c->streams == 0)
+		*c = hub.callers[--hub.ncallers];
 	pthread_mutex_unlock(&hub.lock);
 	*ws = NULL;
 }

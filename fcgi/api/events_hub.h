@@ -25,6 +25,7 @@
 #include "kr_buf.h"
 #include "kr_config.h"
 #include "kr_db.h"
+#include "kr_time.h"
 
 #define HUB_POLL_MS	250
 #define HUB_RING	1024
@@ -35,7 +36,16 @@ enum hub_err {
 	HUB_OK = 0,
 	HUB_NOMEM,
 	HUB_STOPPING,	/* hub_stop was called: no new streams */
+	HUB_CALLER_FULL,	/* the caller has max_per_caller streams open in this process */
+	HUB_WS_FULL,	/* the workspace has max_per_ws streams open in this process */
 };
+
+/* Open streams at most, in this process: one caller's (a user or a token) and a workspace's. */
+struct hub_limits {
+	unsigned	max_per_caller, max_per_ws;
+};
+/* The caller's name for the limits: "u:" + user id or "t:" + token id. */
+#define HUB_CALLER_MAX	(2 + KR_UUID_MAX)
 
 /* A workspace as the hub watches it; streams hold it between hub_join and hub_leave. */
 struct hub_ws;
@@ -48,10 +58,15 @@ int		hub_stopping(void);
 /* Free what the hub holds; only once hub_run and every stream have returned. */
 void		hub_release(void);
 
-/* Become a listener of the workspace (by id); *ws is valid until hub_leave. */
-enum hub_err	hub_join(const char *ws_id, struct hub_ws **ws);
-/* Stop listening; *ws becomes NULL. */
-void		hub_leave(struct hub_ws **ws);
+/*
+ * Become a listener of the workspace (by id) for caller, within lim: so that one caller, or
+ * the callers of one workspace, cannot hold every stream thread of the process. *ws is valid
+ * until hub_leave.
+ */
+enum hub_err	hub_join(const char *ws_id, const char *caller, const struct hub_limits *lim,
+		    struct hub_ws **ws);
+/* Stop listening (as caller); *ws becomes NULL. */
+void		hub_leave(struct hub_ws **ws, const char *caller);
 
 enum hub_next {
 	HUB_NEXT_EVENTS,	/* out got events after *cursor in wire form; *cursor advanced */

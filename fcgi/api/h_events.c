@@ -10,6 +10,7 @@
  * only ever carries its own workspace's events.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -38,6 +39,7 @@ struct ev {
 	struct kr_stream	*out;
 	struct hub_ws		*ws;
 	char			 ws_id[KR_UUID_MAX];
+	char			 caller[HUB_CALLER_MAX];	/* for the hub's limits */
 	uint64_t		 cursor;	/* every event up to it is sent, none after it */
 	struct kr_buf		 buf;		/* wire text not yet written */
 	int64_t			 last_write;
@@ -245,9 +247,33 @@ stream_events(struct ev *s)
 	}
 }
 
+/* Why hub_join said no: 429 for a caller or workspace at its limit, else 503. */
+static void
+join_refused(struct kr_resp *resp, enum hub_err herr)
+{
+	switch (herr) {
+	case HUB_CALLER_FULL:
+		resp_header(resp, "Retry-After", "10");
+		resp_error(resp, 429, NULL, "too many event streams open for this caller "
+		    "(events.streams_per_client): close one");
+		break;
+	case HUB_WS_FULL:
+		resp_header(resp, "Retry-After", "10");
+		resp_error(resp, 429, NULL, "too many event streams open for this workspace "
+		    "(events.streams_per_workspace)");
+		break;
+	default:
+		resp_header(resp, "Retry-After", "1");
+		resp_error(resp, 503, NULL, herr == HUB_STOPPING ? "the server is restarting" :
+		    "out of memory");
+	}
+}
+
 void
 h_events(struct kr_req *req, struct kr_resp *resp)
 {
+	const struct hub_limits lim = { req->cfg->events_streams_per_client,
+	    req->cfg->events_streams_per_workspace };
 	struct ev s = { .req = req, .out = req->stream };
 	enum kr_db_err rc;
 	enum hub_err herr;
@@ -266,10 +292,12 @@ h_events(struct kr_req *req, struct kr_resp *resp)
 		resp_db_error(resp, rc);
 		return;
 	}
-	if ((herr = hub_join(s.ws_id, &s.ws)) != HUB_OK) {
-		resp_header(resp, "Retry-After", "1");
-		resp_error(resp, 503, NULL, herr == HUB_STOPPING ? "the server is restarting" :
-		    "out of memory");
+	if (req->p.kind == KR_PRINCIPAL_TOKEN)
+		snprintf(s.caller, sizeof(s.caller), "t:%s", req->p.token.id);
+	else
+		snprintf(s.caller, sizeof(s.caller), "u:%s", req->p.user.id);
+	if ((herr = hub_join(s.ws_id, s.caller, &lim, &s.ws)) != HUB_OK) {
+		join_refused(resp, herr);
 		return;
 	}
 	resp->status = 200;
@@ -283,6 +311,6 @@ h_events(struct kr_req *req, struct kr_resp *resp)
 		add_resync(&s);
 	if (req->stream->begin(req->stream->ctx, resp) == 0 && send_queued(&s) == 0)
 		stream_events(&s);
-	hub_leave(&s.ws);
+	hub_leave(&s.ws, s.caller);
 	kr_buf_release(&s.buf, 0);
 }

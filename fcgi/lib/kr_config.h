@@ -47,6 +47,8 @@ struct kr_config {
 	unsigned runner_backoff_max_seconds;
 	unsigned runner_idle_poll_ms;		/* longest pause between claims that find nothing */
 	unsigned events_retention_hours;
+	unsigned events_streams_per_client;	/* per user or token, per keyrelay-fcgi */
+	unsigned events_streams_per_workspace;	/* per keyrelay-fcgi */
 
 	unsigned auth_session_hours;
 	unsigned auth_hash_concurrency;

@@ -6,8 +6,10 @@ within 2 s; Last-Event-ID (header) and ?lastEventId= resume with nothing missed 
 repeated; an id older than the retained events gives `event: resync`; a workspace's stream
 never carries another's events; a revoked token, ended session or removed member ends the
 stream; a comment arrives within 16 s; 50 streams on one workspace all get the same event
-while the database statement rate stays that of one stream; SIGTERM with open streams exits
-0 within 10 s. The API socket refuses the route (400): streams belong to the events socket.
+while the database statement rate stays that of one stream; a caller's and a workspace's
+streams past events.streams_per_client and events.streams_per_workspace answer 429; SIGTERM
+with open streams exits 0 within 10 s. The API socket refuses the route (400): streams
+belong to the events socket.
 
 Events are written the way kr_event_append writes them (the workspace's event_seq taken under
 its row lock, then the row, in one transaction), so the test needs no job or settings code.
@@ -42,6 +44,7 @@ PING_S = 16.0           # a comment at least every 15 s
 REVOKE_S = 70.0         # a revoked caller's stream ends within this (30 s re-checks)
 STOP_S = 10.0           # SIGTERM with open streams: exit within this
 MANY = 50
+WS_CAP = MANY + 5       # the private stack's events.streams_per_workspace
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,6 +161,19 @@ class Stream:
         except OSError:
             pass
         self.conn.close()
+
+
+def wait_for_ok(open_stream, seconds):
+    """open_stream() until a stream answers 200, for at most seconds: that stream, or
+    None."""
+    deadline = time.monotonic() + seconds
+    while True:
+        st = open_stream()
+        if st.status == 200:
+            return st
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)
 
 
 def open_ok(what, *args, **kw):
@@ -500,10 +516,12 @@ def rate(p, seconds=3.0):
 def private_checks(t):
     tmp = tempfile.mkdtemp(prefix="kr-sse-")
     p = None
-    streams = []
+    streams, extra = [], []
     try:
         with t.setup("setup: a private stack (runner stopped: only fcgi queries the database)"):
-            p = krstack.Stack.start(tmp, config={"fcgi.events_threads": "64"})
+            p = krstack.Stack.start(tmp, config={
+                "fcgi.events_threads": "64", "events.streams_per_client": str(MANY),
+                "events.streams_per_workspace": str(WS_CAP)})
             eq(p.stop_service("runner"), [], "problems stopping the runner")
             admin = admin_client(p)
             ws = create_workspace(admin)["slug"]
@@ -542,6 +560,38 @@ def private_checks(t):
                   flush=True)
             true(r50b < 2 * r1, "%.1f/s" % r50b)
 
+        with t("limits: the caller's stream past events.streams_per_client (%d) answers 429; "
+               "a viewer token fills the workspace to events.streams_per_workspace (%d), "
+               "then 429; another workspace still opens; a stream closed frees its place"
+               % (MANY, WS_CAP)):
+            def refused(st, what):
+                eq(st.status, 429, "%s: status (%r)" % (what, st.body[:200]))
+                eq(json.loads(st.body)["error"]["code"], "rate_limited", what + ": code")
+                true(st.headers.get("Retry-After"), what + ": no Retry-After")
+            refused(Stream(p.base_url, ws, cookies=admin.cookies), "the admin's stream %d"
+                    % (MANY + 1))
+            r = admin.post("/api/workspaces/%s/tokens" % ws, json={"name": "cap",
+                                                                    "role": "viewer"})
+            expect(201, r, "create a viewer token")
+            tok = r.json["secret"]
+            for i in range(WS_CAP - MANY):
+                extra.append(open_ok("token stream %d" % (i + 1), p.base_url, ws, bearer=tok))
+            refused(Stream(p.base_url, ws, bearer=tok), "the workspace's stream %d"
+                    % (WS_CAP + 1))
+            other = create_workspace(admin)["slug"]
+            r = admin.post("/api/workspaces/%s/tokens" % other, json={"name": "cap",
+                                                                       "role": "viewer"})
+            expect(201, r, "create a token in another workspace")
+            extra.append(open_ok("another workspace's stream", p.base_url, other,
+                                 bearer=r.json["secret"]))
+            extra.pop(0).close()
+            st = wait_for_ok(lambda: Stream(p.base_url, ws, bearer=tok), 5)
+            true(st is not None, "no stream opened again after one of the token's closed")
+            extra.append(st)
+            for x in extra:
+                x.close()
+            extra.clear()
+
         with t("clients that leave free their threads at once: 50 closed, 50 new open (64 threads)"):
             for x in streams:
                 x.close()
@@ -569,7 +619,7 @@ def private_checks(t):
         with t("no sanitizer report in the private stack's logs"):
             eq(p.sanitizer_reports(), [], "reports")
     finally:
-        for x in streams:
+        for x in streams + extra:
             x.close()
         try:
             if p is not None:
