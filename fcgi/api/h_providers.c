@@ -233,7 +233,7 @@ put_in_tx(struct kr_db *db, void *arg)
 	json_object *view, *e;
 	enum kr_db_err rc;
 
-	if ((rc = kr_settings_lock(db, ws)) != KR_DB_OK ||
+	if ((rc = kr_ws_lock(db, ws)) != KR_DB_OK ||
 	    (rc = kr_settings_get(db, ws, &s)) != KR_DB_OK)
 		return rc;
 	if (merge(t->req, t->resp, &s) != 0) {

@@ -11,6 +11,7 @@
 #include "kr_json.h"
 #include "kr_log.h"
 #include "kr_vault.h"
+#include "kr_workspaces.h"
 
 #define N(a)		((unsigned)(sizeof(a) / sizeof((a)[0])))
 #define PURPOSE		"provider_key"
@@ -32,7 +33,6 @@ static const char sql_get[] =
 /* Adds to one workspace take turns, so concurrent adds get distinct priorities. */
 static const char sql_fingerprint[] =
     "SELECT 1 FROM provider_keys WHERE workspace_id = ? AND provider = ? AND fingerprint = ?";
-static const char sql_lock_ws[] = "SELECT id FROM workspaces WHERE id = ? FOR UPDATE";
 static const char sql_next_priority[] =
     "SELECT COALESCE(MAX(priority) + 1, 0) FROM provider_keys "
     "WHERE workspace_id = ? AND provider = ? FOR UPDATE";
@@ -183,23 +183,6 @@ outside_tx(struct kr_db *db, const char *what)
 	return 1;
 }
 
-/*
- * Every key change locks the workspace's row first: the change's event takes it anyway
- * (the sequence), and the audit and key rows point at it, so a change that took a key row
- * first could deadlock with one that holds the workspace (an add).
- */
-static enum kr_db_err
-lock_ws(struct kr_db *db, const char *ws_id)
-{
-	struct kr_dbp q[1] = { KR_P_STR(ws_id) };
-	struct kr_db_res res;
-	enum kr_db_err rc;
-
-	if ((rc = kr_db_exec(db, sql_lock_ws, q, 1, &res, NULL)) == KR_DB_OK)
-		kr_db_res_free(&res);
-	return rc;
-}
-
 /* Seal secret for key id; fingerprint and hint too. */
 static enum kr_keys_err
 seal(struct kr_db *db, const char *ws_id, const char *provider, const char *id,
@@ -262,7 +245,7 @@ kr_keys_add(struct kr_db *db, const char *ws_id, const struct kr_provider *p,
 	*db_rc = KR_DB_ERROR;
 	if (outside_tx(db, "kr_keys_add") || (fps = calloc(n ? n : 1, sizeof(*fps))) == NULL)
 		return KR_KEYS_DB;
-	if ((*db_rc = lock_ws(db, ws_id)) != KR_DB_OK ||
+	if ((*db_rc = kr_ws_lock(db, ws_id)) != KR_DB_OK ||
 	    (*db_rc = kr_db_exec(db, sql_next_priority, q, 2, &res, NULL)) != KR_DB_OK)
 		goto out;
 	next = kr_db_cell_int(&res, 0, 0, 0);
@@ -365,7 +348,7 @@ kr_keys_update(struct kr_db *db, const char *ws_id, const char *id,
 	enum kr_keys_err rc;
 
 	*db_rc = KR_DB_ERROR;
-	if (outside_tx(db, "kr_keys_update") || (*db_rc = lock_ws(db, ws_id)) != KR_DB_OK)
+	if (outside_tx(db, "kr_keys_update") || (*db_rc = kr_ws_lock(db, ws_id)) != KR_DB_OK)
 		return KR_KEYS_DB;
 	if ((rc = exists(db, ws_id, id, db_rc)) != KR_KEYS_OK)
 		return rc;
@@ -384,7 +367,7 @@ kr_keys_rotate(struct kr_db *db, const char *ws_id, const char *id, const char *
 	enum kr_keys_err rc;
 
 	*db_rc = KR_DB_ERROR;
-	if (outside_tx(db, "kr_keys_rotate") || (*db_rc = lock_ws(db, ws_id)) != KR_DB_OK)
+	if (outside_tx(db, "kr_keys_rotate") || (*db_rc = kr_ws_lock(db, ws_id)) != KR_DB_OK)
 		return KR_KEYS_DB;
 	if ((*db_rc = kr_keys_get(db, ws_id, id, &res)) != KR_DB_OK)
 		return KR_KEYS_DB;
@@ -412,7 +395,7 @@ kr_keys_reorder(struct kr_db *db, const char *ws_id, const char **ids,
 	struct kr_db_res res;
 
 	*db_rc = KR_DB_ERROR;
-	if (outside_tx(db, "kr_keys_reorder") || (*db_rc = lock_ws(db, ws_id)) != KR_DB_OK)
+	if (outside_tx(db, "kr_keys_reorder") || (*db_rc = kr_ws_lock(db, ws_id)) != KR_DB_OK)
 		return KR_KEYS_DB;
 	for (size_t i = 0; i < n; i++) {
 		struct kr_dbp p[3] = { KR_P_INT(priorities[i]), KR_P_STR(ws_id),
@@ -437,7 +420,7 @@ kr_keys_delete(struct kr_db *db, const char *ws_id, const char *id, enum kr_db_e
 	uint64_t n = 0;
 
 	*db_rc = KR_DB_ERROR;
-	if (outside_tx(db, "kr_keys_delete") || (*db_rc = lock_ws(db, ws_id)) != KR_DB_OK)
+	if (outside_tx(db, "kr_keys_delete") || (*db_rc = kr_ws_lock(db, ws_id)) != KR_DB_OK)
 		return KR_KEYS_DB;
 	if ((*db_rc = kr_db_exec(db, sql_delete, p, 2, NULL, &n)) != KR_DB_OK)
 		return KR_KEYS_DB;
@@ -473,7 +456,7 @@ kr_keys_record(struct kr_db *db, const char *ws_id, const char *id,
 	*changed = 0;
 	if (outside_tx(db, "kr_keys_record"))
 		return KR_DB_ERROR;
-	if ((rc = lock_ws(db, ws_id)) != KR_DB_OK)
+	if ((rc = kr_ws_lock(db, ws_id)) != KR_DB_OK)
 		return rc;
 	if (r->cls == KR_LLM_RATE)
 		cool_us = 1000LL * (r->retry_after_ms > 0 ? (r->retry_after_ms < COOLDOWN_MAX_MS ?

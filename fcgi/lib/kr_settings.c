@@ -9,7 +9,6 @@
 static const char sql_get[] =
     "SELECT primary_provider, fallback_chain, models, base_urls, allow_system_keys, updated_at "
     "FROM provider_settings WHERE workspace_id = ?";
-static const char sql_lock[] = "SELECT id FROM workspaces WHERE id = ? FOR UPDATE";
 static const char sql_put[] =
     "INSERT INTO provider_settings (workspace_id, primary_provider, fallback_chain, models, "
     "base_urls, allow_system_keys) VALUES (?,?,?,?,?,?) ON DUPLICATE KEY UPDATE "
@@ -70,18 +69,6 @@ kr_settings_get(struct kr_db *db, const char *ws_id, struct kr_settings *s)
 	}
 	kr_db_res_free(&res);
 	return KR_DB_OK;
-}
-
-enum kr_db_err
-kr_settings_lock(struct kr_db *db, const char *ws_id)
-{
-	struct kr_dbp p[1] = { KR_P_STR(ws_id) };
-	struct kr_db_res res;
-	enum kr_db_err rc;
-
-	if ((rc = kr_db_exec(db, sql_lock, p, 1, &res, NULL)) == KR_DB_OK)
-		kr_db_res_free(&res);
-	return rc;
 }
 
 /* {"provider": "text"} for the non-empty entries of a table. */

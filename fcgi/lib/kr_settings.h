@@ -27,11 +27,6 @@ struct kr_settings {
 /* The stored settings, or the defaults (nothing chosen) when none are stored. */
 enum kr_db_err	kr_settings_get(struct kr_db *db, const char *ws_id, struct kr_settings *s);
 /*
- * Inside a transaction, before kr_settings_get: lock the workspace's row until commit, so
- * that a read-modify-write of the settings cannot lose a concurrent one.
- */
-enum kr_db_err	kr_settings_lock(struct kr_db *db, const char *ws_id);
-/*
  * Store s (one statement). Call it inside the transaction that also appends the change's
  * audit entry and its settings_changed event, so that they commit together.
  */

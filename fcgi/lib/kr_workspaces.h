@@ -77,10 +77,13 @@ enum kr_db_err	kr_member_sole_admin_of(struct kr_db *db, const char *user_id, un
 enum kr_db_err	kr_member_admin_count(struct kr_db *db, const char *ws_id, unsigned *n);
 
 /*
- * Inside a transaction: lock the workspace's row until it ends. Every change that could take
- * a workspace's last admin away (a role change, a removal, deleting a user) takes this lock
- * before counting the admins, so that such changes of one workspace run one after the other
- * and each counts what the one before left.
+ * Inside a transaction: lock the workspace's row until it ends. Changes that read before
+ * they write take it first, so that those of one workspace run one after the other and each
+ * reads what the one before left: a role change, a removal or deleting a user (which count
+ * the admins), a settings change (read, merge, write). Every key change takes it first too:
+ * the change's event takes it anyway (the sequence), and the audit and key rows point at
+ * it, so a change that took a key row first could deadlock with one that holds the
+ * workspace (an add).
  */
 enum kr_db_err	kr_ws_lock(struct kr_db *db, const char *ws_id);
 /*

@@ -5,17 +5,15 @@ also when its two admins demote or remove each other at the same moment.
 
 Runs against the shared stack ($KEYRELAY_TEST_STACK); creates its own users and workspaces.
 """
-import concurrent.futures
 import os
 import sys
-import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import krstack  # noqa: E402
-from krclient import (check_pages, CheckError, add_member, admin_client, create_user,  # noqa: E402
-                      create_workspace, eq, expect, expect_error, run, true, unique_email,
-                      unique_slug, user_client)
+from krclient import (at_once, check_pages, CheckError, add_member, admin_client,  # noqa: E402
+                      create_user, create_workspace, eq, expect, expect_error, run, true,
+                      unique_email, unique_slug, user_client)
 
 
 def members_of(client, ws):
@@ -45,18 +43,6 @@ def same_answer(a, b, slugs):
 
 
 RACE_ROUNDS = 8
-
-
-def at_once(calls):
-    """Run the calls (functions answering a Response) in threads released together by a
-    barrier, so that the requests overlap; their answers, in order."""
-    start = threading.Barrier(len(calls))
-
-    def go(call):
-        start.wait(timeout=60)
-        return call()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return list(pool.map(go, calls))
 
 
 def two_admin_workspace(s, admin):

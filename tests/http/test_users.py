@@ -5,17 +5,15 @@ two instance admins, the two admins of a workspace, delete each other at the sam
 
 Runs against the shared stack ($KEYRELAY_TEST_STACK); creates its own users.
 """
-import concurrent.futures
 import os
 import sys
-import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import krstack  # noqa: E402
-from krclient import (check_pages, CheckError, Client, add_member, admin_client,  # noqa: E402
-                      create_user, create_workspace, eq, expect, expect_error, random_password,
-                      run, true, unique_email, user_client)
+from krclient import (at_once, check_pages, CheckError, Client, add_member,  # noqa: E402
+                      admin_client, create_user, create_workspace, eq, expect, expect_error,
+                      random_password, run, true, unique_email, user_client)
 
 USER_KEYS = ("id", "email", "name", "isInstanceAdmin")
 
@@ -28,18 +26,6 @@ def find_user(resp, user_id):
 
 
 RACE_ROUNDS = 8
-
-
-def at_once(calls):
-    """Run the calls (functions answering a Response) in threads released together by a
-    barrier, so that the requests overlap; their answers, in order."""
-    start = threading.Barrier(len(calls))
-
-    def go(call):
-        start.wait(timeout=60)
-        return call()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return list(pool.map(go, calls))
 
 
 def admins_of(client, ws):

@@ -18,6 +18,7 @@ constructed with bearer=... . Requests answer a Response that unpacks as
 (status, headers, body): body is the parsed JSON when the answer is JSON, else raw bytes.
 """
 
+import concurrent.futures
 import contextlib
 import http.client
 import json as _json
@@ -27,6 +28,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.parse
@@ -392,6 +394,18 @@ def leaked_keys(text, keys):
         if k in text or (len(middle) >= 8 and middle in text):
             out.append(k[:6] + "...")
     return out
+
+
+def at_once(calls):
+    """Run the calls (functions answering a Response) in threads released together by a
+    barrier, so that the requests overlap; their answers, in order."""
+    start = threading.Barrier(len(calls))
+
+    def go(call):
+        start.wait(timeout=60)
+        return call()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(go, calls))
 
 
 def wait_for(what, fn, timeout, interval=0.1):
