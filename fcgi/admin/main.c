@@ -567,6 +567,8 @@ args_fit(const struct command *cmd, int argc, char **argv)
 	char line[256], *tok, *next, *save = NULL;
 	size_t n = 0, len = strcspn(cmd->usage, "(");
 
+	if (len >= sizeof(line))
+		return 0;	/* a usage line this long is a bug here: said at once */
 	snprintf(line, sizeof(line), "%.*s", (int)len, cmd->usage);
 	for (tok = strtok_r(line, " ", &save); tok != NULL; tok = next) {
 		next = strtok_r(NULL, " ", &save);
@@ -613,6 +615,11 @@ main(int argc, char **argv)
 			cmd = &commands[i];
 	if (cmd == NULL)
 		return usage(stderr, 2);
+	for (int i = 2; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: %s %s\n", PROG, cmd->usage);
+			return 0;
+		}
 	if (!args_fit(cmd, argc - 2, argv + 2)) {
 		fprintf(stderr, "usage: %s %s\n", PROG, cmd->usage);
 		return 2;

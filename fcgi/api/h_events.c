@@ -5,7 +5,7 @@
  * Served by the events pool only, one thread per open stream: the thread waits on the events
  * hub for the workspace's new events, reads the database itself only to resume from a
  * Last-Event-ID (or when it fell behind the hub's ring), checks every EV_RECHECK_MS that its
- * caller may still read the workspace, and sends a comment after EV_PING_MS of silence.
+ * caller may still read the workspace, and sends a comment every EV_PING_MS.
  * The workspace is the one the router resolved for the authenticated caller, so a stream
  * only ever carries its own workspace's events.
  */

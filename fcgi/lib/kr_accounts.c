@@ -353,6 +353,8 @@ static const char sql_failures_reserve[] =
     "IF(failures < ?, failures + 1, failures), 1), "
     "window_start = IF(window_start > NOW(3) - INTERVAL ? SECOND, window_start, NOW(3))";
 static const char sql_failures_get[] = "SELECT failures FROM login_failures WHERE key_hash = ?";
+/* Relative, unlike the writes kr_db_exec may resend after a lost connection: resent, it
+ * gives an address two attempts back, which is the lenient side. */
 static const char sql_failures_release[] =
     "UPDATE login_failures SET failures = failures - 1 WHERE key_hash = ? AND failures > 0";
 static const char sql_failures_clear[] = "DELETE FROM login_failures WHERE key_hash = ?";

@@ -133,6 +133,8 @@ kr_db_connect(struct kr_db *db)
 	mysql_optionsv(m, MYSQL_OPT_WRITE_TIMEOUT, &rw_timeout);
 	mysql_optionsv(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
 	mysql_optionsv(m, MYSQL_INIT_COMMAND, init_sql);
+	/* Flags 0, no CLIENT_FOUND_ROWS: affected rows count rows changed, not rows matched
+	 * (kr_login_reserve tells a count at its limit by 0). */
 	if (mysql_real_connect(m, c->db_socket != NULL ? NULL : c->db_host, c->db_user,
 	    c->db_password, c->db_name, c->db_port, c->db_socket, 0) == NULL) {
 		unsigned err = mysql_errno(m);

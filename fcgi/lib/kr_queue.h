@@ -85,7 +85,11 @@ enum kr_db_err	kr_queue_succeed(struct kr_db *db, const struct kr_claimed *j,
 enum kr_db_err	kr_queue_succeed_batch(struct kr_db *db, const struct kr_claimed *const *jobs,
 		    const struct kr_attempt *const *attempts, size_t n,
 		    enum kr_queue_result *results);
-/* Record a failed attempt (attempts + 1); the job stays running (the caller tries again). */
+/*
+ * Record a failed attempt (attempts + 1); the job stays running (the caller tries again).
+ * Fenced on j->attempts too: the caller adds one to it after each recorded failure, and a
+ * second call with the same count finds the attempt counted already (done, nothing new).
+ */
 enum kr_db_err	kr_queue_attempt_failed(struct kr_db *db, const struct kr_claimed *j,
 		    const struct kr_attempt *a, enum kr_queue_result *res);
 /* Give the job back for a later try at delay_ms from now: retrying + job_retrying. */
@@ -120,7 +124,8 @@ enum kr_db_err	kr_queue_rescue(struct kr_db *db, unsigned max, unsigned *rescued
  */
 enum kr_db_err	kr_queue_held(struct kr_db *db, const char *runner_id,
 		    const char *const *ids, const char *const *leases, size_t n, int *held);
-/* Providers that failed transiently at least `times` times for this job. */
+/* Providers that failed transiently at least `times` times in this run of the job (since it
+ * was last retried by POST …/retry). */
 enum kr_db_err	kr_queue_transient_providers(struct kr_db *db, const char *job_id,
 		    unsigned times, struct kr_db_res *res);
 /* The chat history of a chat job, oldest first: columns direction, content. */

@@ -295,6 +295,17 @@ ahead_capacity(const struct runner *r)
 }
 
 size_t
+ahead_ready(struct runner *r)
+{
+	size_t n;
+
+	pthread_mutex_lock(&r->lock);
+	n = r->nready;
+	pthread_mutex_unlock(&r->lock);
+	return n;
+}
+
+size_t
 ahead_held_ids(struct runner *r, char (*ids)[KR_UUID_MAX], char (*leases)[KR_UUID_MAX],
     size_t max)
 {
@@ -332,6 +343,8 @@ ahead_drop(struct runner *r, const char *id, const char *lease)
 	kr_claimed_release(&a->ready[i]);
 	memmove(&a->ready[i], &a->ready[i + 1], (r->nready - i - 1) * sizeof(a->ready[0]));
 	r->nready--;
+	if (a->waiting && wanted(r) > 0)
+		pthread_cond_signal(&a->cond);	/* its place is free for a claim */
 	pthread_mutex_unlock(&r->lock);
 	return 1;
 }

@@ -590,10 +590,13 @@ void
 flight_check_held(struct runner *r)
 {
 	size_t max = r->cfg->runner_max_in_flight, cap = max + ahead_capacity(r);
-	struct held_check c = { calloc(cap, sizeof(char *)), calloc(cap, sizeof(char *)),
+	struct held_check c;
+
+	if (r->nflying == 0 && ahead_ready(r) == 0)
+		return;		/* idle */
+	c = (struct held_check){ calloc(cap, sizeof(char *)), calloc(cap, sizeof(char *)),
 	    calloc(max, sizeof(struct flight *)), calloc(cap, KR_UUID_MAX),
 	    calloc(cap, KR_UUID_MAX), calloc(cap, sizeof(int)), 0, 0 };
-
 	if (c.ids == NULL || c.leases == NULL || c.fl == NULL || c.rid == NULL ||
 	    c.rlease == NULL || c.held == NULL)
 		goto out;

@@ -139,8 +139,9 @@ int	ahead_start(struct runner *r);
 int	ahead_wake_fd(const struct runner *r);
 /* Start ready jobs in the free slots (within the workspace caps); wake the claims. */
 void	ahead_take(struct runner *r);
-/* How many jobs can be ready at most. */
+/* How many jobs can be ready at most, and how many are. */
 size_t	ahead_capacity(const struct runner *r);
+size_t	ahead_ready(struct runner *r);
 /*
  * Copy the ids of the ready jobs into ids, and their leases into leases unless it is NULL
  * (at most max); the count copied.

@@ -599,8 +599,11 @@ def private_checks(t):
             time.sleep(2.0)
             t0 = time.monotonic()
             for i in range(MANY):
-                streams.append(open_ok("new stream %d" % (i + 1), p.base_url, ws,
-                                       cookies=admin.cookies))
+                # events.streams_per_client is MANY: a place is free once the server saw
+                # its client leave (it looks every second)
+                st = wait_for_ok(lambda: Stream(p.base_url, ws, cookies=admin.cookies), 5)
+                true(st is not None, "new stream %d did not open" % (i + 1))
+                streams.append(st)
             print("# %d new streams open %.2f s after %d clients left"
                   % (MANY, time.monotonic() - t0 + 2.0, MANY), flush=True)
 

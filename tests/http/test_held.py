@@ -17,7 +17,7 @@ Then a job that flies is requeued in SQL as a rescue would (its lease expired wh
 runner was cut off), and the same runner claims it again while the first call still flies:
 the held check aborts the first call (old lease) and keeps the second, which answers.
 
-Last, jobs claimed ahead of free slots: with every slot busy for twice the lease (4 s leases,
+Last, jobs claimed ahead of free slots: with every slot busy for three leases (4 s leases,
 1 s heartbeats), as many jobs again wait ready. Their leases are extended too, so none is
 requeued while its runner holds it (the heartbeat used to extend 1.5 x max_in_flight ids and
 left the newest ready jobs to expire, be rescued and be called twice); and one of them,
@@ -41,7 +41,7 @@ CONFIG = {"runner.max_in_flight": str(SLOTS), "runner.lease_seconds": "4",
 RUN = 400
 SLOW_MS = 6000
 WINDOW_S = 2.0
-AHEAD_MS = 9000     # over twice the lease
+AHEAD_MS = 12000    # three leases
 
 
 
@@ -144,6 +144,7 @@ def ahead_phase(t, s, admin):
             text = "ahead %d %s" % (i, token())
             inputs[w.task(text)["id"]] = text
         wait_for("%d calls" % SLOTS, lambda: len(calls_with(s, sec)) == SLOTS, 15)
+        called_by = time.monotonic()     # the first calls answer AHEAD_MS after they began
 
         def ready():
             called = str([c.get("body") for c in calls_with(s, sec)])
@@ -157,7 +158,7 @@ def ahead_phase(t, s, admin):
             raise SetupError("cancel: %s" % r.describe())
     with t("while the slots stay busy past two leases, no job is requeued: every job is "
            "still running under its runner but the cancelled one"):
-        time.sleep(AHEAD_MS / 1000 - 2)
+        time.sleep(max(0.0, called_by + AHEAD_MS / 1000 - 3 - time.monotonic()))
         eq(len(calls_with(s, sec)), SLOTS, "calls before the first answer")
         eq(sorted(w.job(j)["status"] for j in inputs if j != cancelled),
            ["running"] * (2 * SLOTS - 1), "statuses")

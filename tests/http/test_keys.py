@@ -624,7 +624,7 @@ def body(t):
     with t("POST test of a key deleted while the provider answers: 404 not_found, no "
            "key.tested entry"):
         k, obj = add_one(wadm, ws_a, "anthropic")
-        stub.set_key(k, "ok", delay_ms=1500)
+        stub.set_key(k, "ok", delay_ms=5000)
         answer = {}
         th = threading.Thread(target=lambda: answer.update(
             r=wadm.post("%s/%s/test" % (K(ws_a), obj["id"]), json={})))
@@ -634,7 +634,7 @@ def body(t):
             time.sleep(0.02)
         true(stub_saw(k), "the stub never saw the test call")
         expect(204, wadm.delete("%s/%s" % (K(ws_a), obj["id"])), "DELETE during the test")
-        th.join(15)
+        th.join(20)
         expect_error(answer.get("r"), 404, "not_found")
         au = wadm.get("/api/workspaces/%s/audit?limit=200" % ws_a).json["entries"]
         eq([e["action"] for e in au if e.get("target") == obj["id"]],
