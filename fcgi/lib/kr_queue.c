@@ -653,11 +653,10 @@ kr_queue_retry_later(struct kr_db *db, const struct kr_claimed *j, long delay_ms
 	return kr_queue__fenced(db, retry_body, &c, res);
 }
 
-static enum kr_db_err
-fail_body(struct kr_db *db, void *arg)
+enum kr_db_err
+kr_queue__fail_in_tx(struct kr_db *db, const struct kr_claimed *j, const char *error)
 {
-	const struct end_ctx *c = arg;
-	struct kr_dbp p[3] = { KR_P_STR(c->error), KR_P_STR(c->j->id), KR_P_STR(c->j->lease) };
+	struct kr_dbp p[3] = { KR_P_STR(error), KR_P_STR(j->id), KR_P_STR(j->lease) };
 	enum kr_db_err rc;
 	uint64_t n = 0;
 
@@ -665,7 +664,15 @@ fail_body(struct kr_db *db, void *arg)
 		return rc;
 	if (n == 0)
 		return KR_DB_ABORT;
-	return kr_queue__job_event(db, c->j, "job_failed", "failed", NULL, c->error, 0);
+	return kr_queue__job_event(db, j, "job_failed", "failed", NULL, error, 0);
+}
+
+static enum kr_db_err
+fail_body(struct kr_db *db, void *arg)
+{
+	const struct end_ctx *c = arg;
+
+	return kr_queue__fail_in_tx(db, c->j, c->error);
 }
 
 enum kr_db_err

@@ -30,6 +30,12 @@ enum kr_db_err	kr_queue__job_event(struct kr_db *db, const struct kr_claimed *j,
 		    const char *type, const char *status, const struct kr_attempt *a,
 		    const char *error, int attempts_delta);
 /*
+ * Inside a transaction: fail job j, fenced on its lease (KR_DB_ABORT when the lease is
+ * gone), with its job_failed event.
+ */
+enum kr_db_err	kr_queue__fail_in_tx(struct kr_db *db, const struct kr_claimed *j,
+		    const char *error);
+/*
  * Append n events (ws[i], types[i], payloads[i]) with one kr_events_append_many per
  * workspace; each workspace's events keep their order.
  */

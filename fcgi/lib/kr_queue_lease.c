@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kr_db.h"
+#include "kr_log.h"
 
 /* A job queued again, fenced on its lease: handed back by its runner, or rescued. */
 static const char sql_requeue[] =
@@ -98,12 +99,22 @@ rescue_body(struct kr_db *db, void *arg)
 		snprintf(j.chat_id, sizeof(j.chat_id), "%s", kr_db_cell(&rows, r, 4));
 		j.attempts = (unsigned)kr_db_cell_int(&rows, r, 5, 0);
 		j.max_attempts = (unsigned)kr_db_cell_int(&rows, r, 6, 5);
+		snprintf(j.lease, sizeof(j.lease), "%s", kr_db_cell(&rows, r, 2));
+		c->rescued++;
+		if (j.attempts >= j.max_attempts) {
+			/* Its runner died after counting the last attempt and before failing it:
+			 * another call would go past maxAttempts. */
+			kr_info("job %s failed: its runner stopped after its last attempt", j.id);
+			if ((rc = kr_queue__fail_in_tx(db, &j, "its runner stopped after the "
+			    "last attempt (maxAttempts)")) == KR_DB_ABORT)
+				rc = KR_DB_OK;	/* locked above: cannot happen */
+			continue;
+		}
 		p[0] = KR_P_STR(j.id);
-		p[1] = KR_P_STR(kr_db_cell(&rows, r, 2));
+		p[1] = KR_P_STR(j.lease);
 		if ((rc = kr_db_exec(db, sql_requeue, p, 2, NULL, NULL)) == KR_DB_OK)
 			rc = kr_queue__job_event(db, &j, "job_retrying", "queued", NULL,
 			    "its runner stopped answering; queued again", 0);
-		c->rescued++;
 	}
 	kr_db_res_free(&rows);
 	return rc;

@@ -21,7 +21,8 @@ backoff capped at 4 s, 8 calls in flight per runner).
 5. SIGTERM: the runner finishes the calls in hand, exits 0 within runner.drain_seconds, and
    hands back a call longer than that, which another runner answers exactly once.
 6. Attempt timeout. 7. The heartbeat extends only the leases a runner holds: a running job
-   under a busy runner's id that it does not track expires and is rescued.
+   under a busy runner's id that it does not track expires and is rescued; one already at
+   its last attempt is failed instead.
 8. An idle runner backs off its claims (a few statements a second on the whole stack) and
    still takes the next job.
 9. Claims ahead: a runner with 8 slots holds 8 more jobs ready but never makes more than 8
@@ -1025,6 +1026,12 @@ def scenarios(t, s, admin):
         s.sql("UPDATE jobs SET status = 'running', runner_id = ?, lease_token = ?, "
               "lease_expires_at = NOW(3) + INTERVAL 2 SECOND, run_at = NOW(3), "
               "started_at = NOW(3) WHERE id = ?", holder_id, "orphan-" + rnd(16), orphan)
+        # and one whose runner died after counting its last attempt, before failing it
+        spent_in = "spent " + token()
+        spent = wto.task(spent_in, runAt=run_at, maxAttempts=2)["id"]
+        s.sql("UPDATE jobs SET status = 'running', runner_id = ?, lease_token = ?, "
+              "lease_expires_at = NOW(3) + INTERVAL 2 SECOND, run_at = NOW(3), attempts = 2, "
+              "started_at = NOW(3) WHERE id = ?", holder_id, "spent-" + rnd(16), spent)
     with t("the heartbeat extends only the leases the runner holds: the orphan's lease "
            "expires, the job is rescued and answered while the slow call goes on"):
         j = wto.wait(orphan, timeout=11)
@@ -1033,6 +1040,13 @@ def scenarios(t, s, admin):
         eq(tuple(job_rows(s, [slow])[slow][1:3]), ("running", holder_id),
            "the slow job, still in its call (so the heartbeat was extending leases)")
         true(log_lines(holder.log_text(), "requeued"), "the holder's log has no 'requeued'")
+    with t("a job rescued at its last attempt fails instead of being called again"):
+        j = wto.wait(spent, timeout=11)
+        eq((j["status"], j["attempts"]), ("failed", 2), "status, attempts")
+        true("maxAttempts" in (j.get("error") or ""), "error %r" % j.get("error"))
+        eq([c for c in calls_with(s, sto2) if spent_in in json.dumps(c["body"])], [],
+           "calls with its input")
+        eq(len(wto.events(spent, "job_failed")), 1, "job_failed events")
     with t("the slow job's lease was kept alive past its 4 s and it is answered once"):
         j = wh.wait(slow, timeout=30)
         eq((j["status"], j["attempts"]), ("succeeded", 1), "status, attempts (error %r)"
