@@ -38,9 +38,18 @@ const state = {
 
 const root = document.getElementById('app');
 
+function decodePart(s) {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return null;          // a malformed escape: the link is broken, not the page
+  }
+}
+
 function parseRoute() {
   const raw = (location.hash || '').replace(/^#\/?/, '');
-  const parts = raw.split('/').filter(Boolean).map(decodeURIComponent);
+  const parts = raw.split('/').filter(Boolean).map(decodePart);
+  if (parts.includes(null)) return { name: 'home' };
   if (parts[0] === 'login') return { name: 'login' };
   if (parts[0] === 'w' && parts[1]) {
     return { name: 'page', ws: parts[1], page: parts[2] || 'providers', id: parts[3] || null, rest: parts.slice(3) };
@@ -153,6 +162,7 @@ async function logout(btn) {
   setCsrf(null);
   stopEvents();
   runCleanups();
+  localStorage.removeItem(LAST_WS);   // the next person here need not see where we were
   state.loginNotice = 'You are signed out.';
   navigate('#/login');
 }

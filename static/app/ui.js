@@ -74,7 +74,7 @@ export async function busy(button, busyLabel, fn) {
 
 let toastRoot = null;
 export function toast(text, kind = 'ok') {
-  if (!toastRoot) {
+  if (!toastRoot || !toastRoot.isConnected) {   // the shell is rebuilt at each sign-in
     toastRoot = document.getElementById('toasts');
     if (!toastRoot) return;
   }

@@ -560,6 +560,22 @@ test('screenshots of every main page (laptop and phone)', async () => {
   }
 });
 
+test('a malformed link shows the pages, not an error; signing out forgets the last workspace', async () => {
+  const p = await newPage();
+  try {
+    await login(p, stack.admin_email, stack.admin_password);
+    await gotoPage(p, ws.a, 'providers');
+    assert.equal(await p.evaluate(() => localStorage.getItem('keyrelay.lastWorkspace')), ws.a);
+    await p.goto('/#/w/%E0%A4%A/jobs');     // a cut escape: decodeURIComponent throws
+    await p.locator('.sidenav').waitFor();
+    await p.getByRole('button', { name: 'Sign out' }).click();
+    await p.getByRole('heading', { name: 'Sign in to the admin pages' }).waitFor();
+    assert.equal(await p.evaluate(() => localStorage.getItem('keyrelay.lastWorkspace')), null);
+  } finally {
+    await p.context().close();
+  }
+});
+
 test('no CSP violation or script error in any page', () => {
   assert.deepEqual(problems, []);
 });
