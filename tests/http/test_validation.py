@@ -242,6 +242,14 @@ def body(t):
             eq(hdrs.get("cache-control"), ["no-store"], "Cache-Control")
             eq(json.loads(raw.decode("utf-8"))["error"]["code"], code, "error code")
 
+    for path, want in (("/", "no-store"), ("/index.html", "no-store"),
+                       ("/app/main.js", "no-cache")):
+        with t("admin pages: GET %s carries one Cache-Control, %s" % (path, want)):
+            st, hdrs, _ = raw_http(base, b"GET " + path.encode() + b" HTTP/1.1\r\n"
+                                   b"Host: localhost\r\nConnection: close\r\n\r\n")
+            eq(st, 200, "status")
+            eq(hdrs.get("cache-control"), [want], "Cache-Control")
+
     with t("the service still answers after oversized bodies"):
         expect(200, admin.get("/api/workspaces"))
 
