@@ -261,6 +261,7 @@ struct tg_msg {
 struct tg_outcome {
 	int	ok;
 	int	permanent;		/* the request itself was refused: do not retry */
+	int	deferred;		/* not refused, only put off (429, database away) */
 	long	retry_after_s;		/* Telegram's hint, 0: none */
 	char	error[KR_NOTIFY_ERR_MAX + 1];
 };
@@ -462,6 +463,7 @@ tg_answer(const struct tg_msg *m, long status, struct tg_outcome *out)
 		snprintf(out->error, sizeof(out->error), "telegram: HTTP %ld: %.300s", status,
 		    desc != NULL ? desc : status == 200 ? "unexpected answer" : "no description");
 		out->permanent = status == 400 || status == 401 || status == 403 || status == 404;
+		out->deferred = status == 429;
 	}
 	if (out->retry_after_s < 0 || out->retry_after_s > TG_RETRY_AFTER_MAX_S)
 		out->retry_after_s = out->retry_after_s < 0 ? 0 : TG_RETRY_AFTER_MAX_S;
@@ -615,6 +617,7 @@ prepare(struct kr_db *db, const struct kr_config *cfg, const struct kr_db_res *r
 		    "the target was deleted" : rc == KR_NOTIFY_DB ? "the database was unavailable"
 		    : "the bot token could not be decrypted");
 		d->out.permanent = rc != KR_NOTIFY_DB;
+		d->out.deferred = rc == KR_NOTIFY_DB;
 	}
 	target_release(&t);
 }
@@ -672,7 +675,8 @@ static enum kr_db_err
 record(struct kr_db *db, const struct kr_db_res *res, unsigned i, const struct delivery *d)
 {
 	const char *id = kr_db_cell(res, i, DUE_ID), *target = kr_db_cell(res, i, DUE_TARGET);
-	int give_up = d->out.permanent || d->attempts >= KR_NOTIFY_MAX_ATTEMPTS;
+	int give_up = d->out.permanent || d->attempts >= (d->out.deferred ?
+	    KR_NOTIFY_DEFERRED_MAX : KR_NOTIFY_MAX_ATTEMPTS);
 	struct kr_dbp t[2] = { KR_P_STR(d->out.error), KR_P_STR(target) };
 	enum kr_db_err rc;
 

@@ -30,6 +30,8 @@
 #define KR_NOTIFY_TOKEN_MAX	256	/* bytes of a bot token */
 #define KR_NOTIFY_ERR_MAX	500	/* bytes of an error message (last_error) */
 #define KR_NOTIFY_MAX_ATTEMPTS	10	/* sends of one outbox row before it is given up */
+/* ... when they were only deferred: Telegram's flood control (429), or the database away */
+#define KR_NOTIFY_DEFERRED_MAX	(3 * KR_NOTIFY_MAX_ATTEMPTS)
 #define KR_NOTIFY_BACKOFF_S	10	/* first retry delay; doubles, capped at ... */
 #define KR_NOTIFY_BACKOFF_MAX_S	600
 #define KR_NOTIFY_BATCH_MAX	64	/* rows one kr_notify_deliver_due call sends at most */
@@ -114,9 +116,13 @@ enum kr_db_err	 kr_notify_has_targets(struct kr_db *db, const char *ws_id, int *
  * transaction open (it returns within about 15 s), then records each outcome: delivered, or
  * retried after 10 s, 20 s, 40 s ... capped at 10 min (or Telegram's retry_after when
  * longer), or given up (next_try_at parked at the end of time) after
- * KR_NOTIFY_MAX_ATTEMPTS attempts, when Telegram refuses the request itself (400, 401, 403,
- * 404) or when the target is disabled. last_error goes on the row and on the target;
- * last_delivered_at on the target. *delivered gets the number sent.
+ * KR_NOTIFY_MAX_ATTEMPTS attempts (KR_NOTIFY_DEFERRED_MAX when the last one was only
+ * deferred: a 429, or the database away), when Telegram refuses the request itself (400,
+ * 401, 403, 404) or when the target is disabled. last_error goes on the row and on the
+ * target; last_delivered_at on the target. *delivered gets the number sent.
+ *
+ * At least once: Telegram has no idempotency key, so a message sent by a runner that dies
+ * (or loses the database) before recording it is sent again when its claim expires.
  */
 enum kr_db_err	 kr_notify_deliver_due(struct kr_db *db, const struct kr_config *cfg,
 		    unsigned max, unsigned *delivered);

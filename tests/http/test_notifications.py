@@ -274,11 +274,14 @@ def outbox_checks(t, s, stub, admin, na, ws_id, add):
         refused_t = add("fail400-out")[0].json["id"]
         off_t = add("555002", isEnabled=False)[0].json["id"]
         long_t = add("555003")[0].json["id"]
+        rate_t = add("rate-chat")[0].json["id"]
         stub.clear()
         for tid, text in ((ok_t, "answer one"), (flaky_t, "answer two"),
                           (refused_t, "answer three"), (off_t, "answer four"),
-                          (long_t, LONG_TEXT)):
+                          (long_t, LONG_TEXT), (rate_t, "answer five")):
             queue(tid, text)
+        # at its last ordinary attempt: a 429 must not use it up
+        s.sql("UPDATE notification_outbox SET attempts = 9 WHERE target_id = ?", rate_t)
 
     with t("runner: a queued answer reaches the Telegram chat (delivered_at set, 1 attempt)"):
         wait_for("delivery (is kr_notify_deliver_due wired into the runner?)",
@@ -308,6 +311,13 @@ def outbox_checks(t, s, stub, admin, na, ws_id, add):
         eq((delivered, attempts, year), (None, "1", "9999"), "delivered_at, attempts, parked")
         true("chat not found" in err, "last_error %r" % err)
         true("chat not found" in (target(refused_t)["lastError"] or ""), "target lastError")
+
+    with t("runner: flood control (429) at the 10th attempt is put off, not given up"):
+        wait_for("the 429", lambda: row(rate_t)[2], DELIVERY_WAIT, 0.25)
+        delivered, attempts, err, year = row(rate_t)
+        eq((delivered, attempts), (None, "10"), "delivered_at, attempts")
+        true(year != "9999", "given up (next_try_at parked)")
+        true("429" in err, "last_error %r" % err)
 
     with t("runner: nothing goes to a disabled target"):
         wait_for("the disabled target's row", lambda: row(off_t)[2], DELIVERY_WAIT, 0.25)
