@@ -162,6 +162,9 @@ kr_usage_parse_time(const char *s, int end, int64_t *ms)
 		tod = end ? DAY_MS : 0;
 	else if (time_of_day(s + 10, &tod) != 0)
 		return -1;
+	/* Past the end of 9999 (a date's end, an offset) no DATETIME can say it. */
+	if (day * DAY_MS + tod >= days_from_civil(10000, 1, 1) * DAY_MS)
+		return -1;
 	*ms = (int64_t)(day * DAY_MS + tod);
 	return 0;
 }

@@ -36,7 +36,8 @@ int		kr_usage_group_parse(const char *s, enum kr_usage_group *g);
  * UTC offset ("2026-11-21T22:49:05.123Z", "...+01:00"; a space stands for '+', as a '+'
  * in a query string decodes to one), or a date "2026-11-21", which means that day's start,
  * or for the end of the range (end non-zero) the next day's start, so that the day is
- * included. Years 1000 to 9999. 0, or -1 when s is none of these or not a real date.
+ * included. Years 1000 to 9999, and never past the end of 9999 (so not the end of
+ * 9999-12-31). 0, or -1 when s is none of these or not a real date.
  */
 int		kr_usage_parse_time(const char *s, int end, int64_t *ms);
 /* ms since the epoch as DATETIME(3) text for a bound parameter ("2026-11-21 22:49:05.123"). */

@@ -42,6 +42,10 @@ test_times(void)
 	CHECK_STR(db("2026-13-01", 0, b), "(invalid)");
 	CHECK_STR(db("2026-00-10", 0, b), "(invalid)");
 	CHECK_STR(db("0999-01-01", 0, b), "(invalid)");
+	CHECK_STR(db("9999-12-31", 0, b), "9999-12-31 00:00:00.000");
+	CHECK_STR(db("9999-12-31T23:59:59.999Z", 0, b), "9999-12-31 23:59:59.999");
+	CHECK_STR(db("9999-12-31", 1, b), "(invalid)");		/* its end is in 10000 */
+	CHECK_STR(db("9999-12-31T23:00:00-05:00", 0, b), "(invalid)");
 	CHECK_STR(db("2026-1-01", 0, b), "(invalid)");
 	CHECK_STR(db("2026-01-01T24:00:00Z", 0, b), "(invalid)");
 	CHECK_STR(db("2026-01-01T10:60:00Z", 0, b), "(invalid)");
