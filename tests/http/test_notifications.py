@@ -4,7 +4,9 @@ logged (only maskedToken), validation, roles (admin only for changes), workspace
 the test endpoint against a stub of the Bot API (tests/stub/telegram_stub.py) with errors
 scrubbed of the token; and the runner's outbox: a queued answer is delivered to the chat,
 a failing send is retried after its back-off, a refused one (400) or one for a disabled
-target is given up, each outcome recorded on the row and the target.
+target is given up, flood control (429) only puts one off, each outcome recorded on the row
+and the target. End to end: a chat message's answer reaches a Telegram target once, and a
+target that keeps failing changes nothing of the web chat.
 
 Starts a private stack (krstack.Stack.start) whose programs get the stub's URL through
 KEYRELAY_TELEGRAM_BASE_URL and its origin allowlisted (it is plain http on loopback);
@@ -221,6 +223,7 @@ def checks(t, s, stub):
                      404, "not_found")
 
     outbox_checks(t, s, stub, admin, na, ws_ids[ws_a], add)
+    job_checks(t, s, stub, admin, ws_b, secrets_seen)
 
     # -- delete -------------------------------------------------------------------------------
     with t("DELETE: 204, then 404; the target is gone from the list"):
@@ -341,6 +344,49 @@ def outbox_checks(t, s, stub, admin, na, ws_id, add):
            "delivered answers")
         eq(s.sql("SELECT status, result FROM jobs WHERE id = ?", job), [("succeeded",
                                                                         "the answer")], "job")
+
+
+def job_checks(t, s, stub, admin, ws, secrets_seen):
+    """From a chat message to Telegram: the job's answer is queued in the transaction that
+    stores it and sent to each enabled target once; a target that keeps failing changes
+    nothing of the web chat."""
+    base = "/api/workspaces/%s" % ws
+    answer = "the answer for telegram " + token().split(":")[1][:8]
+    with t.setup("setup: workspace B with a provider key, a working and a failing target"):
+        key = "sk-ant-api03-" + token().split(":")[1] + "AA"
+        s.stub.set_key(key, "ok", text=answer)
+        expect(201, admin.post(base + "/keys", json={"provider": "anthropic", "keys": [key]}))
+        expect(200, admin.put(base + "/providers", json={"primary": "anthropic",
+                                                         "fallbackChain": []}))
+        for chat in ("777001", "fail500-e2e"):
+            tok = token()
+            secrets_seen.append(tok)
+            expect(201, admin.post(base + "/notifications", json={
+                "type": "telegram", "botToken": tok, "chatId": chat}))
+        r = admin.post(base + "/chats", json={"title": "to telegram"})
+        expect(201, r)
+        chat = r.json["id"]
+        r = admin.post(base + "/chats/%s/messages" % chat, json={"content": "hello"})
+        expect(202, r)
+        job = r.json["job"]["id"]
+
+    with t("a chat answer reaches the working Telegram target once; the failing one is "
+           "retried on its own; the web chat has the answer once"):
+        def done():
+            j = admin.get(base + "/jobs/" + job).json
+            return j if j["status"] in ("succeeded", "failed") else None
+        j = wait_for("the job", done, 30, 0.2)
+        eq((j["status"], j.get("result")), ("succeeded", answer), "the job")
+        wait_for("the Telegram message", lambda: [
+            m for m in stub.messages() if m["chat_id"] == "777001"], DELIVERY_WAIT, 0.25)
+        wait_for("the failing target's first try", lambda: [
+            m for m in stub.messages() if m["chat_id"] == "fail500-e2e"], DELIVERY_WAIT, 0.25)
+        eq([(m["text"], m["status"]) for m in stub.messages() if m["chat_id"] == "777001"],
+           [(answer, 200)], "messages to the working target")
+        outs = [m for m in admin.get(base + "/chats/%s/messages" % chat).json["messages"]
+                if m["direction"] == "out"]
+        eq([(m["content"], m["jobId"]) for m in outs], [(answer, job)], "web answers")
+        eq(admin.get(base + "/jobs/" + job).json["status"], "succeeded", "the job later")
 
 
 def finish(t, tmp, s, stub):

@@ -22,11 +22,13 @@ Layout of DIR (mode 0700):
 
 Test stacks (`up`, Stack.start) also run the stub AI provider (tests/stub/stub_provider.py),
 started before the programs: they get KEYRELAY_PROVIDER_<ID>_BASE_URL pointing at the stub's
-per-provider URLs and KEYRELAY_BASE_URL_ALLOWLIST=<the stub's origin>, except where the
-caller's environment, Stack.start(env=...) or Stack.start(config=...) sets them. stack.json
-holds "stub_dir" and "stub_urls" {provider: url}; s.stub is a tests/stub/stubctl.Stub attached
-to it (s.stub.set_key(key, "auth")); s.stop_service("stub") / s.start_service("stub") stop it
-and start it again on the same port (its key modes and request log are lost); `down` stops it.
+per-provider URLs and KEYRELAY_BASE_URL_ALLOWLIST=<the stub's origin> (after the origins
+the caller's environment or Stack.start(env=...) lists), except where the caller's
+environment, Stack.start(env=...) or Stack.start(config=...) sets the URLs, or the config
+sets base_url_allowlist. stack.json holds "stub_dir" and "stub_urls" {provider: url}; s.stub
+is a tests/stub/stubctl.Stub attached to it (s.stub.set_key(key, "auth"));
+s.stop_service("stub") / s.start_service("stub") stop it and start it again on the same port
+(its key modes and request log are lost); `down` stops it.
 The local stack (`local-up`) has no stub.
 
 Python API (see tests/http): Stack.from_env(), Stack.start(dir), s.sql(), s.admin(),
@@ -577,8 +579,11 @@ class Stack:
             var, key = _provider_env(provider)
             if var not in env and key not in cfg:
                 env[var] = url
-        if urls and ALLOWLIST_ENV not in env and ALLOWLIST_KEY not in cfg:
-            env[ALLOWLIST_ENV] = "http://127.0.0.1:%d" % self.state["stub_port"]
+        if urls and ALLOWLIST_KEY not in cfg:
+            # the stub's origin, after the caller's when it gave a list (another stub's)
+            stub_origin = "http://127.0.0.1:%d" % self.state["stub_port"]
+            given = env.get(ALLOWLIST_ENV, "").strip(", ")
+            env[ALLOWLIST_ENV] = given + "," + stub_origin if given else stub_origin
         return env
 
     def _write_config(self):
