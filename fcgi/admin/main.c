@@ -155,7 +155,7 @@ cmd_create_user(struct ctx *c, int argc, char **argv)
 		fprintf(stderr, "%s: --email: not an e-mail address\n", PROG);
 		return 1;
 	}
-	if (*name == '\0' || strlen(name) > KR_NAME_MAX) {
+	if (*name == '\0' || kr_utf8_chars(name, strlen(name)) > KR_NAME_MAX) {
 		fprintf(stderr, "%s: --name: 1 to %d characters\n", PROG, KR_NAME_MAX);
 		return 1;
 	}
@@ -230,7 +230,7 @@ cmd_create_workspace(struct ctx *c, int argc, char **argv)
 		    PROG, KR_SLUG_MAX);
 		return 1;
 	}
-	if (*name == '\0' || strlen(name) > KR_NAME_MAX) {
+	if (*name == '\0' || kr_utf8_chars(name, strlen(name)) > KR_NAME_MAX) {
 		fprintf(stderr, "%s: --name: 1 to %d characters\n", PROG, KR_NAME_MAX);
 		return 1;
 	}
@@ -290,7 +290,7 @@ cmd_create_token(struct ctx *c, int argc, char **argv)
 		fprintf(stderr, "%s: --role: admin, member or viewer\n", PROG);
 		return 1;
 	}
-	if (*name == '\0' || strlen(name) > KR_NAME_MAX) {
+	if (*name == '\0' || kr_utf8_chars(name, strlen(name)) > KR_NAME_MAX) {
 		fprintf(stderr, "%s: --name: 1 to %d characters\n", PROG, KR_NAME_MAX);
 		return 1;
 	}

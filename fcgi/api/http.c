@@ -143,18 +143,6 @@ resp_no_content(struct kr_resp *resp)
 
 /* Input -------------------------------------------------------------------------------- */
 
-/* Count UTF-8 code points (json-c has validated the encoding). */
-static size_t
-utf8_chars(const char *s, size_t n)
-{
-	size_t c = 0;
-
-	for (size_t i = 0; i < n; i++)
-		if (((unsigned char)s[i] & 0xC0) != 0x80)
-			c++;
-	return c;
-}
-
 int
 req_str(struct kr_req *req, struct kr_resp *resp, const char *field, int required,
     size_t minlen, size_t maxlen, const char **out)
@@ -178,7 +166,7 @@ req_str(struct kr_req *req, struct kr_resp *resp, const char *field, int require
 		resp_error(resp, 422, field, "%s must not contain NUL characters", field);
 		return -1;
 	}
-	chars = utf8_chars(s, n);
+	chars = kr_utf8_chars(s, n);
 	if (chars < minlen || chars > maxlen) {
 		resp_error(resp, 422, field, "%s must be %zu to %zu characters", field, minlen,
 		    maxlen);

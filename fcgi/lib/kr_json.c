@@ -85,3 +85,14 @@ kr_json_add_bool(json_object *obj, const char *key, int val)
 {
 	json_object_object_add(obj, key, json_object_new_boolean(val != 0));
 }
+
+size_t
+kr_utf8_chars(const char *s, size_t n)
+{
+	size_t c = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (((unsigned char)s[i] & 0xC0) != 0x80)
+			c++;
+	return c;
+}

@@ -22,6 +22,12 @@ enum kr_json_err	kr_json_bool(json_object *obj, const char *key, int *out);
 /* Integers only: 1.5 or "3" are KR_JSON_TYPE. */
 enum kr_json_err	kr_json_int(json_object *obj, const char *key, long long *out);
 
+/*
+ * Characters (code points) of the n bytes of UTF-8 at s, as the API and the database count a
+ * field's length; s is valid UTF-8 (json-c checked it, or the database will).
+ */
+size_t	kr_utf8_chars(const char *s, size_t n);
+
 /* Add key: value to obj; a NULL string adds null. */
 void	kr_json_add_str(json_object *obj, const char *key, const char *val);
 /* A DATETIME(3) text from the database as an RFC 3339 string; NULL (or garbage) adds null. */

@@ -60,6 +60,19 @@ def body(t):
         true("usage:" in r.stderr, r.stderr)
         eq(s.admin("no-such-command").returncode, 2, "unknown command")
 
+    with t("create-user counts --name in characters, as the API does: 200 accented letters "
+           "(400 bytes) pass, 201 do not"):
+        name = "\u00e9" * 200
+        r = s.admin("create-user", "--email", "n-" + email, "--name", name,
+                    input=password + "\n")
+        eq(r.returncode, 0, "200 characters: exit status (stderr %r)" % r.stderr)
+        eq(s.sql("SELECT name FROM users WHERE id = ?", r.stdout.strip()), [(name,)],
+           "the stored name")
+        r = s.admin("create-user", "--email", "m-" + email, "--name", name + "e",
+                    input=password + "\n")
+        eq(r.returncode, 1, "201 characters: exit status")
+        true("1 to 200 characters" in r.stderr, r.stderr)
+
     with t("wrong usage is told before the configuration is read: exit 2 and the command's "
            "usage, with a configuration that does not load; --help: exit 0, on stdout"):
         exe = str(s.bin_dir / "keyrelay-admin")
