@@ -102,11 +102,10 @@ h_messages_post(struct kr_req *req, struct kr_resp *resp)
 	json_object *o = NULL;
 	enum kr_db_err rc;
 
-	m.chat_id = req->params[1];
-	if (!kr_uuid_valid(m.chat_id)) {
-		resp_error(resp, 404, NULL, "no such chat");
+	/* A missing chat is 404 before the body is looked at; the post checks it again, in
+	 * its transaction, against a chat deleted meanwhile. */
+	if (path_chat(req, resp, &m.chat_id) != 0)
 		return;
-	}
 	if (req_bytes(req, resp, "content", 1, 1, KR_JOB_INPUT_MAX, &m.content) != 0 ||
 	    req_bytes(req, resp, "systemPrompt", 0, 0, KR_JOB_INPUT_MAX, &m.system_prompt) != 0)
 		return;

@@ -66,11 +66,15 @@ static const char sql_lock[] =
 static const char sql_cancel[] =
     "UPDATE jobs SET status = 'cancelled', finished_at = NOW(3), lease_token = NULL, "
     "updated_at = NOW(3) WHERE workspace_id = ? AND id = ?";
-/* The attempts logged so far stay in the log, below the floor of the new run (009). */
+/*
+ * The attempts logged so far stay in the log, below the floor of the new run (009); so does
+ * their usage, which the job's usage keeps adding up. What said who answered goes.
+ */
 static const char sql_retry[] =
     "UPDATE jobs SET status = 'queued', attempts = 0, attempts_floor = (SELECT "
     "COALESCE(MAX(a.id), 0) FROM job_attempts a WHERE a.job_id = jobs.id), "
-    "error = NULL, result = NULL, "
+    "error = NULL, result = NULL, provider = NULL, model = NULL, key_id = NULL, "
+    "used_fallback = 0, delivered_at = NULL, "
     "started_at = NULL, finished_at = NULL, lease_token = NULL, lease_expires_at = NULL, "
     "runner_id = NULL, run_at = NOW(3), updated_at = NOW(3) "
     "WHERE workspace_id = ? AND id = ?";

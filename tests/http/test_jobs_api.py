@@ -178,6 +178,16 @@ def body(t):
         eq(r2.json["input"], "once", "input of the second answer")
         eq(count("jobs", ws_a), n, "jobs in A after the repeat")
 
+    with t("idempotencyKey compares byte for byte: the key in other case, with a trailing "
+           "space or an accent makes a job of its own"):
+        ids = {r1.json["id"]}
+        for other in (key.upper(), key + " ", key.replace("idem", "\u00eddem")):
+            r = admin.post(A + "/jobs", json={"input": "other key", "idempotencyKey": other,
+                                              "runAt": later()})
+            expect(202, r, "key %r" % other)
+            ids.add(r.json["id"])
+        eq(len(ids), 4, "distinct jobs")
+
     with t("idempotencyKey is per workspace: the same key in B makes B's own job"):
         r = admin.post(B + "/jobs", json={"input": "b", "idempotencyKey": key, "runAt": later()})
         expect(202, r)
@@ -355,7 +365,8 @@ def body(t):
         expect(202, r)
         failed = r.json["id"]
         s.sql("UPDATE jobs SET status = 'failed', error = 'boom', attempts = 2, "
-              "finished_at = NOW(3) WHERE id = ?", failed)
+              "finished_at = NOW(3), provider = 'anthropic', model = 'm', used_fallback = 1 "
+              "WHERE id = ?", failed)
         r = admin.post(A + "/jobs/%s/retry" % failed)
         expect(202, r)
         true(r.json["status"] != "failed" or r.json["error"] != "boom",
@@ -363,6 +374,8 @@ def body(t):
         if r.json["status"] == "queued":
             eq((r.json["attempts"], r.json["error"], r.json["finishedAt"]), (0, None, None),
                "attempts, error, finishedAt")
+            eq((r.json["provider"], r.json["model"], r.json["usedFallback"]),
+               (None, None, False), "provider, model, usedFallback of the old run")
 
     with t("retry of a queued job: 409 conflict"):
         r = admin.post(A + "/jobs", json={"input": "stays queued", "runAt": later()})
@@ -480,6 +493,8 @@ def body(t):
     with t("unknown chat: 404 for messages GET and POST"):
         ghost = str(uuid.uuid4())
         expect_error(admin.get(A + "/chats/%s/messages" % ghost), 404, "not_found")
+        expect_error(admin.post(A + "/chats/%s/messages" % ghost, json={"content": ""}), 404,
+                     "not_found", what="POST to a missing chat with a bad body")
         expect_error(admin.post(A + "/chats/%s/messages" % ghost, json={"content": "x"}),
                      404, "not_found")
 
