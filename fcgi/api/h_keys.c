@@ -240,6 +240,8 @@ struct key_tx {
 	const char		*secret;	/* rotate */
 	size_t			 len;
 	const struct kr_llm_result *result;	/* test */
+	char			 fingerprint[KR_KEY_FINGERPRINT_MAX];	/* the secret tested */
+	int			 rotated;	/* the key holds another secret now */
 };
 
 /*
@@ -444,7 +446,7 @@ create_in_tx(struct kr_db *db, void *arg)
 		return rc;
 	for (size_t i = 0; i < c->n; i++) {
 		json_object *k;
-		if (c->validated && (rc = kr_keys_record(db, ws, c->e[i].id, &ok, 1, 0,
+		if (c->validated && (rc = kr_keys_record(db, ws, c->e[i].id, NULL, &ok, 1, 0,
 		    &changed)) != KR_DB_OK)
 			return rc;
 		if ((rc = key_now(c->req, c->e[i].id, &k)) != KR_DB_OK)
@@ -532,24 +534,31 @@ out:
 /*
  * What the test taught, its audit entry (with the outcome) and, when the status changed,
  * its event; KR_DB_ABORT, nothing recorded, when the key was deleted while it was being
- * tested.
+ * tested, or rotated (t->rotated).
  */
 static enum kr_db_err
 test_in_tx(struct kr_db *db, void *arg)
 {
 	struct key_tx *t = arg;
 	const struct kr_llm_result *r = t->result;
-	enum kr_db_err rc;
+	enum kr_db_err rc, stale;
 	json_object *d;
 	int changed = 0;
 
 	json_object_put(t->key);
 	t->key = NULL;
-	if ((rc = kr_keys_record(db, t->req->p.ws.id, t->id, r, 1, 0, &changed)) != KR_DB_OK ||
-	    (rc = key_now(t->req, t->id, &t->key)) != KR_DB_OK)
+	t->rotated = 0;
+	stale = kr_keys_record(db, t->req->p.ws.id, t->id, t->fingerprint, r, 1, 0, &changed);
+	if (stale != KR_DB_OK && stale != KR_DB_ABORT)
+		return stale;
+	if ((rc = key_now(t->req, t->id, &t->key)) != KR_DB_OK)
 		return rc;
 	if (t->key == NULL)	/* deleted while the provider answered */
 		return KR_DB_ABORT;
+	if (stale == KR_DB_ABORT) {	/* rotated meanwhile: the outcome is the old secret's */
+		t->rotated = 1;
+		return KR_DB_ABORT;
+	}
 	if (changed && (rc = key_event(t->req, t->key)) != KR_DB_OK)
 		return rc;
 	d = json_object_new_object();
@@ -582,7 +591,8 @@ h_keys_test(struct kr_req *req, struct kr_resp *resp)
 		return;
 	if ((url = test_url(req, resp, p, &s)) == NULL)
 		return;
-	if ((rc = kr_keys_secret(req->db, req->p.ws.id, id, &secret, &len, &db_rc)) != KR_KEYS_OK) {
+	if ((rc = kr_keys_secret(req->db, req->p.ws.id, id, &secret, &len, t.fingerprint,
+	    &db_rc)) != KR_KEYS_OK) {
 		keys_error(resp, rc, db_rc, NULL);
 		return;
 	}
@@ -594,7 +604,10 @@ h_keys_test(struct kr_req *req, struct kr_resp *resp)
 	if ((db_rc = kr_db_tx(req->db, test_in_tx, &t, 0)) != KR_DB_OK) {
 		json_object_put(t.key);
 		kr_llm_result_release(&r);
-		if (db_rc == KR_DB_ABORT)
+		if (db_rc == KR_DB_ABORT && t.rotated)
+			resp_error(resp, 409, NULL, "the key was rotated while it was being tested: "
+			    "test it again");
+		else if (db_rc == KR_DB_ABORT)
 			resp_error(resp, 404, NULL, "no such key");
 		else
 			resp_db_error(resp, db_rc);

@@ -40,7 +40,7 @@ static const char sql_insert[] =
     "INSERT INTO provider_keys (id, workspace_id, provider, name, secret, hint, fingerprint, "
     "priority) VALUES (?,?,?,?,?,?,?,?)";
 static const char sql_secret[] =
-    "SELECT secret FROM provider_keys WHERE workspace_id = ? AND id = ?";
+    "SELECT secret, fingerprint FROM provider_keys WHERE workspace_id = ? AND id = ?";
 static const char sql_update[] =
     "UPDATE provider_keys SET name = IF(?, ?, name), priority = IF(?, ?, priority), "
     "is_enabled = IF(?, ?, is_enabled), expires_at = IF(?, ?, expires_at), "
@@ -55,8 +55,10 @@ static const char sql_set_priority[] =
     "UPDATE provider_keys SET priority = ?, updated_at = NOW(3) "
     "WHERE workspace_id = ? AND id = ?";
 static const char sql_delete[] = "DELETE FROM provider_keys WHERE workspace_id = ? AND id = ?";
+/* The key, still holding the secret whose outcome is recorded (any, when NULL). */
 static const char sql_status[] =
-    "SELECT status FROM provider_keys WHERE workspace_id = ? AND id = ? FOR UPDATE";
+    "SELECT status FROM provider_keys WHERE workspace_id = ? AND id = ? "
+    "AND (? IS NULL OR fingerprint = ?) FOR UPDATE";
 /* One statement for every outcome: status (NULL keeps it), error, failures, cooldown. */
 static const char sql_record[] =
     "UPDATE provider_keys SET status = COALESCE(?, status), "
@@ -303,7 +305,7 @@ kr_keys_find_duplicate(struct kr_db *db, const char *ws_id, const struct kr_prov
 
 enum kr_keys_err
 kr_keys_secret(struct kr_db *db, const char *ws_id, const char *id, char **secret,
-    size_t *len, enum kr_db_err *db_rc)
+    size_t *len, char fingerprint[KR_KEY_FINGERPRINT_MAX], enum kr_db_err *db_rc)
 {
 	struct kr_dbp p[2] = { KR_P_STR(ws_id), KR_P_STR(id) };
 	enum kr_keys_err rc = KR_KEYS_NOTFOUND;
@@ -312,6 +314,8 @@ kr_keys_secret(struct kr_db *db, const char *ws_id, const char *id, char **secre
 	*secret = NULL;
 	if ((*db_rc = kr_db_exec(db, sql_secret, p, 2, &res, NULL)) != KR_DB_OK)
 		return KR_KEYS_DB;
+	if (res.nrows == 1 && fingerprint != NULL)
+		snprintf(fingerprint, KR_KEY_FINGERPRINT_MAX, "%s", kr_db_cell(&res, 0, 1));
 	if (res.nrows == 1)
 		rc = kr_vault_open(db, ws_id, PURPOSE, id, COLUMN,
 		    (const unsigned char *)res.cells[0], res.lens[0], secret, len) == KR_VAULT_OK ?
@@ -443,10 +447,11 @@ status_for(enum kr_llm_class c)
 }
 
 enum kr_db_err
-kr_keys_record(struct kr_db *db, const char *ws_id, const char *id,
+kr_keys_record(struct kr_db *db, const char *ws_id, const char *id, const char *fingerprint,
     const struct kr_llm_result *r, int tested, int used, int *changed)
 {
-	struct kr_dbp q[2] = { KR_P_STR(ws_id), KR_P_STR(id) };
+	struct kr_dbp q[4] = { KR_P_STR(ws_id), KR_P_STR(id), KR_P_STR(fingerprint),
+	    KR_P_STR(fingerprint) };
 	const char *status = status_for(r->cls), *before;
 	int ok = r->cls == KR_LLM_OK, failed = !ok && r->cls != KR_LLM_REQUEST;
 	long long cool_us = 0;
@@ -461,8 +466,12 @@ kr_keys_record(struct kr_db *db, const char *ws_id, const char *id,
 	if (r->cls == KR_LLM_RATE)
 		cool_us = 1000LL * (r->retry_after_ms > 0 ? (r->retry_after_ms < COOLDOWN_MAX_MS ?
 		    r->retry_after_ms : COOLDOWN_MAX_MS) : COOLDOWN_DEFAULT_MS);
-	if ((rc = kr_db_exec(db, sql_status, q, 2, &res, NULL)) != KR_DB_OK)
+	if ((rc = kr_db_exec(db, sql_status, q, 4, &res, NULL)) != KR_DB_OK)
 		return rc;
+	if (res.nrows == 0) {		/* rotated (or deleted) since: not this secret's key */
+		kr_db_res_free(&res);
+		return KR_DB_ABORT;
+	}
 	before = kr_db_cell(&res, 0, 0);
 	*changed = status != NULL && before != NULL && strcmp(before, status) != 0;
 	kr_db_res_free(&res);

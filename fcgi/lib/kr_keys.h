@@ -30,6 +30,7 @@
 #define KR_KEY_SECRET_MIN	8
 #define KR_KEY_SECRET_MAX	4096
 #define KR_KEY_HINT_MAX		32
+#define KR_KEY_FINGERPRINT_MAX	65	/* kr_vault_fingerprint: 64 hex digits and the NUL */
 #define KR_KEYS_BATCH_MAX	50
 
 enum kr_keys_err {
@@ -96,9 +97,13 @@ enum kr_keys_err kr_keys_add(struct kr_db *db, const char *ws_id, const struct k
 enum kr_keys_err kr_keys_find_duplicate(struct kr_db *db, const char *ws_id,
 		    const struct kr_provider *p, const struct kr_key_entry *entries, size_t n,
 		    size_t *bad_index, enum kr_db_err *db_rc);
-/* Decrypt a key's secret (caller wipes and frees *secret). */
+/*
+ * Decrypt a key's secret (caller wipes and frees *secret); its fingerprint into fingerprint
+ * unless NULL, for kr_keys_record.
+ */
 enum kr_keys_err kr_keys_secret(struct kr_db *db, const char *ws_id, const char *id,
-		    char **secret, size_t *len, enum kr_db_err *db_rc);
+		    char **secret, size_t *len, char fingerprint[KR_KEY_FINGERPRINT_MAX],
+		    enum kr_db_err *db_rc);
 
 /* Fields of a PATCH; a has_ flag says whether the field was given. */
 struct kr_key_patch {
@@ -128,10 +133,13 @@ enum kr_keys_err kr_keys_delete(struct kr_db *db, const char *ws_id, const char 
  * REQUEST leave the status alone. used: also set last_used_at. *changed is 1 when the
  * status changed; it is read under the key's row lock, so of two records racing only the
  * one that changes the status says so. The caller appends the key_status_changed event in
- * the same transaction.
+ * the same transaction. fingerprint names the secret the outcome is about: when the key
+ * holds another one now (rotated while the call was out) or is gone, nothing is recorded
+ * and the answer is KR_DB_ABORT. NULL: the key's current secret.
  */
 enum kr_db_err	 kr_keys_record(struct kr_db *db, const char *ws_id, const char *id,
-		    const struct kr_llm_result *r, int tested, int used, int *changed);
+		    const char *fingerprint, const struct kr_llm_result *r, int tested, int used,
+		    int *changed);
 
 /* Per provider: keys stored and usable now (enabled, untested or valid, not expired). */
 struct kr_key_counts {

@@ -13,12 +13,12 @@
 static const char sql_usable[] =
     "SELECT id, provider, (cooldown_until IS NOT NULL AND cooldown_until > NOW(3)), "
     "cooldown_until, (status = 'valid' AND consecutive_failures = 0), "
-    "(last_used_at IS NULL OR last_used_at < NOW(3) - INTERVAL 10 SECOND) "
+    "(last_used_at IS NULL OR last_used_at < NOW(3) - INTERVAL 10 SECOND), fingerprint "
     "FROM provider_keys WHERE workspace_id = ? AND is_enabled = 1 "
     "AND status IN ('untested', 'valid') AND (expires_at IS NULL OR expires_at > NOW(3)) "
     "ORDER BY priority, created_at, id";
 
-enum { U_ID, U_PROVIDER, U_COOLING, U_COOLDOWN, U_CLEAN, U_STALE };
+enum { U_ID, U_PROVIDER, U_COOLING, U_COOLDOWN, U_CLEAN, U_STALE, U_FINGERPRINT };
 
 /* The providers to try, in order, without repeats. Returns how many. */
 static unsigned
@@ -116,6 +116,8 @@ add_candidates(struct kr_candidates *out, size_t *cap, const struct kr_config *c
 				break;
 			}
 			snprintf(k->key_id, sizeof(k->key_id), "%s", kr_db_cell(keys, r, U_ID));
+			snprintf(k->fingerprint, sizeof(k->fingerprint), "%s",
+			    kr_db_cell(keys, r, U_FINGERPRINT));
 			k->clean = kr_db_cell_int(keys, r, U_CLEAN, 0) != 0;
 			k->use_stale = kr_db_cell_int(keys, r, U_STALE, 1) != 0;
 		}
@@ -227,5 +229,6 @@ kr_select_secret(struct kr_db *db, const char *ws_id, const struct kr_candidate 
 	*secret = NULL;
 	if (c->key_id[0] == '\0')
 		return env_secret(c->prov, c->system_index, secret, len);
-	return kr_keys_secret(db, ws_id, c->key_id, secret, len, &db_rc) == KR_KEYS_OK ? 0 : -1;
+	return kr_keys_secret(db, ws_id, c->key_id, secret, len, NULL, &db_rc) == KR_KEYS_OK ?
+	    0 : -1;
 }

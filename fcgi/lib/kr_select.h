@@ -16,6 +16,7 @@
 struct kr_candidate {
 	const struct kr_provider *prov;
 	char		key_id[KR_UUID_MAX];	/* "" for a system key */
+	char		fingerprint[KR_KEY_FINGERPRINT_MAX];	/* the secret's, when selected */
 	unsigned	system_index;		/* which entry of the environment's list */
 	int		is_fallback;		/* not the first provider of the order */
 	char		model[KR_MODEL_MAX + 1];

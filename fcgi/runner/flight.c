@@ -395,8 +395,11 @@ record_key_in_tx(struct kr_db *db, void *arg)
 	enum kr_db_err rc;
 	int changed = 0;
 
-	if ((rc = kr_keys_record(db, f->job.ws_id, f->cand.key_id, t->res, 0, 1, &changed)) !=
-	    KR_DB_OK || !changed)
+	rc = kr_keys_record(db, f->job.ws_id, f->cand.key_id, f->cand.fingerprint, t->res, 0, 1,
+	    &changed);
+	if (rc == KR_DB_ABORT)
+		return KR_DB_OK;	/* rotated or deleted while the call was out */
+	if (rc != KR_DB_OK || !changed)
 		return rc;
 	return kr_keys_event(db, f->job.ws_id, f->cand.key_id);
 }

@@ -640,6 +640,28 @@ def body(t):
         eq([e["action"] for e in au if e.get("target") == obj["id"]],
            ["key.deleted", "key.created"], "the key's audit entries, newest first")
 
+    with t("POST test of a key rotated while the provider answers (401 for the old secret): "
+           "409 conflict, the new secret stays untested"):
+        k, obj = add_one(wadm, ws_a, "anthropic")
+        stub.set_key(k, "auth", delay_ms=5000)
+        fresh = gen("anthropic")
+        stub.set_key(fresh, "ok")
+        answer = {}
+        th = threading.Thread(target=lambda: answer.update(
+            r=wadm.post("%s/%s/test" % (K(ws_a), obj["id"]), json={})))
+        th.start()
+        deadline = time.monotonic() + 10
+        while not stub_saw(k) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        true(stub_saw(k), "the stub never saw the test call")
+        expect(200, wadm.post("%s/%s/rotate" % (K(ws_a), obj["id"]), json={"key": fresh}),
+               "rotate during the test")
+        th.join(20)
+        expect_error(answer.get("r"), 409, "conflict")
+        kk = by_id(wadm, ws_a)[obj["id"]]
+        eq((kk["status"], kk["maskedKey"], kk["lastError"]), ("untested", masked(fresh), None),
+           "status, maskedKey, lastError after the stale test")
+
     # -- PATCH ----------------------------------------------------------------------------------
     pk, pobj = add_one(wadm, ws_a, "anthropic", name="Patch me")
     pid = pobj["id"]

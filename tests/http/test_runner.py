@@ -540,6 +540,21 @@ def scenarios(t, s, admin):
            [(1, "anthropic", "transient"), (2, "anthropic", "transient"),
             (1, "anthropic", "transient"), (2, "anthropic", "ok")],
            "attemptsLog, in the order of the calls")
+    with t("a key rotated while a call with its old secret is out: the old secret's 401 does "
+           "not mark the new one invalid, and the job's next attempt answers with it"):
+        wrot = Ws(s, admin, "rotated")
+        ((kid, old),) = wrot.add_keys("anthropic", [("auth", {"delay_ms": 3000})])
+        wrot.providers("anthropic")
+        jid = wrot.task("rotate under me " + token(), maxAttempts=3)["id"]
+        wait_for("the call with the old secret", lambda: calls_with(s, old), 15, 0.05)
+        fresh = new_secret("anthropic")
+        s.stub.set_key(fresh, "ok")
+        expect(200, admin.post(wrot.base + "/keys/%s/rotate" % kid, json={"key": fresh}),
+               "rotate")
+        j = wrot.wait(jid)
+        eq((j["status"], j["keyId"]), ("succeeded", kid), "the job (error %r, attempts %r)"
+           % (j.get("error"), attempts_summary(j)))
+        eq(wrot.keys()[kid]["status"], "valid", "the key's status")
     with t("503 once, one provider: retried after >= 0.75 s and answered"):
         j = wt1.wait(job_t1["id"])
         eq(j["status"], "succeeded", "status (error %r)" % j.get("error"))
