@@ -21,6 +21,8 @@
 #include "kr_settings.h"
 #include "views.h"
 
+#define CHECK_TIMEOUT_MS	15000	/* one key check (the bulk ones run at once) */
+
 /* Entries of a "keys" or "names" field: trimmed, NUL-terminated copies. */
 struct entries {
 	char	*v[KR_KEYS_BATCH_MAX];
@@ -335,36 +337,44 @@ check_key(struct kr_req *req, const struct kr_provider *p, const char *url,
     const struct kr_settings *s, const char *key, size_t len, struct kr_llm_result *out)
 {
 	struct kr_llm_request r = { .prov = p, .base_url = url, .key = key, .keylen = len,
-	    .model = kr_settings_model(s, p), .timeout_ms = 15000 };
+	    .model = kr_settings_model(s, p), .timeout_ms = CHECK_TIMEOUT_MS };
 
 	kr_llm_run(req->cfg, &r, 1, out);
 }
 
-/* With "validate": test every entry; 0 when all pass, else -1 after answering 422. */
+/*
+ * With "validate": test every entry, all at once (so that a batch takes as long as its
+ * slowest check, well inside the web server's timeout); 0 when all pass, else -1 after
+ * answering 422 for the first that did not.
+ */
 static int
 validate_all(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
     const struct entries *keys)
 {
-	struct kr_llm_result r;
+	struct kr_llm_request rq[KR_KEYS_BATCH_MAX];
+	struct kr_llm_result r[KR_KEYS_BATCH_MAX];
 	struct kr_settings s;
 	const char *url;
 	char field[40];
+	int rc = 0;
 
 	if ((url = test_url(req, resp, p, &s)) == NULL)
 		return -1;
+	for (size_t i = 0; i < keys->n; i++)
+		rq[i] = (struct kr_llm_request){ .prov = p, .base_url = url, .key = keys->v[i],
+		    .keylen = keys->len[i], .model = kr_settings_model(&s, p),
+		    .timeout_ms = CHECK_TIMEOUT_MS };
+	kr_llm_run_many(req->cfg, rq, keys->n, 1, r);
 	for (size_t i = 0; i < keys->n; i++) {
-		memset(&r, 0, sizeof(r));
-		check_key(req, p, url, &s, keys->v[i], keys->len[i], &r);
-		if (r.cls != KR_LLM_OK) {
+		if (rc == 0 && r[i].cls != KR_LLM_OK) {
 			snprintf(field, sizeof(field), "keys[%zu]", i);
 			resp_error(resp, 422, field, "entry %zu did not pass the check: %s", i,
-			    r.message);
-			kr_llm_result_release(&r);
-			return -1;
+			    r[i].message);
+			rc = -1;
 		}
-		kr_llm_result_release(&r);
+		kr_llm_result_release(&r[i]);
 	}
-	return 0;
+	return rc;
 }
 
 /* Format checks of every entry and name; -1 after answering 422. */

@@ -697,6 +697,15 @@ kr_llm_call_finish(struct kr_llm_call *c, CURLcode rc, struct kr_llm_result *out
 	return 0;
 }
 
+/* What a call that could not be made or run answers. */
+static void
+run_refused(struct kr_llm_result *out, enum kr_llm_class cls, const char *err)
+{
+	result_init(out);
+	out->cls = cls;
+	kr_llm__message(out, "%s", err);
+}
+
 void
 kr_llm_run(const struct kr_config *cfg, const struct kr_llm_request *req, int check_only,
     struct kr_llm_result *out)
@@ -706,14 +715,66 @@ kr_llm_run(const struct kr_config *cfg, const struct kr_llm_request *req, int ch
 	char err[KR_LLM_MSG_MAX];
 
 	if ((c = call_create(cfg, req, check_only, &cls, err, sizeof(err))) == NULL) {
-		result_init(out);
-		out->cls = cls;
-		kr_llm__message(out, "%s", err);
+		run_refused(out, cls, err);
 		return;
 	}
 	while (kr_llm_call_finish(c, curl_easy_perform(c->easy), out) == 1)
 		;
 	kr_llm_call_free(&c);
+}
+
+void
+kr_llm_run_many(const struct kr_config *cfg, const struct kr_llm_request *reqs, size_t n,
+    int check_only, struct kr_llm_result *outs)
+{
+	struct kr_llm_call **c = calloc(n ? n : 1, sizeof(*c));
+	CURLM *multi = curl_multi_init();
+	int running = 1, left;
+	enum kr_llm_class cls;
+	char err[KR_LLM_MSG_MAX];
+	CURLMsg *msg;
+
+	for (size_t i = 0; i < n; i++) {
+		if (c == NULL || multi == NULL)
+			run_refused(&outs[i], KR_LLM_TRANSIENT, "out of memory");
+		else if ((c[i] = call_create(cfg, &reqs[i], check_only, &cls, err,
+		    sizeof(err))) == NULL)
+			run_refused(&outs[i], cls, err);
+		else if (curl_multi_add_handle(multi, c[i]->easy) != CURLM_OK) {
+			run_refused(&outs[i], KR_LLM_TRANSIENT, "out of memory");
+			kr_llm_call_free(&c[i]);
+		}
+	}
+	/* Each call ends within its own timeout (twice for zai's check fallback). */
+	while (multi != NULL && running > 0) {
+		if (curl_multi_perform(multi, &running) != CURLM_OK)
+			break;
+		while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+			size_t i = 0;
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			while (i < n && (c[i] == NULL || c[i]->easy != msg->easy_handle))
+				i++;
+			if (i == n)
+				continue;
+			curl_multi_remove_handle(multi, c[i]->easy);
+			if (kr_llm_call_finish(c[i], msg->data.result, &outs[i]) == 1 &&
+			    curl_multi_add_handle(multi, c[i]->easy) == CURLM_OK)
+				running++;		/* zai: its fallback call */
+			else
+				kr_llm_call_free(&c[i]);
+		}
+		if (running > 0 && curl_multi_poll(multi, NULL, 0, 1000, NULL) != CURLM_OK)
+			break;
+	}
+	for (size_t i = 0; c != NULL && i < n; i++)
+		if (c[i] != NULL) {	/* the multi handle failed under it */
+			curl_multi_remove_handle(multi, c[i]->easy);
+			run_refused(&outs[i], KR_LLM_TRANSIENT, "the check could not run");
+			kr_llm_call_free(&c[i]);
+		}
+	curl_multi_cleanup(multi);
+	free(c);
 }
 
 void

@@ -92,6 +92,13 @@ void			 kr_llm_call_free(struct kr_llm_call **call);
 /* Run one call synchronously (curl_easy_perform) and fill out. */
 void			 kr_llm_run(const struct kr_config *cfg, const struct kr_llm_request *req,
 			    int check_only, struct kr_llm_result *out);
+/*
+ * Run the n calls reqs[] at once on a multi handle, each within its own timeout, and fill
+ * outs[i] for each (the bulk key check, so that n keys take as long as the slowest).
+ */
+void			 kr_llm_run_many(const struct kr_config *cfg,
+			    const struct kr_llm_request *reqs, size_t n, int check_only,
+			    struct kr_llm_result *outs);
 void			 kr_llm_result_release(struct kr_llm_result *out);
 
 /*

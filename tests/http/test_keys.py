@@ -461,6 +461,18 @@ def body(t):
         eq(sorted(pr), sorted(set(pr)), "priorities (duplicates make the order ambiguous)")
 
     # -- validate before save ------------------------------------------------------------------
+    with t("validate:true with six keys the provider answers after 8 s each: 201, the checks "
+           "all out at once (one after the other, 48 s, ran into the web server's 60 s)"):
+        slow = [gen("anthropic") for _ in range(6)]
+        for k in slow:
+            stub.set_key(k, "ok", delay_ms=8000)
+        r = add(wadm, ws_a, "anthropic", slow, validate=True)
+        eq([k["status"] for k in r.json["keys"]], ["valid"] * 6, "statuses")
+        arrived = sorted(q["time"] for k in slow for q in stub_saw(k))
+        eq(len(arrived), 6, "checks the stub saw")
+        true(arrived[-1] - arrived[0] < 8, "the last check came %.1f s after the first, "
+             "which was answered 8 s after it came: not all out at once"
+             % (arrived[-1] - arrived[0]))
     for prov in PROTOCOL_PROVIDERS:
         vgood = gen(prov)
         stub.set_key(vgood, "ok")
