@@ -403,7 +403,7 @@ check_entries(struct kr_resp *resp, const struct kr_provider *p, const struct en
 		}
 	}
 	for (size_t i = 0; i < names->n; i++)
-		if (names->len[i] > KR_NAME_MAX) {
+		if (kr_utf8_chars(names->v[i], names->len[i]) > KR_NAME_MAX) {
 			snprintf(field, sizeof(field), "names[%zu]", i);
 			resp_error(resp, 422, field, "a name is at most %d characters", KR_NAME_MAX);
 			return -1;

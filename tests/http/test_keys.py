@@ -259,6 +259,15 @@ def body(t):
                      422, "validation_failed", field="names")
         eq(count(wadm, ws_a, "anthropic"), n, "anthropic keys")
 
+    with t("names are counted in characters, as PATCH counts them: 200 accented letters "
+           "(400 bytes) pass, 201 are 422 names[0]"):
+        long_name = "\u00e9" * 200
+        r = add(wadm, ws_a, "anthropic", [gen("anthropic")], names=[long_name])
+        eq(r.json["keys"][0]["name"], long_name, "the name")
+        expect_error(wadm.post(K(ws_a), json={"provider": "anthropic", "keys": [gen("anthropic")],
+                                              "names": [long_name + "e"]}),
+                     422, "validation_failed", field="names[0]")
+
     short = "sk-" + rnd(8)
     SECRETS.append(short)
     with t("a key shorter than 16 characters is masked as the ellipsis and its last 2"):
