@@ -164,7 +164,8 @@ keys_error(struct kr_resp *resp, enum kr_keys_err rc, enum kr_db_err db_rc, cons
 		resp_error(resp, 404, field, "no such key");
 		break;
 	case KR_KEYS_DUPLICATE:
-		resp_error(resp, 409, field, "this key is stored already for this provider");
+		resp_error(resp, 409, field, "this key is stored already for this provider, or "
+		    "given twice in this request");
 		break;
 	case KR_KEYS_VAULT:
 		kr_warn("key change: the vault failed");
@@ -799,6 +800,12 @@ read_order(struct kr_req *req, struct kr_resp *resp, const char **ids, unsigned 
 			resp_error(resp, 422, field, "%s must be a key id", field);
 			return -1;
 		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(ids[j], ids[i]) == 0) {
+				snprintf(field, sizeof(field), "keys[%zu].id", i);
+				resp_error(resp, 422, field, "%s repeats keys[%zu].id", field, j);
+				return -1;
+			}
 		if (kr_json_int(o, "priority", &pr) != KR_JSON_OK || pr < 0 || pr > 1000000) {
 			snprintf(field, sizeof(field), "keys[%zu].priority", i);
 			resp_error(resp, 422, field, "priority must be >= 0 and <= 1000000");

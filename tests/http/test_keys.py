@@ -865,6 +865,8 @@ def body(t):
         ({"keys": [{"id": mids[0], "priority": "1"}]}, "keys[0].priority",
          "priority a string"),
         ({"keys": [{"id": mids[0], "priority": 1}, {"priority": 2}]}, "keys[1].id", "no id"),
+        ({"keys": [{"id": mids[0], "priority": 5}, {"id": mids[1], "priority": 6},
+                   {"id": mids[0], "priority": 1}]}, "keys[2].id", "a repeated id"),
     ]
     for b, field, what in reorder_bad:
         with t("PUT keys/reorder with %s: 422 field %s, order unchanged" % (what, field)):
