@@ -111,12 +111,7 @@ leases:
 size_t
 runner_held(struct runner *r)
 {
-	size_t ready;
-
-	pthread_mutex_lock(&r->lock);
-	ready = r->nready;
-	pthread_mutex_unlock(&r->lock);
-	return r->nflying + ready + store_pending(r, NULL);
+	return r->nflying + ahead_ready(r) + store_pending(r, NULL);
 }
 
 /* CURLMOPT_SOCKETFUNCTION: watch (or stop watching) a socket for curl. */

@@ -642,21 +642,28 @@ def body(t):
         expect_error(wadm.post("%s/%s/test" % (K(ws_a), uuid.uuid4()), json={}), 404,
                      "not_found")
 
-    with t("POST test of a key deleted while the provider answers: 404 not_found, no "
-           "key.tested entry"):
-        k, obj = add_one(wadm, ws_a, "anthropic")
-        stub.set_key(k, "ok", delay_ms=5000)
+    def test_during(k, kid, meanwhile):
+        """POST test of key kid (whose secret k the stub holds 5 s), running meanwhile() once
+        the stub has the call; the test's answer."""
         answer = {}
         th = threading.Thread(target=lambda: answer.update(
-            r=wadm.post("%s/%s/test" % (K(ws_a), obj["id"]), json={})))
+            r=wadm.post("%s/%s/test" % (K(ws_a), kid), json={})))
         th.start()
         deadline = time.monotonic() + 10
         while not stub_saw(k) and time.monotonic() < deadline:
             time.sleep(0.02)
         true(stub_saw(k), "the stub never saw the test call")
-        expect(204, wadm.delete("%s/%s" % (K(ws_a), obj["id"])), "DELETE during the test")
+        meanwhile()
         th.join(20)
-        expect_error(answer.get("r"), 404, "not_found")
+        return answer.get("r")
+
+    with t("POST test of a key deleted while the provider answers: 404 not_found, no "
+           "key.tested entry"):
+        k, obj = add_one(wadm, ws_a, "anthropic")
+        stub.set_key(k, "ok", delay_ms=5000)
+        r = test_during(k, obj["id"], lambda: expect(
+            204, wadm.delete("%s/%s" % (K(ws_a), obj["id"])), "DELETE during the test"))
+        expect_error(r, 404, "not_found")
         au = wadm.get("/api/workspaces/%s/audit?limit=200" % ws_a).json["entries"]
         eq([e["action"] for e in au if e.get("target") == obj["id"]],
            ["key.deleted", "key.created"], "the key's audit entries, newest first")
@@ -667,18 +674,10 @@ def body(t):
         stub.set_key(k, "auth", delay_ms=5000)
         fresh = gen("anthropic")
         stub.set_key(fresh, "ok")
-        answer = {}
-        th = threading.Thread(target=lambda: answer.update(
-            r=wadm.post("%s/%s/test" % (K(ws_a), obj["id"]), json={})))
-        th.start()
-        deadline = time.monotonic() + 10
-        while not stub_saw(k) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        true(stub_saw(k), "the stub never saw the test call")
-        expect(200, wadm.post("%s/%s/rotate" % (K(ws_a), obj["id"]), json={"key": fresh}),
-               "rotate during the test")
-        th.join(20)
-        expect_error(answer.get("r"), 409, "conflict")
+        r = test_during(k, obj["id"], lambda: expect(
+            200, wadm.post("%s/%s/rotate" % (K(ws_a), obj["id"]), json={"key": fresh}),
+            "rotate during the test"))
+        expect_error(r, 409, "conflict")
         kk = by_id(wadm, ws_a)[obj["id"]]
         eq((kk["status"], kk["maskedKey"], kk["lastError"]), ("untested", masked(fresh), None),
            "status, maskedKey, lastError after the stale test")
