@@ -71,7 +71,7 @@ static const char sql_cancel[] =
  * their usage, which the job's usage keeps adding up. What said who answered goes.
  */
 static const char sql_retry[] =
-    "UPDATE jobs SET status = 'queued', attempts = 0, attempts_floor = (SELECT "
+    "UPDATE jobs SET status = 'queued', attempts = 0, rescues = 0, attempts_floor = (SELECT "
     "COALESCE(MAX(a.id), 0) FROM job_attempts a WHERE a.job_id = jobs.id), "
     "error = NULL, result = NULL, provider = NULL, model = NULL, key_id = NULL, "
     "used_fallback = 0, delivered_at = NULL, "

@@ -12,10 +12,10 @@
 #include "kr_db.h"
 #include "kr_log.h"
 
-/* A job queued again, fenced on its lease: handed back by its runner, or rescued. */
+/* A job queued again, fenced on its lease: handed back by its runner (0), or rescued (1). */
 static const char sql_requeue[] =
     "UPDATE jobs SET status = 'queued', lease_token = NULL, runner_id = NULL, "
-    "lease_expires_at = NULL, run_at = NOW(3), updated_at = NOW(3) "
+    "lease_expires_at = NULL, run_at = NOW(3), updated_at = NOW(3), rescues = rescues + ? "
     "WHERE id = ? AND lease_token = ? AND status = 'running'";
 /* The jobs the runner names, as one IN list padded to a power of two. */
 static struct kr_db_rows sql_extend = {
@@ -24,7 +24,7 @@ static struct kr_db_rows sql_extend = {
 /* Running jobs whose lease expired: a range of jobs_stage (stage 2, rank 0, due_at past). */
 static const char sql_expired[] =
     "SELECT id, workspace_id, lease_token, type, COALESCE(chat_id, ''), attempts, "
-    "max_attempts FROM jobs WHERE stage = 2 AND queue_rank = 0 AND due_at < NOW(3) "
+    "max_attempts, rescues FROM jobs WHERE stage = 2 AND queue_rank = 0 AND due_at < NOW(3) "
     "LIMIT ? FOR UPDATE SKIP LOCKED";
 /* Which of the jobs the runner names it still holds, as one IN list padded to a power of two. */
 static struct kr_db_rows sql_held = {
@@ -35,11 +35,11 @@ static enum kr_db_err
 release_body(struct kr_db *db, void *arg)
 {
 	const struct kr_claimed *j = arg;
-	struct kr_dbp p[2] = { KR_P_STR(j->id), KR_P_STR(j->lease) };
+	struct kr_dbp p[3] = { KR_P_INT(0), KR_P_STR(j->id), KR_P_STR(j->lease) };
 	enum kr_db_err rc;
 	uint64_t n = 0;
 
-	if ((rc = kr_db_exec(db, sql_requeue, p, 2, NULL, &n)) != KR_DB_OK)
+	if ((rc = kr_db_exec(db, sql_requeue, p, 3, NULL, &n)) != KR_DB_OK)
 		return rc;
 	if (n == 0)
 		return KR_DB_ABORT;
@@ -75,6 +75,9 @@ kr_queue_extend(struct kr_db *db, const char *runner_id, const char *const *ids,
 	return rc;
 }
 
+#define TEXT_(x)	#x
+#define TEXT(x)		TEXT_(x)
+
 struct rescue_ctx {
 	unsigned	max, rescued;
 };
@@ -83,7 +86,7 @@ static enum kr_db_err
 rescue_body(struct kr_db *db, void *arg)
 {
 	struct rescue_ctx *c = arg;
-	struct kr_dbp p[2] = { KR_P_INT(c->max) };
+	struct kr_dbp p[3] = { KR_P_INT(c->max) };
 	struct kr_db_res rows;
 	enum kr_db_err rc;
 
@@ -92,6 +95,8 @@ rescue_body(struct kr_db *db, void *arg)
 		return rc;
 	for (unsigned r = 0; r < rows.nrows && rc == KR_DB_OK; r++) {
 		struct kr_claimed j;
+		long long rescues = kr_db_cell_int(&rows, r, 7, 0);
+		const char *why;
 		memset(&j, 0, sizeof(j));
 		snprintf(j.id, sizeof(j.id), "%s", kr_db_cell(&rows, r, 0));
 		snprintf(j.ws_id, sizeof(j.ws_id), "%s", kr_db_cell(&rows, r, 1));
@@ -101,18 +106,23 @@ rescue_body(struct kr_db *db, void *arg)
 		j.max_attempts = (unsigned)kr_db_cell_int(&rows, r, 6, 5);
 		snprintf(j.lease, sizeof(j.lease), "%s", kr_db_cell(&rows, r, 2));
 		c->rescued++;
-		if (j.attempts >= j.max_attempts) {
-			/* Its runner died after counting the last attempt and before failing it:
-			 * another call would go past maxAttempts. */
-			kr_info("job %s failed: its runner stopped after its last attempt", j.id);
-			if ((rc = kr_queue__fail_in_tx(db, &j, "its runner stopped after the "
-			    "last attempt (maxAttempts)")) == KR_DB_ABORT)
+		/* Its runner died after counting the last attempt and before failing it
+		 * (another call would go past maxAttempts), or its call stops runners. */
+		why = j.attempts >= j.max_attempts ?
+		    "its runner stopped after the last attempt (maxAttempts)" :
+		    rescues + 1 >= KR_QUEUE_RESCUES_MAX ? "its runner stopped answering in "
+		    TEXT(KR_QUEUE_RESCUES_MAX) " runs; not run again, so that it stops no more "
+		    "runners" : NULL;
+		if (why != NULL) {
+			kr_info("job %s failed: %s", j.id, why);
+			if ((rc = kr_queue__fail_in_tx(db, &j, why)) == KR_DB_ABORT)
 				rc = KR_DB_OK;	/* locked above: cannot happen */
 			continue;
 		}
-		p[0] = KR_P_STR(j.id);
-		p[1] = KR_P_STR(j.lease);
-		if ((rc = kr_db_exec(db, sql_requeue, p, 2, NULL, NULL)) == KR_DB_OK)
+		p[0] = KR_P_INT(1);
+		p[1] = KR_P_STR(j.id);
+		p[2] = KR_P_STR(j.lease);
+		if ((rc = kr_db_exec(db, sql_requeue, p, 3, NULL, NULL)) == KR_DB_OK)
 			rc = kr_queue__job_event(db, &j, "job_retrying", "queued", NULL,
 			    "its runner stopped answering; queued again", 0);
 	}

@@ -22,7 +22,7 @@ backoff capped at 4 s, 8 calls in flight per runner).
    hands back a call longer than that, which another runner answers exactly once.
 6. Attempt timeout. 7. The heartbeat extends only the leases a runner holds: a running job
    under a busy runner's id that it does not track expires and is rescued; one already at
-   its last attempt is failed instead.
+   its last attempt is failed instead, and so is one lost by its runner a third time.
 8. An idle runner backs off its claims (a few statements a second on the whole stack) and
    still takes the next job.
 9. Claims ahead: a runner with 8 slots holds 8 more jobs ready but never makes more than 8
@@ -1047,6 +1047,16 @@ def scenarios(t, s, admin):
         s.sql("UPDATE jobs SET status = 'running', runner_id = ?, lease_token = ?, "
               "lease_expires_at = NOW(3) + INTERVAL 2 SECOND, run_at = NOW(3), attempts = 2, "
               "started_at = NOW(3) WHERE id = ?", holder_id, "spent-" + rnd(16), spent)
+        # and one lost by its runner twice before (a job whose call stops runners), and one
+        # lost once
+        poison_in, lost_in = "poison " + token(), "lost " + token()
+        poison = wto.task(poison_in, runAt=run_at)["id"]
+        lost = wto.task(lost_in, runAt=run_at)["id"]
+        for jid, rescues in ((poison, 2), (lost, 1)):
+            s.sql("UPDATE jobs SET status = 'running', runner_id = ?, lease_token = ?, "
+                  "lease_expires_at = NOW(3) + INTERVAL 2 SECOND, run_at = NOW(3), "
+                  "rescues = ?, started_at = NOW(3) WHERE id = ?", holder_id,
+                  "lost-" + rnd(16), rescues, jid)
     with t("the heartbeat extends only the leases the runner holds: the orphan's lease "
            "expires, the job is rescued and answered while the slow call goes on"):
         j = wto.wait(orphan, timeout=11)
@@ -1062,6 +1072,23 @@ def scenarios(t, s, admin):
         eq([c for c in calls_with(s, sto2) if spent_in in json.dumps(c["body"])], [],
            "calls with its input")
         eq(len(wto.events(spent, "job_failed")), 1, "job_failed events")
+    with t("a job lost by its runner a third time fails instead of stopping more runners; "
+           "one lost once is queued again and answered"):
+        j = wto.wait(poison, timeout=11)
+        eq((j["status"], j["attempts"]), ("failed", 0), "status, attempts")
+        true("stopped answering in 3 runs" in (j.get("error") or ""), "error %r"
+             % j.get("error"))
+        eq([c for c in calls_with(s, sto2) if poison_in in json.dumps(c["body"])], [],
+           "calls with its input")
+        j = wto.wait(lost, timeout=11)
+        eq((j["status"], j["attempts"], s.sql("SELECT rescues FROM jobs WHERE id = ?",
+           lost)[0][0]), ("succeeded", 1, "2"), "status, attempts, rescues")
+    with t("retry of the job failed for its rescues: counted afresh, answered"):
+        expect(202, wto.admin.post(wto.base + "/jobs/%s/retry" % poison), "POST retry")
+        eq(s.sql("SELECT rescues FROM jobs WHERE id = ?", poison)[0][0], "0", "rescues")
+        j = wto.wait(poison, timeout=11)
+        eq((j["status"], j["attempts"]), ("succeeded", 1), "status, attempts (error %r)"
+           % j.get("error"))
     with t("the slow job's lease was kept alive past its 4 s and it is answered once"):
         j = wh.wait(slow, timeout=30)
         eq((j["status"], j["attempts"]), ("succeeded", 1), "status, attempts (error %r)"
