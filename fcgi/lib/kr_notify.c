@@ -1,6 +1,7 @@
 #include "kr_notify.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,10 @@ static const char sql_target_sent[] =
     "WHERE id = ?";
 static const char sql_target_failed[] =
     "UPDATE notification_targets SET last_error = ? WHERE id = ?";
+/* Its group became a supergroup: the target follows, unless an admin changed the chat since. */
+static const char sql_target_moved[] =
+    "UPDATE notification_targets SET chat_ref = ? WHERE workspace_id = ? AND id = ? "
+    "AND chat_ref = ?";
 
 enum due_col { DUE_ID, DUE_TARGET, DUE_WS, DUE_TEXT, DUE_ATTEMPTS };
 
@@ -263,6 +268,7 @@ struct tg_outcome {
 	int	permanent;		/* the request itself was refused: do not retry */
 	int	deferred;		/* not refused, only put off (429, database away) */
 	long	retry_after_s;		/* Telegram's hint, 0: none */
+	char	migrate_to[24];		/* the chat's new id (a group became a supergroup) */
 	char	error[KR_NOTIFY_ERR_MAX + 1];
 };
 
@@ -441,7 +447,10 @@ tg_clean(const struct tg_msg *m, char *msg, size_t cap)
 			*p = '?';
 }
 
-/* Read the Bot API's answer {"ok", "description", "parameters": {"retry_after"}}. */
+/*
+ * Read the Bot API's answer {"ok", "description", "parameters": {"retry_after",
+ * "migrate_to_chat_id"}}.
+ */
 static void
 tg_answer(const struct tg_msg *m, long status, struct tg_outcome *out)
 {
@@ -458,13 +467,20 @@ tg_answer(const struct tg_msg *m, long status, struct tg_outcome *out)
 		    json_object_object_get_ex(prm, "retry_after", &v) &&
 		    json_object_is_type(v, json_type_int))
 			out->retry_after_s = (long)json_object_get_int64(v);
+		if (status == 400 && prm != NULL && json_object_object_get_ex(prm, "migrate_to_chat_id", &v) &&
+		    json_object_is_type(v, json_type_int))
+			snprintf(out->migrate_to, sizeof(out->migrate_to), "%" PRId64,
+			    json_object_get_int64(v));
 	}
 	if (!out->ok) {
-		snprintf(out->error, sizeof(out->error), "telegram: HTTP %ld: %.300s", status,
-		    desc != NULL ? desc : status == 200 ? "unexpected answer" : "no description");
-		out->permanent = status == 400 || status == 401 || status == 403 || status == 404;
+		snprintf(out->error, sizeof(out->error), "telegram: HTTP %ld: %.300s%s%s", status,
+		    desc != NULL ? desc : status == 200 ? "unexpected answer" : "no description",
+		    out->migrate_to[0] != '\0' ? "; the chat is now " : "", out->migrate_to);
+		out->permanent = (status == 400 || status == 401 || status == 403 ||
+		    status == 404) && out->migrate_to[0] == '\0';
 		out->deferred = status == 429;
-	}
+	} else
+		out->migrate_to[0] = '\0';
 	if (out->retry_after_s < 0 || out->retry_after_s > TG_RETRY_AFTER_MAX_S)
 		out->retry_after_s = out->retry_after_s < 0 ? 0 : TG_RETRY_AFTER_MAX_S;
 	json_object_put(doc);
@@ -491,6 +507,26 @@ tg_finish(struct tg_msg *m, CURLcode rc, struct tg_outcome *out)
 	tg_clean(m, out->error, sizeof(out->error));
 }
 
+/* Point target id at the chat Telegram moved chat to (a group became a supergroup). */
+static enum kr_db_err
+follow(struct kr_db *db, const char *ws_id, const char *id, const char *chat,
+    const char *moved_to)
+{
+	struct kr_dbp p[4] = { KR_P_STR(moved_to), KR_P_STR(ws_id), KR_P_STR(id),
+	    KR_P_STR(chat) };
+	uint64_t n = 0;
+	enum kr_db_err rc = kr_db_exec(db, sql_target_moved, p, N(p), NULL, &n);
+
+	if (rc == KR_DB_OK && n > 0)
+		kr_info("notification target %s: its group became a supergroup; it sends to the "
+		    "new chat from now on", id);
+	return rc;
+}
+
+/*
+ * Send the test text to target id. A chat that moved (a group became a supergroup) is
+ * followed, as deliveries do, and tried once more there.
+ */
 enum kr_notify_err
 kr_notify_test(struct kr_db *db, const struct kr_config *cfg, const char *ws_id,
     const char *id, char *err, size_t errlen, enum kr_db_err *db_rc)
@@ -499,22 +535,34 @@ kr_notify_test(struct kr_db *db, const struct kr_config *cfg, const char *ws_id,
 	struct target t;
 	struct tg_msg m;
 	enum kr_notify_err rc;
+	char *chat;
 
 	err[0] = '\0';
 	if ((rc = target_open(db, ws_id, id, &t, db_rc)) != KR_NOTIFY_OK)
 		return rc;
-	if (tg_prepare(cfg, t.token, t.tokenlen, t.chat, KR_NOTIFY_TEST_TEXT, &m, err, errlen)
-	    != 0) {
-		target_release(&t);
-		return KR_NOTIFY_SEND;
+	for (int tries = 0;; tries++) {
+		rc = KR_NOTIFY_SEND;
+		if (tg_prepare(cfg, t.token, t.tokenlen, t.chat, KR_NOTIFY_TEST_TEXT, &m, err,
+		    errlen) != 0)
+			break;
+		tg_finish(&m, curl_easy_perform(m.easy), &out);
+		tg_release(&m);
+		if (out.ok) {
+			rc = KR_NOTIFY_OK;
+			break;
+		}
+		snprintf(err, errlen, "%s", out.error);
+		if (tries > 0 || out.migrate_to[0] == '\0' ||
+		    follow(db, ws_id, id, t.chat, out.migrate_to) != KR_DB_OK ||
+		    (chat = strdup(out.migrate_to)) == NULL)
+			break;
+		free(t.chat);
+		t.chat = chat;
 	}
 	target_release(&t);
-	tg_finish(&m, curl_easy_perform(m.easy), &out);
-	tg_release(&m);
-	if (out.ok)
-		return KR_NOTIFY_OK;
-	snprintf(err, errlen, "%s", out.error);
-	return KR_NOTIFY_SEND;
+	if (rc == KR_NOTIFY_OK)
+		err[0] = '\0';
+	return rc;
 }
 
 /* ---- outbox ---------------------------------------------------------------------------- */
@@ -549,6 +597,7 @@ struct delivery {
 	int			prepared;	/* m holds a transfer to run */
 	int			record_target;	/* the outcome belongs on the target too */
 	long long		attempts;	/* the claimed attempt (fence) */
+	char			chat[KR_NOTIFY_CHAT_MAX + 1];	/* sent to */
 	struct tg_outcome	out;
 };
 
@@ -609,6 +658,7 @@ prepare(struct kr_db *db, const struct kr_config *cfg, const struct kr_db_res *r
 		d->out.permanent = 1;
 		d->record_target = 0;
 	} else if (rc == KR_NOTIFY_OK) {
+		snprintf(d->chat, sizeof(d->chat), "%s", t.chat);
 		if (tg_prepare(cfg, t.token, t.tokenlen, t.chat, text != NULL ? text : "",
 		    &d->m, d->out.error, sizeof(d->out.error)) == 0)
 			d->prepared = 1;
@@ -670,11 +720,16 @@ backoff_s(long long attempts, long hint)
 	return hint > s ? hint : s;
 }
 
-/* Store row i's outcome on the row and its target. */
+/*
+ * Store row i's outcome on the row and its target. A chat that moved is followed and the
+ * row sent again at once (the attempt still counts: two chats naming each other end).
+ */
 static enum kr_db_err
 record(struct kr_db *db, const struct kr_db_res *res, unsigned i, const struct delivery *d)
 {
 	const char *id = kr_db_cell(res, i, DUE_ID), *target = kr_db_cell(res, i, DUE_TARGET);
+	const char *ws = kr_db_cell(res, i, DUE_WS);
+	int moved = d->out.migrate_to[0] != '\0' && d->record_target;
 	int give_up = d->out.permanent || d->attempts >= (d->out.deferred ?
 	    KR_NOTIFY_DEFERRED_MAX : KR_NOTIFY_MAX_ATTEMPTS);
 	struct kr_dbp t[2] = { KR_P_STR(d->out.error), KR_P_STR(target) };
@@ -688,9 +743,10 @@ record(struct kr_db *db, const struct kr_db_res *res, unsigned i, const struct d
 	}
 	{
 		struct kr_dbp p[5] = { KR_P_STR(d->out.error), KR_P_INT(give_up),
-		    KR_P_INT(backoff_s(d->attempts, d->out.retry_after_s)), KR_P_STR(id),
-		    KR_P_INT(d->attempts) };
-		if ((rc = kr_db_exec(db, sql_failed, p, N(p), NULL, NULL)) != KR_DB_OK)
+		    KR_P_INT(moved ? 0 : backoff_s(d->attempts, d->out.retry_after_s)),
+		    KR_P_STR(id), KR_P_INT(d->attempts) };
+		if ((moved && (rc = follow(db, ws, target, d->chat, d->out.migrate_to)) !=
+		    KR_DB_OK) || (rc = kr_db_exec(db, sql_failed, p, N(p), NULL, NULL)) != KR_DB_OK)
 			return rc;
 	}
 	if (give_up)

@@ -4,8 +4,9 @@ logged (only maskedToken), validation, roles (admin only for changes), workspace
 the test endpoint against a stub of the Bot API (tests/stub/telegram_stub.py) with errors
 scrubbed of the token; and the runner's outbox: a queued answer is delivered to the chat,
 a failing send is retried after its back-off, a refused one (400) or one for a disabled
-target is given up, flood control (429) only puts one off, each outcome recorded on the row
-and the target. End to end: a chat message's answer reaches a Telegram target once, and a
+target is given up, flood control (429) only puts one off, a group that became a supergroup
+is followed to its new chat id (test and delivery), each outcome recorded on the row and
+the target. End to end: a chat message's answer reaches a Telegram target once, and a
 target that keeps failing changes nothing of the web chat.
 
 Starts a private stack (krstack.Stack.start) whose programs get the stub's URL through
@@ -203,6 +204,19 @@ def checks(t, s, stub):
         eq(r.json.get("ok"), False, "ok")
         true("chat not found" in (r.json.get("error") or ""), "error %r" % r.json.get("error"))
 
+    with t("test of a group that became a supergroup: the target follows Telegram's "
+           "migrate_to_chat_id and the test goes there: ok true"):
+        r, _ = add("migrate7001")
+        moved = r.json["id"]
+        stub.clear()
+        r = admin.post("%s/%s/test" % (na, moved))
+        expect(200, r)
+        eq(r.json, {"ok": True}, "answer")
+        eq([(m["chat_id"], m["status"]) for m in stub.messages()],
+           [("migrate7001", 400), ("-1007001", 200)], "sends at the stub")
+        x = [x for x in admin.get(na).json["targets"] if x["id"] == moved][0]
+        eq(x["chatId"], "-1007001", "the target's chatId")
+
     with t("test with a revoked bot token: ok false, Unauthorized"):
         r, _ = add("12345", tok=token().split(":")[0] + ":bad" + "x" * 30)
         r = admin.post("%s/%s/test" % (na, r.json["id"]))
@@ -278,10 +292,12 @@ def outbox_checks(t, s, stub, admin, na, ws_id, add):
         off_t = add("555002", isEnabled=False)[0].json["id"]
         long_t = add("555003")[0].json["id"]
         rate_t = add("rate-chat")[0].json["id"]
+        moved_t = add("migrate7002")[0].json["id"]
         stub.clear()
         for tid, text in ((ok_t, "answer one"), (flaky_t, "answer two"),
                           (refused_t, "answer three"), (off_t, "answer four"),
-                          (long_t, LONG_TEXT), (rate_t, "answer five")):
+                          (long_t, LONG_TEXT), (rate_t, "answer five"),
+                          (moved_t, "answer six")):
             queue(tid, text)
         # at its last ordinary attempt: a 429 must not use it up
         s.sql("UPDATE notification_outbox SET attempts = 9 WHERE target_id = ?", rate_t)
@@ -322,6 +338,15 @@ def outbox_checks(t, s, stub, admin, na, ws_id, add):
         true(year != "9999", "given up (next_try_at parked)")
         true("429" in err, "last_error %r" % err)
 
+    with t("runner: a group that became a supergroup (400 with migrate_to_chat_id): the "
+           "target follows the new chat id and the answer goes there at once"):
+        wait_for("the answer in the new chat", lambda: row(moved_t)[0], DELIVERY_WAIT, 0.25)
+        eq(row(moved_t)[1], "2", "attempts")
+        eq([(m["chat_id"], m["status"]) for m in stub.messages() if m["text"] == "answer six"],
+           [("migrate7002", 400), ("-1007002", 200)], "sends at the stub")
+        x = target(moved_t)
+        eq((x["chatId"], x["lastError"]), ("-1007002", None), "the target's chatId, lastError")
+
     with t("runner: nothing goes to a disabled target"):
         wait_for("the disabled target's row", lambda: row(off_t)[2], DELIVERY_WAIT, 0.25)
         eq(row(off_t)[0], None, "delivered_at")
@@ -339,9 +364,9 @@ def outbox_checks(t, s, stub, admin, na, ws_id, add):
 
     with t("runner: each answer went out once, and the job was left as it was"):
         sent = [m["text"] for m in stub.messages() if m["status"] == 200]
-        eq(len(sent), 3, "messages delivered")
-        eq(sorted(x for x in sent if x.startswith("answer")), ["answer one", "answer two"],
-           "delivered answers")
+        eq(len(sent), 4, "messages delivered")
+        eq(sorted(x for x in sent if x.startswith("answer")),
+           ["answer one", "answer six", "answer two"], "delivered answers")
         eq(s.sql("SELECT status, result FROM jobs WHERE id = ?", job), [("succeeded",
                                                                         "the answer")], "job")
 

@@ -8,6 +8,8 @@ only; listens on 127.0.0.1.
         "flaky<N>..." 500 for the first N messages to that chat, then like any other chat
         "rate..."     429 with "parameters":{"retry_after":1}
         "echo..."     400 whose description repeats the token (to test scrubbing)
+        "migrate<N>"  400 "group chat was upgraded to a supergroup chat" with
+                      "parameters":{"migrate_to_chat_id":-100<N>} (an integer, as Telegram)
         anything else 200 {"ok":true,"result":{"message_id",...}}
       a token whose secret part (after ':') starts with "bad": 401 Unauthorized
     GET  /_stub/messages   {"messages":[{"token","chat_id","text","status"}]}, in order
@@ -111,6 +113,10 @@ class _Handler(BaseHTTPRequestHandler):
             return err(429, "Too Many Requests: retry after 1", parameters={"retry_after": 1})
         if chat.startswith("echo"):
             return err(400, "Bad Request: bot %s cannot write here" % token)
+        mm = re.match(r"^migrate(\d{1,9})$", chat)
+        if mm:
+            return err(400, "Bad Request: group chat was upgraded to a supergroup chat",
+                       parameters={"migrate_to_chat_id": int("-100" + mm.group(1))})
         fm = re.match(r"^flaky(\d+)", chat)
         if fm:
             with st.lock:
