@@ -684,6 +684,7 @@ h_keys_update(struct kr_req *req, struct kr_resp *resp)
 	const char *id = req->params[1];
 	struct key_tx t = { .req = req, .id = id };
 	struct kr_key_patch k = { 0 };
+	struct entries name = { .n = 0 };
 	char expires[KR_TIME_MAX];
 	long long priority = 0;
 	enum kr_db_err db_rc;
@@ -711,18 +712,34 @@ h_keys_update(struct kr_req *req, struct kr_resp *resp)
 	case KR_JSON_ABSENT:
 		break;
 	}
+	if (!k.has_name && !k.has_priority && !k.has_enabled && !k.has_expires) {
+		answer_key(req, resp, id);	/* nothing to change: nothing written */
+		return;
+	}
+	/* Trimmed, as POST trims its names. */
+	if (k.has_name && entries_add(&name, k.name, strlen(k.name)) != 0) {
+		resp_error(resp, 500, NULL, "internal error");
+		return;
+	}
+	if (k.has_name && name.len[0] == 0) {
+		resp_error(resp, 422, "name", "name must not be blank");
+		entries_release(&name);
+		return;
+	}
 	t.patch = &k;
 	t.detail = json_object_new_object();
 	if (k.has_name)
-		kr_json_add_str(t.detail, "name", k.name);
+		kr_json_add_str(t.detail, "name", k.name = name.v[0]);
 	if (k.has_priority)
 		kr_json_add_int(t.detail, "priority", k.priority);
 	if (k.has_enabled)
 		kr_json_add_bool(t.detail, "isEnabled", k.enabled);
-	if (k.has_expires)
-		kr_json_add_str(t.detail, "expiresAt", k.expires_at);
+	if (k.has_expires)	/* as given (RFC 3339), or null */
+		json_object_object_add(t.detail, "expiresAt", json_object_get(
+		    json_object_object_get(req->json, "expiresAt")));
 	rc = keys_tx(req, update_in_tx, &t, &t.why, &db_rc);
 	json_object_put(t.detail);
+	entries_release(&name);
 	if (rc != KR_KEYS_OK) {
 		json_object_put(t.key);
 		keys_error(resp, rc, db_rc, NULL);

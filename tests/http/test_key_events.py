@@ -222,6 +222,29 @@ def body(t):
                      field="priority")
         tr.nothing()
 
+    with t("PATCH a blank name: 422; nothing written"):
+        expect_error(adm.patch(K + "/" + k1, json={"name": "  \t "}), 422, "validation_failed",
+                     field="name")
+        tr.nothing()
+
+    with t("PATCH with no field to change: 200 the key as it is; nothing written"):
+        before = keys()[k1]
+        r = adm.patch(K + "/" + k1, json={"colour": "red"})
+        expect(200, r)
+        eq(r.json, before, "the answer")
+        tr.nothing()
+
+    with t("PATCH name and expiresAt: the name trimmed; the audit holds expiresAt as given"):
+        r = adm.patch(K + "/" + k1, json={"name": "  spaced  ",
+                                          "expiresAt": "2099-01-31T00:00:00Z"})
+        expect(200, r)
+        eq(r.json["name"], "spaced", "name")
+        _, au = tr.new(["key_status_changed"], ["key.updated"])
+        eq(au[0][2], {"name": "spaced", "expiresAt": "2099-01-31T00:00:00Z"}, "audit detail")
+        expect(200, adm.patch(K + "/" + k1, json={"expiresAt": None}))
+        _, au = tr.new(["key_status_changed"], ["key.updated"])
+        eq(au[0][2], {"expiresAt": None}, "audit detail of a cleared expiresAt")
+
     # -- rotate ------------------------------------------------------------------------------
     with t("rotate: 200; one event carrying the answer, one key.rotated"):
         r = adm.post(K + "/" + k1 + "/rotate", json={"key": gen()})
