@@ -20,113 +20,10 @@
 #include "kr_llm.h"
 #include "kr_settings.h"
 #include "views.h"
-
-#define CHECK_TIMEOUT_MS	15000	/* one key check (the bulk ones run at once) */
-
-/* Entries of a "keys" or "names" field: trimmed, NUL-terminated copies. */
-struct entries {
-	char	*v[KR_KEYS_BATCH_MAX];
-	size_t	 len[KR_KEYS_BATCH_MAX];
-	size_t	 n;
-};
-
-static void
-entries_release(struct entries *e)
-{
-	for (size_t i = 0; i < e->n; i++) {
-		kr_wipe(e->v[i], e->len[i]);
-		free(e->v[i]);
-	}
-	e->n = 0;
-}
-
-/* Append s[0..n) trimmed; -1 when there are too many or no memory. */
-static int
-entries_add(struct entries *e, const char *s, size_t n)
-{
-	while (n > 0 && strchr(" \t\r\n", *s) != NULL)
-		s++, n--;
-	while (n > 0 && strchr(" \t\r\n", s[n - 1]) != NULL)
-		n--;
-	if (e->n == KR_KEYS_BATCH_MAX || (e->v[e->n] = strndup(s, n)) == NULL)
-		return -1;
-	e->len[e->n] = strlen(e->v[e->n]);	/* the copy's, whatever s held (the router */
-	e->n++;					/* refuses a NUL in a string, too) */
-	return 0;
-}
-
-/*
- * Read field as a comma- or newline-separated string or an array of strings. 0, or -1
- * after answering 422. An absent optional field leaves e empty.
- */
-static int
-read_entries(struct kr_req *req, struct kr_resp *resp, const char *field, int required,
-    struct entries *e)
-{
-	json_object *v = NULL;
-	const char *s, *end;
-
-	if (!json_object_object_get_ex(req->json, field, &v) || v == NULL) {
-		if (required)
-			resp_error(resp, 422, field, "%s is required", field);
-		return required ? -1 : 0;
-	}
-	if (json_object_is_type(v, json_type_array)) {
-		for (size_t i = 0; i < json_object_array_length(v); i++) {
-			json_object *x = json_object_array_get_idx(v, i);
-			if (!json_object_is_type(x, json_type_string)) {
-				char name[40];
-				snprintf(name, sizeof(name), "%s[%zu]", field, i);
-				resp_error(resp, 422, name, "%s must be a string", name);
-				return -1;
-			}
-			if (entries_add(e, json_object_get_string(x),
-			    (size_t)json_object_get_string_len(x)) != 0)
-				goto toomany;
-		}
-		return 0;
-	}
-	if (!json_object_is_type(v, json_type_string)) {
-		resp_error(resp, 422, field, "%s must be a string or an array of strings", field);
-		return -1;
-	}
-	s = json_object_get_string(v);
-	end = s + json_object_get_string_len(v);
-	while (end > s && strchr(" \t\r\n,", end[-1]) != NULL && end[-1] != ',')
-		end--;	/* a trailing newline is not an entry; a trailing comma is */
-	for (;;) {
-		size_t n = strcspn(s, ",\n");
-		if (s + n > end)
-			n = (size_t)(end - s);
-		if (entries_add(e, s, n) != 0)
-			goto toomany;
-		if (s + n >= end)
-			return 0;
-		s += n + 1;
-	}
-toomany:
-	resp_error(resp, 422, field, "at most %d entries at once", KR_KEYS_BATCH_MAX);
-	return -1;
-}
-
-/* The provider named by field; -1 after answering 422. */
-static int
-req_provider(struct kr_req *req, struct kr_resp *resp, const char *field,
-    const struct kr_provider **out)
-{
-	const char *s = NULL;
-
-	if (req_str(req, resp, field, 1, 1, 32, &s) != 0)
-		return -1;
-	if ((*out = kr_provider_find(s)) == NULL) {
-		resp_error(resp, 422, field, "unknown provider \"%.32s\"", s);
-		return -1;
-	}
-	return 0;
-}
+#include "h_keys_int.h"
 
 /* The key as this connection sees it now into *out; NULL when it is not in the workspace. */
-static enum kr_db_err
+enum kr_db_err
 key_now(struct kr_req *req, const char *id, json_object **out)
 {
 	struct kr_db_res res;
@@ -156,7 +53,7 @@ answer_keys(struct kr_req *req, struct kr_resp *resp, const char *provider, int 
 }
 
 /* Answer a failure of kr_keys_* (field may be NULL). */
-static void
+void
 keys_error(struct kr_resp *resp, enum kr_keys_err rc, enum kr_db_err db_rc, const char *field)
 {
 	switch (rc) {
@@ -181,7 +78,7 @@ keys_error(struct kr_resp *resp, enum kr_keys_err rc, enum kr_db_err db_rc, cons
 }
 
 /* The audit entry of a change, in its transaction; detail (may be NULL) is not consumed. */
-static enum kr_db_err
+enum kr_db_err
 audit_key(struct kr_req *req, const char *action, const char *id, json_object *detail)
 {
 	struct kr_actor a = req_actor(req);
@@ -191,7 +88,7 @@ audit_key(struct kr_req *req, const char *action, const char *id, json_object *d
 
 /* key_status_changed with payload {"key": key}, in the change's transaction. key is the key
  * object of the answers (masked: it never holds the secret); it is not consumed. */
-static enum kr_db_err
+enum kr_db_err
 key_event(struct kr_req *req, json_object *key)
 {
 	json_object *o = json_object_new_object();
@@ -208,7 +105,7 @@ key_event(struct kr_req *req, json_object *key)
  * up with *why set (KR_DB_ABORT: rolled back, nothing written), or fail with the database
  * error (rolled back; run again when it is KR_DB_RETRY).
  */
-static enum kr_db_err
+enum kr_db_err
 keys_step(enum kr_keys_err rc, enum kr_db_err db_rc, enum kr_keys_err *why)
 {
 	*why = rc;
@@ -223,7 +120,7 @@ keys_step(enum kr_keys_err rc, enum kr_db_err db_rc, enum kr_keys_err *why)
  * Run body as the change's one transaction. KR_KEYS_OK once it committed; else why the body
  * gave up (*why), or KR_KEYS_DB with *db_rc, for keys_error.
  */
-static enum kr_keys_err
+enum kr_keys_err
 keys_tx(struct kr_req *req, enum kr_db_err (*body)(struct kr_db *, void *), void *arg,
     const enum kr_keys_err *why, enum kr_db_err *db_rc)
 {
@@ -315,7 +212,7 @@ h_keys_list(struct kr_req *req, struct kr_resp *resp)
 }
 
 /* The base URL to test keys of p against, or NULL after answering 422. */
-static const char *
+const char *
 test_url(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
     struct kr_settings *s)
 {
@@ -341,205 +238,6 @@ check_key(struct kr_req *req, const struct kr_provider *p, const char *url,
 	    .model = kr_settings_model(s, p), .timeout_ms = CHECK_TIMEOUT_MS };
 
 	kr_llm_run(req->cfg, &r, 1, out);
-}
-
-/*
- * With "validate": test every entry, all at once (so that a batch takes as long as its
- * slowest check, well inside the web server's timeout); 0 when all pass, else -1 after
- * answering 422 for the first that did not.
- */
-static int
-validate_all(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
-    const struct entries *keys)
-{
-	struct kr_llm_request rq[KR_KEYS_BATCH_MAX];
-	struct kr_llm_result r[KR_KEYS_BATCH_MAX];
-	struct kr_settings s;
-	const char *url;
-	char field[40];
-	int rc = 0;
-
-	if ((url = test_url(req, resp, p, &s)) == NULL)
-		return -1;
-	for (size_t i = 0; i < keys->n; i++)
-		rq[i] = (struct kr_llm_request){ .prov = p, .base_url = url, .key = keys->v[i],
-		    .keylen = keys->len[i], .model = kr_settings_model(&s, p),
-		    .timeout_ms = CHECK_TIMEOUT_MS };
-	kr_llm_run_many(req->cfg, rq, keys->n, 1, r);
-	for (size_t i = 0; i < keys->n; i++) {
-		if (rc == 0 && r[i].cls != KR_LLM_OK) {
-			snprintf(field, sizeof(field), "keys[%zu]", i);
-			resp_error(resp, 422, field, "entry %zu did not pass the check: %s", i,
-			    r[i].message);
-			rc = -1;
-		}
-		kr_llm_result_release(&r[i]);
-	}
-	return rc;
-}
-
-/* Format checks of every entry and name; -1 after answering 422. */
-static int
-check_entries(struct kr_resp *resp, const struct kr_provider *p, const struct entries *keys,
-    const struct entries *names)
-{
-	char field[40];
-	const char *why;
-
-	if (keys->n == 0) {
-		resp_error(resp, 422, "keys", "give at least one key");
-		return -1;
-	}
-	if (names->n > keys->n) {
-		resp_error(resp, 422, "names", "more names than keys");
-		return -1;
-	}
-	for (size_t i = 0; i < keys->n; i++) {
-		snprintf(field, sizeof(field), "keys[%zu]", i);
-		why = keys->len[i] == 0 ? "the entry is empty" :
-		    kr_key_format_error(p, keys->v[i], keys->len[i]);
-		if (why != NULL) {
-			resp_error(resp, 422, field, "entry %zu: %s", i, why);
-			return -1;
-		}
-	}
-	for (size_t i = 0; i < names->n; i++)
-		if (kr_utf8_chars(names->v[i], names->len[i]) > KR_NAME_MAX) {
-			snprintf(field, sizeof(field), "names[%zu]", i);
-			resp_error(resp, 422, field, "a name is at most %d characters", KR_NAME_MAX);
-			return -1;
-		}
-	return 0;
-}
-
-/* POST keys as a kr_db_tx body's argument. */
-struct create_tx {
-	struct kr_req		*req;
-	const struct kr_provider *p;
-	struct kr_key_entry	*e;
-	size_t			 n;
-	int			 validated;	/* tested before: stored as valid */
-	size_t			 bad;		/* the entry refused */
-	json_object		*keys;		/* the keys as added, for the answer; owned */
-	enum kr_keys_err	 why;
-};
-
-/* key.created for key k (the key object of the answer). */
-static enum kr_db_err
-audit_created(struct create_tx *c, const char *id, json_object *k)
-{
-	json_object *d = json_object_new_object();
-	enum kr_db_err rc;
-
-	kr_json_add_str(d, "provider", c->p->slug);
-	kr_json_add_str(d, "name", json_object_get_string(json_object_object_get(k, "name")));
-	kr_json_add_str(d, "maskedKey", json_object_get_string(
-	    json_object_object_get(k, "maskedKey")));
-	rc = audit_key(c->req, "key.created", id, d);
-	json_object_put(d);
-	return rc;
-}
-
-/* The keys, and for each its audit entry and its event. */
-static enum kr_db_err
-create_in_tx(struct kr_db *db, void *arg)
-{
-	struct create_tx *c = arg;
-	struct kr_llm_result ok = { .cls = KR_LLM_OK };
-	enum kr_db_err rc, db_rc = KR_DB_OK;
-	const char *ws = c->req->p.ws.id;
-	int changed;
-
-	json_object_put(c->keys);
-	c->keys = json_object_new_array();
-	if ((rc = keys_step(kr_keys_add(db, ws, c->p, c->e, c->n, &c->bad, &db_rc), db_rc,
-	    &c->why)) != KR_DB_OK)
-		return rc;
-	for (size_t i = 0; i < c->n; i++) {
-		json_object *k;
-		if (c->validated && (rc = kr_keys_record(db, ws, c->e[i].id, NULL, &ok, 1, 0,
-		    &changed)) != KR_DB_OK)
-			return rc;
-		if ((rc = key_now(c->req, c->e[i].id, &k)) != KR_DB_OK)
-			return rc;
-		if (k == NULL) {	/* added in this transaction: cannot be missing */
-			kr_error("key %s: not found right after it was added", c->e[i].id);
-			return KR_DB_ERROR;
-		}
-		json_object_array_add(c->keys, k);
-		if ((rc = audit_created(c, c->e[i].id, k)) != KR_DB_OK ||
-		    (rc = key_event(c->req, k)) != KR_DB_OK)
-			return rc;
-	}
-	return KR_DB_OK;
-}
-
-static void
-store_keys(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
-    const struct entries *keys, const struct entries *names, int validated)
-{
-	struct kr_key_entry e[KR_KEYS_BATCH_MAX];
-	struct create_tx c = { req, p, e, keys->n, validated, 0, NULL, KR_KEYS_OK };
-	enum kr_db_err db_rc;
-	enum kr_keys_err rc;
-	char field[40];
-	json_object *o;
-
-	memset(e, 0, sizeof(e));
-	for (size_t i = 0; i < keys->n; i++)
-		e[i] = (struct kr_key_entry){ keys->v[i], keys->len[i],
-		    i < names->n && names->len[i] > 0 ? names->v[i] : NULL, "" };
-	if ((rc = keys_tx(req, create_in_tx, &c, &c.why, &db_rc)) != KR_KEYS_OK) {
-		json_object_put(c.keys);
-		snprintf(field, sizeof(field), "keys[%zu]", c.bad);
-		keys_error(resp, rc, db_rc, field);
-		return;
-	}
-	o = json_object_new_object();
-	json_object_object_add(o, "keys", c.keys);
-	resp_json(resp, 201, o);
-}
-
-/* 409 naming the entry when a key is stored already (checked before any provider call). */
-static int
-no_duplicates(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
-    const struct entries *keys)
-{
-	struct kr_key_entry e[KR_KEYS_BATCH_MAX];
-	enum kr_db_err db_rc;
-	enum kr_keys_err rc;
-	size_t bad = 0;
-	char field[40];
-
-	for (size_t i = 0; i < keys->n; i++)
-		e[i] = (struct kr_key_entry){ keys->v[i], keys->len[i], NULL, "" };
-	if ((rc = kr_keys_find_duplicate(req->db, req->p.ws.id, p, e, keys->n, &bad, &db_rc)) ==
-	    KR_KEYS_OK)
-		return 0;
-	snprintf(field, sizeof(field), "keys[%zu]", bad);
-	keys_error(resp, rc, db_rc, field);
-	return -1;
-}
-
-void
-h_keys_create(struct kr_req *req, struct kr_resp *resp)
-{
-	struct entries keys = { .n = 0 }, names = { .n = 0 };
-	const struct kr_provider *p;
-	int validate = 0;
-
-	if (req_provider(req, resp, "provider", &p) != 0 ||
-	    req_bool(req, resp, "validate", 0, &validate) != 0 ||
-	    read_entries(req, resp, "keys", 1, &keys) != 0 ||
-	    read_entries(req, resp, "names", 0, &names) != 0 ||
-	    check_entries(resp, p, &keys, &names) != 0 ||
-	    (validate && (no_duplicates(req, resp, p, &keys) != 0 ||
-	    validate_all(req, resp, p, &keys) != 0)))
-		goto out;
-	store_keys(req, resp, p, &keys, &names, validate);
-out:
-	entries_release(&keys);
-	entries_release(&names);
 }
 
 /*
@@ -664,6 +362,30 @@ req_expires(struct kr_req *req, struct kr_resp *resp, struct kr_key_patch *k, ch
 	return 0;
 }
 
+/* priority: absent (untouched) or 0 to 1000000. -1 after 422. */
+static int
+req_priority(struct kr_req *req, struct kr_resp *resp, struct kr_key_patch *k)
+{
+	long long priority = 0;
+
+	switch (kr_json_int(req->json, "priority", &priority)) {
+	case KR_JSON_TYPE:
+		resp_error(resp, 422, "priority", "priority must be a whole number");
+		return -1;
+	case KR_JSON_OK:
+		if (priority < 0 || priority > 1000000) {
+			resp_error(resp, 422, "priority", "priority must be >= 0 and <= 1000000");
+			return -1;
+		}
+		k->has_priority = 1;
+		k->priority = (unsigned)priority;
+		break;
+	case KR_JSON_ABSENT:
+		break;
+	}
+	return 0;
+}
+
 /* The PATCH, its audit entry and its event. */
 static enum kr_db_err
 update_in_tx(struct kr_db *db, void *arg)
@@ -686,7 +408,6 @@ h_keys_update(struct kr_req *req, struct kr_resp *resp)
 	struct kr_key_patch k = { 0 };
 	struct entries name = { .n = 0 };
 	char expires[KR_TIME_MAX];
-	long long priority = 0;
 	enum kr_db_err db_rc;
 	enum kr_keys_err rc;
 
@@ -697,21 +418,8 @@ h_keys_update(struct kr_req *req, struct kr_resp *resp)
 	k.has_name = k.name != NULL;
 	k.has_enabled = json_object_object_get_ex(req->json, "isEnabled", NULL) &&
 	    json_object_object_get(req->json, "isEnabled") != NULL;
-	switch (kr_json_int(req->json, "priority", &priority)) {
-	case KR_JSON_TYPE:
-		resp_error(resp, 422, "priority", "priority must be a whole number");
+	if (req_priority(req, resp, &k) != 0)
 		return;
-	case KR_JSON_OK:
-		if (priority < 0 || priority > 1000000) {
-			resp_error(resp, 422, "priority", "priority must be >= 0 and <= 1000000");
-			return;
-		}
-		k.has_priority = 1;
-		k.priority = (unsigned)priority;
-		break;
-	case KR_JSON_ABSENT:
-		break;
-	}
 	if (!k.has_name && !k.has_priority && !k.has_enabled && !k.has_expires) {
 		answer_key(req, resp, id);	/* nothing to change: nothing written */
 		return;
