@@ -360,16 +360,23 @@ rekey_progress(unsigned long done, unsigned long total, void *arg)
 static int
 cmd_rekey(struct ctx *c, int argc, char **argv)
 {
+	struct kr_vault_rekey_counts n;
 	enum kr_vault_err rc;
 
 	(void)argc, (void)argv;
 	if (vault_ready(c) != 0)
 		return 1;
 	fprintf(stderr, "rewrapping data keys under master key %s\n", kr_vault_active_id());
-	if ((rc = kr_vault_rekey(c->db, rekey_progress, NULL)) != KR_VAULT_OK) {
+	if ((rc = kr_vault_rekey_counted(c->db, rekey_progress, NULL, &n)) != KR_VAULT_OK) {
 		fprintf(stderr, "%s: rekey stopped (%s); run it again to continue\n", PROG,
 		    rc == KR_VAULT_NOKEY ? "a data key's master key is not loaded" :
 		    rc == KR_VAULT_DB ? "database error" : "a wrapped data key did not verify");
+		return 1;
+	}
+	if (n.left > 0) {
+		fprintf(stderr, "%s: not done: %lu data key(s) were made under an old master key "
+		    "while this ran; restart every keyrelay process with the new active key, then "
+		    "run rekey again\n", PROG, n.left);
 		return 1;
 	}
 	fprintf(stderr, "done: every data key is wrapped under %s\n", kr_vault_active_id());
@@ -421,38 +428,33 @@ import_one(struct ctx *c, const struct kr_workspace *ws, const struct kr_provide
 	return rc == KR_DB_OK ? KR_KEYS_OK : rc == KR_DB_ABORT ? t.why : KR_KEYS_DB;
 }
 
-/* Import one provider's environment keys; counts go to *added and *skipped. */
+/* What import-env did, over all providers. */
+struct import_counts {
+	unsigned	added, present, refused;
+};
+
+/* Import one provider's environment keys (kr_key_list_next), counted into *n. */
 static int
 import_provider(struct ctx *c, const struct kr_workspace *ws, const struct kr_provider *p,
-    unsigned *added, unsigned *skipped)
+    struct import_counts *n)
 {
-	const char *v = getenv(p->env_var), *why;
+	const char *v = getenv(p->env_var), *b, *why;
+	struct kr_key_entry entry;
+	enum kr_keys_err rc;
 	char name[128];
-	size_t idx = 0;
+	size_t idx = 0, len;
 
 	snprintf(name, sizeof(name), "Imported from %s", p->env_var);
-	while (v != NULL && *v != '\0') {
-		size_t len = strcspn(v, ",");
-		const char *b = v, *e = v + len;
-		struct kr_key_entry entry;
-		enum kr_keys_err rc;
-		while (b < e && (*b == ' ' || *b == '\n'))
-			b++;
-		while (e > b && (e[-1] == ' ' || e[-1] == '\n'))
-			e--;
-		v += len + (v[len] == ',');
-		if (b == e)
-			continue;
+	while (kr_key_list_next(&v, &b, &len)) {
 		idx++;
-		if ((why = kr_key_format_error(p, b, (size_t)(e - b))) != NULL) {
-			fprintf(stderr, "%s entry %zu skipped: %s\n", p->env_var, idx, why);
-			(*skipped)++;
+		if ((why = kr_key_format_error(p, b, len)) != NULL) {
+			fprintf(stderr, "%s entry %zu refused: %s\n", p->env_var, idx, why);
+			n->refused++;
 			continue;
 		}
-		entry = (struct kr_key_entry){ b, (size_t)(e - b), name, "" };
-		rc = import_one(c, ws, p, &entry);
-		if (rc == KR_KEYS_DUPLICATE) {
-			(*skipped)++;
+		entry = (struct kr_key_entry){ b, len, name, "" };
+		if ((rc = import_one(c, ws, p, &entry)) == KR_KEYS_DUPLICATE) {
+			n->present++;
 			continue;
 		}
 		if (rc != KR_KEYS_OK) {
@@ -460,16 +462,17 @@ import_provider(struct ctx *c, const struct kr_workspace *ws, const struct kr_pr
 			    rc == KR_KEYS_DB ? "database error" : "encryption failed");
 			return -1;
 		}
-		(*added)++;
+		n->added++;
 	}
 	return 0;
 }
 
+/* Exit 1 when an entry was refused: the keys that pass are imported all the same. */
 static int
 cmd_import_env(struct ctx *c, int argc, char **argv)
 {
 	const char *slug = opt(argc, argv, "--workspace");
-	unsigned added = 0, skipped = 0;
+	struct import_counts n = { 0, 0, 0 };
 	struct kr_workspace ws;
 
 	if (slug == NULL)
@@ -478,12 +481,12 @@ cmd_import_env(struct ctx *c, int argc, char **argv)
 		return 1;
 	for (unsigned i = 0; i < KR_PROV__MAX; i++) {
 		const struct kr_provider *p = kr_provider_get(i);
-		if (p->env_var != NULL && import_provider(c, &ws, p, &added, &skipped) != 0)
+		if (p->env_var != NULL && import_provider(c, &ws, p, &n) != 0)
 			return 1;
 	}
-	fprintf(stderr, "imported %u key(s) into %s; %u already there or skipped\n", added,
-	    slug, skipped);
-	return 0;
+	fprintf(stderr, "imported %u key(s) into %s; %u already there; %u refused\n", n.added,
+	    slug, n.present, n.refused);
+	return n.refused > 0;
 }
 
 /* Which keys the next attempt of a job would try, in order (read fresh, like the runner). */

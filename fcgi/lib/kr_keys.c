@@ -92,6 +92,30 @@ kr_key_format_error(const struct kr_provider *p, const char *secret, size_t len)
 	return NULL;
 }
 
+int
+kr_key_list_next(const char **list, const char **entry, size_t *len)
+{
+	const char *v = *list;
+
+	while (v != NULL && *v != '\0') {
+		size_t n = strcspn(v, ",\n");
+		const char *b = v, *e = v + n;
+		v = *e != '\0' ? e + 1 : e;
+		while (b < e && (*b == ' ' || *b == '\t' || *b == '\r'))
+			b++;
+		while (e > b && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+			e--;
+		if (b < e) {
+			*list = v;
+			*entry = b;
+			*len = (size_t)(e - b);
+			return 1;
+		}
+	}
+	*list = v;
+	return 0;
+}
+
 void
 kr_key_hint(const char *secret, size_t len, char out[KR_KEY_HINT_MAX])
 {

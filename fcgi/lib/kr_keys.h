@@ -56,6 +56,12 @@ enum kr_key_col {
  * subscription OAuth tokens).
  */
 const char	*kr_key_format_error(const struct kr_provider *p, const char *secret, size_t len);
+/*
+ * The next entry of a list of keys as an environment variable holds them (separated by
+ * commas or line breaks), trimmed of spaces, tabs and carriage returns; empty entries are
+ * passed over. 1 with *entry and *len set and *list moved past it; 0 at the end.
+ */
+int		 kr_key_list_next(const char **list, const char **entry, size_t *len);
 /* The masked display form: "sk-ant-…AbCd" (first 7, ellipsis, last 4; short keys "…" + last 2). */
 void		 kr_key_hint(const char *secret, size_t len, char out[KR_KEY_HINT_MAX]);
 

@@ -79,21 +79,16 @@ describe(struct kr_candidate *k, const struct kr_config *cfg, const struct kr_se
 	return 0;
 }
 
-/* Number of non-empty entries of a comma-separated environment list. */
+/* Number of entries of p's environment list (kr_key_list_next). */
 static unsigned
 env_count(const struct kr_provider *p)
 {
-	const char *v = p->env_var != NULL ? getenv(p->env_var) : NULL;
+	const char *v = p->env_var != NULL ? getenv(p->env_var) : NULL, *b;
 	unsigned n = 0;
+	size_t len;
 
-	while (v != NULL && *v != '\0') {
-		size_t len = strcspn(v, ",");
-		const char *e = v + len;
-		while (v < e && *v == ' ')
-			v++;
-		n += v < e;
-		v = *e == ',' ? e + 1 : e;
-	}
+	while (kr_key_list_next(&v, &b, &len))
+		n++;
 	return n;
 }
 
@@ -195,28 +190,16 @@ kr_candidates_release(struct kr_candidates *c)
 	memset(c, 0, sizeof(*c));
 }
 
-/* Entry idx of the environment's comma-separated list for p, copied into a new string. */
+/* Entry idx of p's environment list (kr_key_list_next), copied into a new string. */
 static int
 env_secret(const struct kr_provider *p, unsigned idx, char **secret, size_t *len)
 {
-	const char *v = p->env_var != NULL ? getenv(p->env_var) : NULL;
+	const char *v = p->env_var != NULL ? getenv(p->env_var) : NULL, *b;
 	unsigned n = 0;
 
-	while (v != NULL && *v != '\0') {
-		size_t l = strcspn(v, ",");
-		const char *e = v + l, *b = v;
-		while (b < e && *b == ' ')
-			b++;
-		while (e > b && e[-1] == ' ')
-			e--;
-		if (b < e && n++ == idx) {
-			if ((*secret = strndup(b, (size_t)(e - b))) == NULL)
-				return -1;
-			*len = (size_t)(e - b);
-			return 0;
-		}
-		v += l + (v[l] == ',');
-	}
+	while (kr_key_list_next(&v, &b, len))
+		if (n++ == idx)
+			return (*secret = strndup(b, *len)) != NULL ? 0 : -1;
 	return -1;
 }
 

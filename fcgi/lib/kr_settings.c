@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kr_keys.h"
+
 #define N(a)	((unsigned)(sizeof(a) / sizeof((a)[0])))
 
 static const char sql_get[] =
@@ -115,9 +117,10 @@ kr_settings_put(struct kr_db *db, const char *ws_id, const struct kr_settings *s
 int
 kr_system_key_available(const struct kr_provider *p)
 {
-	const char *v = p->env_var != NULL ? getenv(p->env_var) : NULL;
+	const char *v = p->env_var != NULL ? getenv(p->env_var) : NULL, *b;
+	size_t len;
 
-	return v != NULL && v[strspn(v, " ,")] != '\0';
+	return kr_key_list_next(&v, &b, &len);
 }
 
 int

@@ -67,7 +67,6 @@ static const char sql_dk_rewrap[] =
     "UPDATE workspace_keys SET master_key_id = ?, wrapped = ?, "
     "rewrapped_at = CURRENT_TIMESTAMP(3) "
     "WHERE workspace_id = ? AND version = ? AND master_key_id = ? AND wrapped = ?";
-static const char sql_dk_delete[] = "DELETE FROM workspace_keys WHERE workspace_id = ?";
 
 /* Whether the loaded keys passed kr_vault_verify in this process (under verify_lock). */
 static pthread_mutex_t verify_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -563,27 +562,6 @@ kr_vault_open(struct kr_db *db, const char *workspace_id, const char *purpose,
 	return rc;
 }
 
-enum kr_vault_err
-kr_vault_new_data_key(struct kr_db *db, const char *workspace_id, uint32_t *version)
-{
-	unsigned char dk[KR_KEY_LEN];
-	enum kr_vault_err rc;
-	uint32_t cur;
-
-	*version = 0;
-	if (!valid_name(workspace_id))
-		return KR_VAULT_ERROR;
-	rc = dk_current(db, workspace_id, 0, &cur, dk);
-	if (rc == KR_VAULT_NOKEY && cur == 0)
-		rc = KR_VAULT_OK;	/* no data key yet: this makes version 1 */
-	if (rc == KR_VAULT_OK && cur == UINT32_MAX)
-		rc = KR_VAULT_ERROR;
-	if (rc == KR_VAULT_OK && (rc = dk_create(db, workspace_id, cur + 1, dk)) == KR_VAULT_OK)
-		*version = cur + 1;
-	kr_wipe(dk, sizeof(dk));
-	return rc;
-}
-
 /* HKDF-SHA256 (RFC 5869) of ikm without salt, through EVP_KDF "HKDF". */
 static enum kr_vault_err
 hkdf_sha256(const unsigned char *ikm, size_t ikmlen, const char *info,
@@ -814,7 +792,7 @@ kr_vault_rekey_counted(struct kr_db *db,
     void (*progress)(unsigned long done, unsigned long total, void *), void *arg,
     struct kr_vault_rekey_counts *counts)
 {
-	struct kr_vault_rekey_counts c = { 0, 0, 0 };
+	struct kr_vault_rekey_counts c = { 0, 0, 0, 0 };
 	const struct kr_master_key *mk = kr_master_active();
 	char last_ws[KR_VAULT_NAME_MAX + 1] = "", msg[512];
 	struct kr_db_res res;
@@ -863,28 +841,14 @@ kr_vault_rekey_counted(struct kr_db *db,
 		last_ver = kr_db_cell_int(&res, res.nrows - 1, 1, 0);
 		rc = KR_VAULT_DB;
 	}
+	kr_db_res_free(&res);
+	if (kr_db_exec(db, sql_dk_count_old, p, 1, &res, NULL) != KR_DB_OK)
+		goto out;
+	c.left = (unsigned long)kr_db_cell_int(&res, 0, 0, 0);
 	rc = KR_VAULT_OK;
 out:
 	kr_db_res_free(&res);
 	if (counts != NULL)
 		*counts = c;
 	return rc;
-}
-
-enum kr_vault_err
-kr_vault_rekey(struct kr_db *db,
-    void (*progress)(unsigned long done, unsigned long total, void *), void *arg)
-{
-	return kr_vault_rekey_counted(db, progress, arg, NULL);
-}
-
-enum kr_vault_err
-kr_vault_shred(struct kr_db *db, const char *workspace_id)
-{
-	struct kr_dbp p[1] = { KR_P_STR(workspace_id) };
-
-	if (!valid_name(workspace_id))
-		return KR_VAULT_ERROR;
-	return kr_db_exec(db, sql_dk_delete, p, 1, NULL, NULL) == KR_DB_OK ? KR_VAULT_OK :
-	    KR_VAULT_DB;
 }

@@ -99,40 +99,27 @@ enum kr_vault_err	kr_vault_fingerprint(struct kr_db *db, const char *workspace_i
 /*
  * Rewrap every data key not yet under the active master key (needs the old one loaded
  * too), one row per short transaction, so an interrupted run resumes where it stopped.
- * progress(done, total, arg) is called after each row (may be NULL).
- */
-enum kr_vault_err	kr_vault_rekey(struct kr_db *db,
-			    void (*progress)(unsigned long done, unsigned long total, void *),
-			    void *arg);
-
-/*
- * kr_vault_rekey, also reporting what it did: total is the number of rows under another
- * master key when the run started, rewrapped the rows this run rewrapped, skipped the rows it
- * read but another process changed first (the UPDATE is fenced on the old master id and
- * wrapped key). With two runs at once, rows the other one finished before this one read them
- * are in neither count, so rewrapped + skipped may end below total. counts may be NULL
- * (it is filled on error too). Errors are logged with the workspace id, version and master
- * id. Before rewrapping, each loaded key is checked as kr_vault_verify does.
+ * Before rewrapping, each loaded key is checked as kr_vault_verify does. progress(done,
+ * total, arg) is called after each row (may be NULL). Errors are logged with the workspace
+ * id, version and master id.
+ *
+ * What it did goes to *counts (may be NULL; filled on error too): total, the rows under
+ * another master key when the run started; rewrapped, the rows this run rewrapped; skipped,
+ * the rows it read but another process changed first (the UPDATE is fenced on the old
+ * master id and wrapped key). With two runs at once, rows the other one finished before
+ * this one read them are in neither count, so rewrapped + skipped may end below total.
+ * left: the rows still under another master key after the run (made meanwhile by a
+ * process whose active key is still an old one: the run does not go back for them).
  */
 struct kr_vault_rekey_counts {
 	unsigned long	total;
 	unsigned long	rewrapped;
 	unsigned long	skipped;
+	unsigned long	left;
 };
 enum kr_vault_err	kr_vault_rekey_counted(struct kr_db *db,
 			    void (*progress)(unsigned long done, unsigned long total, void *),
 			    void *arg, struct kr_vault_rekey_counts *counts);
-
-/*
- * Add a data key version (the highest so far + 1, or 1) for the workspace: new fields are
- * sealed under it, older fields still open with theirs. When another process adds the same
- * version at the same time, its key is used. *version gets the new current version.
- */
-enum kr_vault_err	kr_vault_new_data_key(struct kr_db *db, const char *workspace_id,
-			    uint32_t *version);
-
-/* Destroy the workspace's data keys (crypto-shredding; the caller deletes the rest). */
-enum kr_vault_err	kr_vault_shred(struct kr_db *db, const char *workspace_id);
 
 /* ---- for tests and internal use -------------------------------------------------------- */
 

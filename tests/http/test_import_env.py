@@ -2,8 +2,10 @@
 """`keyrelay-admin import-env --workspace S` (issue 3, item 7): ANTHROPIC_API_KEY,
 OPENAI_API_KEY, GEMINI_API_KEY, ZAI_API_KEY and MOONSHOT_API_KEY (comma-separated lists
 allowed) move into the workspace's vault: listed masked, named "Imported from <VARIABLE>",
-usable (the stub provider receives exactly the trimmed key); a second run adds nothing; a bad
-entry is reported (without echoing it) and skipped; no secret in the output or the logs.
+usable (the stub provider receives exactly the trimmed key); entries separated by commas or
+line breaks and trimmed of spaces, tabs and carriage returns, as the API trims; a second run
+adds nothing; a bad entry is reported (without echoing it) and refused, and the run then exits
+1 with the good ones imported; no secret in the output or the logs.
 
 Runs against the shared stack ($KEYRELAY_TEST_STACK) and its stub provider; own workspaces.
 """
@@ -93,26 +95,28 @@ def body(t):
         # spaces around entries, the key added through the API, an OAuth token (refused)
         "ANTHROPIC_API_KEY": " %s , %s,%s,%s" % (good["a1"][1], good["a2"][1], pre, bad_oauth),
         "OPENAI_API_KEY": good["o1"][1] + ",",
+        # line breaks (CRLF too) and a tab, as a pasted list has them
         "GEMINI_API_KEY": good["g1"][1],
-        "ZAI_API_KEY": "%s,%s" % (good["z1"][1], bad_zai),
-        "MOONSHOT_API_KEY": good["m1"][1],
+        "ZAI_API_KEY": "%s\n%s\n" % (good["z1"][1], bad_zai),
+        "MOONSHOT_API_KEY": "\t%s\r\n" % good["m1"][1],
     }
     all_secrets = [v for _, v in good.values()] + [pre, bad_oauth, bad_zai]
     outputs = []
 
-    with t("import-env: exit 0, reports 6 imported and 3 skipped"):
+    with t("import-env: exit 1 (entries refused), reports 6 imported, 1 already there and 2 "
+           "refused"):
         r = import_env(s, ws, env)
         outputs.append(r.stdout + r.stderr)
-        eq(r.returncode, 0, "exit status (output: %s%s)" % (r.stdout, r.stderr))
-        true("imported 6 key(s) into %s" % ws in r.stderr,
-             "no 'imported 6 key(s) into %s' in %r" % (ws, r.stderr))
-        true("3 already there or skipped" in r.stderr, "skip count in %r" % r.stderr)
+        eq(r.returncode, 1, "exit status (output: %s%s)" % (r.stdout, r.stderr))
+        true("imported 6 key(s) into %s; 1 already there; 2 refused" % ws in r.stderr,
+             "no 'imported 6 key(s) into %s; 1 already there; 2 refused' in %r"
+             % (ws, r.stderr))
 
-    with t("import-env: the bad entries are reported by variable and position and skipped"):
+    with t("import-env: the bad entries are reported by variable and position and refused"):
         err = outputs[0]
-        true("ANTHROPIC_API_KEY entry 4 skipped" in err, "anthropic entry 4 not reported: %r"
+        true("ANTHROPIC_API_KEY entry 4 refused" in err, "anthropic entry 4 not reported: %r"
              % err)
-        true("ZAI_API_KEY entry 2 skipped" in err, "zai entry 2 not reported: %r" % err)
+        true("ZAI_API_KEY entry 2 refused" in err, "zai entry 2 not reported: %r" % err)
 
     with t("import-env: the output never shows a key"):
         leaked = [x[:10] + "..." for x in all_secrets if x in "\n".join(outputs)]
@@ -158,11 +162,11 @@ def body(t):
             true(stub_key_count(stub, sec) >= 1, "%s: the stub never received the exact key"
                  % label)
 
-    with t("import-env: a second run adds nothing (exit 0, 'imported 0')"):
+    with t("import-env: a second run adds nothing ('imported 0'; exit 1 for the refused ones)"):
         _, before = keys_of(admin, ws)
         r = import_env(s, ws, env)
         outputs.append(r.stdout + r.stderr)
-        eq(r.returncode, 0, "exit status (output: %s%s)" % (r.stdout, r.stderr))
+        eq(r.returncode, 1, "exit status (output: %s%s)" % (r.stdout, r.stderr))
         true("imported 0 key(s)" in r.stderr, "no 'imported 0 key(s)' in %r" % r.stderr)
         _, after = keys_of(admin, ws)
         eq(sorted(k["id"] for k in after), sorted(k["id"] for k in before), "key ids")
@@ -172,9 +176,12 @@ def body(t):
         all_secrets.append(a3)
         env2 = dict(env)
         env2["ANTHROPIC_API_KEY"] = env["ANTHROPIC_API_KEY"] + "," + a3
+        env2["ZAI_API_KEY"] = good["z1"][1]
+        env2["ANTHROPIC_API_KEY"] = env2["ANTHROPIC_API_KEY"].replace("," + bad_oauth, "")
         r = import_env(s, ws, env2)
         outputs.append(r.stdout + r.stderr)
-        eq(r.returncode, 0, "exit status (output: %s%s)" % (r.stdout, r.stderr))
+        eq(r.returncode, 0, "exit status, nothing refused (output: %s%s)"
+           % (r.stdout, r.stderr))
         true("imported 1 key(s)" in r.stderr, "no 'imported 1 key(s)' in %r" % r.stderr)
         _, lst = keys_of(admin, ws)
         eq(len(lst), 8, "number of keys")

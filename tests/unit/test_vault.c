@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "kr_crypto.h"
+#include "kr_keys.h"
 #include "kr_test.h"
 #include "kr_vault.h"
 
@@ -499,6 +500,39 @@ test_wrap(void)
 	CHECK(kr_vault_wrap_raw(mk, "k1", "ws-9", 0, key, w) == KR_VAULT_ERROR);
 }
 
+/* Environment lists of keys: commas or line breaks, trimmed, empty entries passed over. */
+static void
+test_key_list(void)
+{
+	static const struct {
+		const char	*list;
+		const char	*want;	/* the entries joined by '|' */
+	} cases[] = {
+		{ "a", "a" },
+		{ " a , b,c ", "a|b|c" },
+		{ "a,\nb\r\n\tc\t", "a|b|c" },
+		{ ",, ,\n\n", "" },
+		{ "", "" },
+		{ "a b,", "a b" },
+	};
+	char got[64];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *v = cases[i].list, *e;
+		size_t len;
+		got[0] = '\0';
+		while (kr_key_list_next(&v, &e, &len))
+			snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%.*s",
+			    got[0] != '\0' ? "|" : "", (int)len, e);
+		CHECK_STR(got, cases[i].want);
+	}
+	{
+		const char *v = NULL, *e;
+		size_t len;
+		CHECK(kr_key_list_next(&v, &e, &len) == 0);	/* an unset variable */
+	}
+}
+
 int
 main(void)
 {
@@ -515,6 +549,7 @@ main(void)
 	test_field_known_answer();
 	test_field_tampering();
 	test_wrap();
+	test_key_list();
 	kr_vault_unload();
 	{
 		char cmd[128];
