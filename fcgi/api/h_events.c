@@ -61,8 +61,11 @@ resume_id(struct kr_req *req, struct kr_resp *resp, int *have, uint64_t *id)
 	size_t n;
 
 	*have = 0;
-	if (s == NULL || *s == '\0')
+	if (s == NULL || *s == '\0') {
 		s = req_query(req, "lastEventId", qbuf, sizeof(qbuf));
+		if (s == NULL && req_query_has(req, "lastEventId"))
+			s = "-";	/* too long or badly escaped: refused below */
+	}
 	if (s == NULL || *s == '\0')
 		return 0;
 	n = strlen(s);

@@ -223,10 +223,15 @@ test_url(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
 		resp_db_error(resp, rc);
 		return NULL;
 	}
-	if ((url = kr_provider_base_url(req->cfg, p, s->base_urls[p->id])) == NULL)
+	if ((url = kr_provider_base_url(req->cfg, p, s->base_urls[p->id])) != NULL)
+		return url;
+	if (s->base_urls[p->id][0] != '\0')
+		resp_error(resp, 422, "provider", "the base URL set for %s is no longer in the "
+		    "instance's base URL allowlist: set another in the provider settings", p->slug);
+	else
 		resp_error(resp, 422, "provider", "set a base URL for %s in the provider settings "
 		    "first", p->slug);
-	return url;
+	return NULL;
 }
 
 /* Check one key against the provider. */

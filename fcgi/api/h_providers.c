@@ -65,7 +65,7 @@ answer_settings(struct kr_req *req, struct kr_resp *resp)
 		return;
 	}
 	o = view_settings(&s);
-	eff = kr_settings_effective_primary(&s, &counts);
+	eff = kr_settings_effective_primary(req->cfg, &s, &counts);
 	kr_json_add_str(o, "effectivePrimary", eff != NULL ? eff->slug : NULL);
 	a = json_object_new_array();
 	for (unsigned i = 0; i < KR_PROV__MAX; i++)
@@ -179,9 +179,11 @@ static const char *
 check_model(const struct kr_req *req, const char *v)
 {
 	(void)req;
-	if (*v == '\0' || strpbrk(v, " \t\r\n/?#") != NULL)
-		return "a model id has no spaces, '/', '?' or '#'";
-	return NULL;
+	for (const unsigned char *c = (const unsigned char *)v; *c != '\0'; c++)
+		if (*c <= ' ' || *c >= 0x7f || strchr("/?#", *c) != NULL)
+			return "a model id is printable ASCII without spaces, '/', '?' or '#'";
+	return *v == '\0' ? "a model id is printable ASCII without spaces, '/', '?' or '#'" :
+	    NULL;
 }
 
 static const char *

@@ -48,7 +48,7 @@ kr_provider_base_url(const struct kr_config *cfg, const struct kr_provider *p,
     const char *workspace_url)
 {
 	if (workspace_url != NULL && *workspace_url != '\0')
-		return workspace_url;
+		return kr_base_url_allowed(cfg, workspace_url) ? workspace_url : NULL;
 	if (cfg->provider_base_url[p->id] != NULL)
 		return cfg->provider_base_url[p->id];
 	return p->default_base_url;

@@ -41,8 +41,10 @@ const struct kr_provider	*kr_provider_find(const char *slug);
 const char			*kr_protocol_name(enum kr_protocol p);
 
 /*
- * The base URL for calls to p: the workspace's own (for openai_compatible; may be NULL),
- * else the instance configuration, else the provider's default. NULL when there is none.
+ * The base URL for calls to p: the workspace's own (may be NULL), else the instance
+ * configuration, else the provider's default. NULL when there is none, or when the
+ * workspace's own is no longer allowed (kr_base_url_allowed: the allowlist changed since
+ * it was set); never the default instead, which would send its keys somewhere else.
  */
 const char	*kr_provider_base_url(const struct kr_config *cfg, const struct kr_provider *p,
 		    const char *workspace_url);

@@ -22,14 +22,16 @@ enum { U_ID, U_PROVIDER, U_COOLING, U_COOLDOWN, U_CLEAN, U_STALE, U_FINGERPRINT 
 
 /* The providers to try, in order, without repeats. Returns how many. */
 static unsigned
-provider_order(const struct kr_settings *s, const struct kr_key_counts *counts,
-    const struct kr_provider *requested, const struct kr_provider *out[KR_PROV__MAX])
+provider_order(const struct kr_config *cfg, const struct kr_settings *s,
+    const struct kr_key_counts *counts, const struct kr_provider *requested,
+    const struct kr_provider *out[KR_PROV__MAX])
 {
 	const struct kr_provider *first = requested;
 	unsigned n = 0;
 
 	if (first == NULL)
-		first = s->primary != NULL ? s->primary : kr_settings_effective_primary(s, counts);
+		first = s->primary != NULL ? s->primary : kr_settings_effective_primary(cfg, s,
+		    counts);
 	if (first != NULL)
 		out[n++] = first;
 	for (unsigned i = 0; i < s->nchain; i++) {
@@ -173,7 +175,7 @@ kr_select_candidates(struct kr_db *db, const struct kr_config *cfg, const char *
 		if (pv != NULL)
 			counts.total[pv->id]++, counts.usable[pv->id]++;
 	}
-	norder = provider_order(&s, &counts, requested, order);
+	norder = provider_order(cfg, &s, &counts, requested, order);
 	if (add_candidates(out, &cap, cfg, &s, order, norder, &keys) != 0)
 		rc = KR_DB_ERROR;
 	earliest_cooldown(&keys, order, norder, out->earliest_cooldown);

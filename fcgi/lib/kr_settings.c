@@ -124,23 +124,30 @@ kr_system_key_available(const struct kr_provider *p)
 }
 
 int
-kr_provider_usable(const struct kr_settings *s, const struct kr_key_counts *c,
-    const struct kr_provider *p)
+kr_provider_usable(const struct kr_config *cfg, const struct kr_settings *s,
+    const struct kr_key_counts *c, const struct kr_provider *p)
 {
-	return c->usable[p->id] > 0 || (s->allow_system_keys && kr_system_key_available(p));
+	if (kr_settings_model(s, p) == NULL)
+		return 0;
+	/* The workspace's keys go to its base URL, system keys only to the instance's. */
+	return (c->usable[p->id] > 0 &&
+	    kr_provider_base_url(cfg, p, s->base_urls[p->id]) != NULL) ||
+	    (s->allow_system_keys && kr_system_key_available(p) &&
+	    kr_provider_base_url(cfg, p, NULL) != NULL);
 }
 
 const struct kr_provider *
-kr_settings_effective_primary(const struct kr_settings *s, const struct kr_key_counts *c)
+kr_settings_effective_primary(const struct kr_config *cfg, const struct kr_settings *s,
+    const struct kr_key_counts *c)
 {
-	if (s->primary != NULL && kr_provider_usable(s, c, s->primary))
+	if (s->primary != NULL && kr_provider_usable(cfg, s, c, s->primary))
 		return s->primary;
 	for (unsigned i = 0; i < s->nchain; i++)
-		if (kr_provider_usable(s, c, s->chain[i]))
+		if (kr_provider_usable(cfg, s, c, s->chain[i]))
 			return s->chain[i];
 	if (s->primary == NULL)
 		for (unsigned i = 0; i < KR_PROV__MAX; i++)
-			if (kr_provider_usable(s, c, kr_provider_get(i)))
+			if (kr_provider_usable(cfg, s, c, kr_provider_get(i)))
 				return kr_provider_get(i);
 	return NULL;
 }

@@ -34,17 +34,21 @@ enum kr_db_err	kr_settings_put(struct kr_db *db, const char *ws_id, const struct
 
 /* 1 when the instance environment holds a key for p (p->env_var set and not empty). */
 int		kr_system_key_available(const struct kr_provider *p);
-/* 1 when p can be used now: a usable stored key, or a system key when allowed. */
-int		kr_provider_usable(const struct kr_settings *s, const struct kr_key_counts *c,
-		    const struct kr_provider *p);
+/*
+ * 1 when p can be called now: it has a model, and a usable stored key with a base URL for
+ * it, or (when allowed) a system key with the instance's base URL.
+ */
+int		kr_provider_usable(const struct kr_config *cfg, const struct kr_settings *s,
+		    const struct kr_key_counts *c, const struct kr_provider *p);
 /*
  * The provider jobs use when none is requested: the primary when usable, else the first
  * usable provider of the chain, else (no primary chosen) the first usable provider of the
  * registry; NULL when nothing is usable. Deleting or disabling the primary's last key thus
- * never leaves the workspace pointing at a provider without keys.
+ * never leaves the workspace pointing at a provider without keys, nor does a provider
+ * without a model or base URL (openai_compatible before both are set) count as usable.
  */
-const struct kr_provider *kr_settings_effective_primary(const struct kr_settings *s,
-		    const struct kr_key_counts *c);
+const struct kr_provider *kr_settings_effective_primary(const struct kr_config *cfg,
+		    const struct kr_settings *s, const struct kr_key_counts *c);
 /* The model for p: the workspace's choice or the provider's default (may be NULL). */
 const char	*kr_settings_model(const struct kr_settings *s, const struct kr_provider *p);
 

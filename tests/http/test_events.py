@@ -278,6 +278,15 @@ def shared_checks(t, s):
                                            headers={"Last-Event-ID": "12abc"})
         expect_error(r, 422, "validation_failed", field="lastEventId")
 
+    for what, raw in (("too long to read", "9" * 30), ("badly escaped", "%zz"),
+                      ("not a number", "12abc")):
+        with t("a ?lastEventId= %s: 422 field lastEventId (not a stream from now, which "
+               "would hide what was missed)" % what):
+            # a stream would never end: the read times out and fails the check
+            r = Client(base, bearer=tok_a, timeout=10).get(
+                "/api/workspaces/%s/events?lastEventId=%s" % (ws_a, raw))
+            expect_error(r, 422, "validation_failed", field="lastEventId")
+
     with t("the API socket refuses the events route: 400 (streams are the events socket's)"):
         out = fcgi_get(s.p("api.sock"), {
             "REQUEST_METHOD": "GET", "REQUEST_URI": "/api/workspaces/%s/events" % ws_a,

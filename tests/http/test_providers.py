@@ -253,6 +253,10 @@ def body(t):
         ({"models": {"nope": "x"}}, ("models", "models.nope"), "models for an unknown provider"),
         ({"models": {"openai": 4}}, ("models", "models.openai"), "a model that is a number"),
         ({"models": {"openai": ""}}, ("models", "models.openai"), "an empty model"),
+        ({"models": {"openai": "gpt\u0001x"}}, ("models", "models.openai"),
+         "a model with a control character"),
+        ({"models": {"openai": "gpt-\u00e9"}}, ("models", "models.openai"),
+         "a model that is not ASCII"),
         ({"allowSystemKeys": "true"}, ("allowSystemKeys",), "allowSystemKeys a string"),
         ({"allowSystemKeys": 1}, ("allowSystemKeys",), "allowSystemKeys a number"),
         ({"baseUrls": ["x"]}, ("baseUrls",), "baseUrls a list"),
@@ -346,6 +350,21 @@ def body(t):
         paths = [q["path"] for q in stub.requests()
                  if (q.get("headers") or {}).get("authorization") == "Bearer " + k]
         true(paths and paths[-1].startswith("/compat/v1/"), "last path %r" % paths[-1:])
+
+    with t("a base URL stored before the allowlist lost its origin is not used: key test 422 "
+           "saying so, nothing sent"):
+        ws_a_id = s.sql("SELECT id FROM workspaces WHERE slug = ?", ws_a)[0][0]
+        put(wadm, ws_a, {"baseUrls": {"openai_compatible": stub_origin + "/openai/v1"}})
+        n = len(stub.requests())
+        # what an allowlist change leaves behind: a stored URL no longer allowlisted
+        s.sql("UPDATE provider_settings SET base_urls = JSON_OBJECT('openai_compatible', ?) "
+              "WHERE workspace_id = ?", "http://127.0.0.2:%d/openai/v1" % port, ws_a_id)
+        err = expect_error(wadm.post("%s/%s/test" % (K(ws_a), kid), json={}), 422,
+                           "validation_failed")
+        true("no longer in the instance's base URL allowlist" in err.get("message", ""),
+             "message %r" % err.get("message"))
+        eq(len(stub.requests()), n, "requests at the stub")
+        put(wadm, ws_a, {"baseUrls": {"openai_compatible": None}})
 
     # -- effectivePrimary ------------------------------------------------------------------------
     ws_e = create_workspace(adm)["slug"]
@@ -445,6 +464,18 @@ def body(t):
         true(ep is None or prov_entry(doc, ep)["usableKeyCount"] > 0,
              "effectivePrimary %r has no usable key" % ep)
 
+    with t("a primary that cannot be called (openai_compatible without a model) is not the "
+           "effective primary; with its model set, it is"):
+        ws_m = create_workspace(adm)["slug"]
+        add_key(adm, ws_m, "openai_compatible")
+        add_key(adm, ws_m, "openai")
+        doc = put(adm, ws_m, {"primary": "openai_compatible", "fallbackChain": ["openai"],
+                              "allowSystemKeys": False}).json
+        eq((doc["effectivePrimary"], doc["models"].get("openai_compatible")), ("openai", None),
+           "effectivePrimary, model")
+        doc = put(adm, ws_m, {"models": {"openai_compatible": "local-model"}}).json
+        eq(doc["effectivePrimary"], "openai_compatible", "effectivePrimary with a model")
+
     # -- system keys: a private stack with GEMINI_API_KEY -----------------------------------------
     tmp = tempfile.mkdtemp(prefix="krprov-", dir="/tmp")
     p = None
@@ -537,8 +568,8 @@ def body(t):
         r = wadm.get("/api/workspaces/%s/audit?limit=200" % ws_a)
         n = sum(1 for e in r.json["entries"] if e.get("action") == "settings.changed")
         # full PUT, allowSystemKeys x2, models, chain x2, colour, all null, 6 at once and
-        # their undoing, token, baseUrls x2 = 18
-        eq(n, 18, "settings.changed entries")
+        # their undoing, token, baseUrls x2, baseUrls x2 around the allowlist check = 20
+        eq(n, 20, "settings.changed entries")
 
     with t("no provider key in the audit trail"):
         for ws in (ws_a, ws_e):
