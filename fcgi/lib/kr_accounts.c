@@ -447,3 +447,28 @@ kr_login_clear(struct kr_db *db, const char *key)
 {
 	return key_exec(db, sql_failures_clear, key);
 }
+
+/* Both walk an index (012). */
+static const char sql_prune_sessions[] =
+    "DELETE FROM sessions WHERE expires_at < NOW(3) LIMIT ?";
+static const char sql_prune_failures[] =
+    "DELETE FROM login_failures WHERE window_start < NOW(3) - INTERVAL ? SECOND LIMIT ?";
+
+enum kr_db_err
+kr_accounts_prune(struct kr_db *db, unsigned window_seconds, unsigned max, uint64_t *deleted)
+{
+	struct kr_dbp p[2] = { KR_P_INT(max) };
+	uint64_t n = 0;
+	enum kr_db_err rc;
+
+	*deleted = 0;
+	if ((rc = kr_db_exec(db, sql_prune_sessions, p, 1, NULL, &n)) != KR_DB_OK)
+		return rc;
+	*deleted = n;
+	p[0] = KR_P_INT(window_seconds);
+	p[1] = KR_P_INT(max);
+	n = 0;
+	rc = kr_db_exec(db, sql_prune_failures, p, 2, NULL, &n);
+	*deleted += n;
+	return rc;
+}

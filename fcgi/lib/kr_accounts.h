@@ -133,4 +133,12 @@ enum kr_db_err	kr_login_reserve(struct kr_db *db, struct kr_login_try *t);
 enum kr_db_err	kr_login_release(struct kr_db *db, const char *key);
 enum kr_db_err	kr_login_clear(struct kr_db *db, const char *key);
 
+/*
+ * Delete up to max expired sessions and up to max login counters whose window closed more
+ * than window_seconds ago (a counter past its window counts from one again anyway);
+ * *deleted gets how many rows went.
+ */
+enum kr_db_err	kr_accounts_prune(struct kr_db *db, unsigned window_seconds, unsigned max,
+		    uint64_t *deleted);
+
 #endif

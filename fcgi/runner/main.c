@@ -25,6 +25,7 @@
 #include <curl/curl.h>
 #include <mysql.h>
 
+#include "kr_accounts.h"
 #include "kr_config.h"
 #include "kr_db.h"
 #include "kr_events.h"
@@ -302,6 +303,13 @@ housekeeping(struct runner *r, struct timers *t, int64_t now)
 		    &pruned) == KR_DB_OK && pruned > 0) {
 			kr_info("pruned %llu old event(s)", (unsigned long long)pruned);
 			if (pruned >= PRUNE_MAX)	/* more to do: again in a second */
+				t->prune = now - PRUNE_MS + 1000;
+		}
+		if (kr_accounts_prune(r->db, r->cfg->auth_login_window_seconds, PRUNE_MAX,
+		    &pruned) == KR_DB_OK && pruned > 0) {
+			kr_info("deleted %llu expired session(s) and login counter(s)",
+			    (unsigned long long)pruned);
+			if (pruned >= PRUNE_MAX)
 				t->prune = now - PRUNE_MS + 1000;
 		}
 	}

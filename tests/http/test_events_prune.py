@@ -13,6 +13,8 @@ When the runner starts, A keeps exactly its two new events, B has none left and 
 new one; the runner's log counts every pruned event. Ids go on from where they were: B's
 next event takes the id after its last pruned one, so a stream resuming from an old id is
 told to resync rather than handed a reused id.
+The same pass deletes expired sessions and login counters whose window closed (migration
+012): two expired sessions and an old counter go, a live session and a fresh counter stay.
 
 KEYRELAY_TEST_KEEP=1 keeps the stack's directory. Stand-alone: needs KEYRELAY_BIN_DIR.
 """
@@ -61,6 +63,15 @@ def body(t):
             new_a = seqs(s, a)[len(old_a):]
             new_c = seqs(s, c)[len(old_c) + BACKLOG:]
             eq((len(new_a), new_c), (2, [int(last_c) + BACKLOG + 1]), "A's and C's new events")
+            (uid,), = s.sql("SELECT id FROM users LIMIT 1")
+            gone = ["%064x" % (0xdead0 + i) for i in range(2)]
+            for h in gone:
+                s.sql("INSERT INTO sessions (id_hash, user_id, expires_at, ip) VALUES "
+                      "(?, ?, NOW(3) - INTERVAL 1 DAY, '192.0.2.1')", h, uid)
+            live = int(s.sql("SELECT COUNT(*) FROM sessions WHERE expires_at > NOW(3)")[0][0])
+            s.sql("INSERT INTO login_failures (key_hash, failures, window_start) VALUES "
+                  "(?, 3, NOW(3) - INTERVAL 2 DAY), (?, 1, NOW(3))", "%064x" % 0xbad1,
+                  "%064x" % 0xbad2)
             log = s.p("logs", "runner.log")
             before = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
 
@@ -75,6 +86,20 @@ def body(t):
             eq(sum(counts), len(old_a) + len(old_b) + len(old_c) + BACKLOG,
                "events pruned, by the log: %r" % counts)
             true(len(counts) >= 2, "one pass pruned all %d: %r" % (sum(counts), counts))
+        with t("the same pass deleted the expired sessions and the old login counter; the "
+               "live sessions and the fresh counter stay"):
+            def rows():
+                return (int(s.sql("SELECT COUNT(*) FROM sessions WHERE id_hash IN (?, ?)",
+                                  *gone)[0][0]),
+                        int(s.sql("SELECT COUNT(*) FROM sessions WHERE expires_at > NOW(3)"
+                                  )[0][0]) >= live,
+                        sorted(r[0] for r in s.sql(
+                            "SELECT key_hash FROM login_failures WHERE key_hash IN (?, ?)",
+                            "%064x" % 0xbad1, "%064x" % 0xbad2)))
+            eq(wait_for("the expired rows to go", lambda: rows()[0] == 0 and rows(), 30),
+               (0, True, ["%064x" % 0xbad2]), "expired sessions left, live ones kept, counters")
+            true(re.search(r"deleted \d+ expired session", log.read_text(
+                encoding="utf-8", errors="replace")[len(before):]), "no deletion in the log")
         with t("B's next event takes the id after its last pruned one"):
             settings_changes(b, 1)
             eq(seqs(s, b), [old_b[-1] + 1], "B's events")
