@@ -1,4 +1,5 @@
 /* POST /api/auth/login, POST /api/auth/logout, GET /api/auth/me. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -102,6 +103,27 @@ login_failed(struct kr_req *req, struct kr_resp *resp, const struct kr_user *u,
  * e-mail is counted under the text sent and costs a hash as well, so that it is answered and
  * throttled like a wrong password. A database error after reserve leaves the attempt counted.
  */
+/*
+ * The throttling key of a client address: "a:" and the address, except that an IPv6
+ * client is counted by its /64, which one host usually holds whole (so a new address per
+ * guess would otherwise never meet the limit). IPv4 inside IPv6 counts as IPv4.
+ */
+static void
+address_key(const char *addr, char *out, size_t outlen)
+{
+	struct in6_addr a6;
+	char text[INET6_ADDRSTRLEN];
+
+	if (addr == NULL || inet_pton(AF_INET6, addr, &a6) != 1 || IN6_IS_ADDR_V4MAPPED(&a6)) {
+		snprintf(out, outlen, "a:%s", addr != NULL ? addr : "");
+		return;
+	}
+	memset(a6.s6_addr + 8, 0, 8);
+	if (inet_ntop(AF_INET6, &a6, text, sizeof(text)) == NULL)
+		snprintf(text, sizeof(text), "?");
+	snprintf(out, outlen, "a:%s/64", text);
+}
+
 void
 h_auth_login(struct kr_req *req, struct kr_resp *resp)
 {
@@ -119,7 +141,7 @@ h_auth_login(struct kr_req *req, struct kr_resp *resp)
 		return;
 	is_email = kr_email_normalize(raw_email, email) == 0;
 	n = (size_t)snprintf(ekey, sizeof(ekey), "e:%s", is_email ? email : raw_email);
-	snprintf(akey, sizeof(akey), "a:%s", req->remote_addr ? req->remote_addr : "");
+	address_key(req->remote_addr, akey, sizeof(akey));
 	if (n >= sizeof(ekey)) {
 		resp_error(resp, 500, NULL, "internal error");	/* req_str bounds it */
 		return;

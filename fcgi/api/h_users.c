@@ -39,7 +39,8 @@ h_users_create(struct kr_req *req, struct kr_resp *resp)
 
 	if (req_str(req, resp, "email", 1, 1, KR_EMAIL_MAX, &raw_email) != 0 ||
 	    req_str(req, resp, "name", 1, 1, KR_NAME_MAX, &name) != 0 ||
-	    req_str(req, resp, "password", 1, 1, KR_PASSWORD_MAX, &pw) != 0 ||
+	    /* in characters here, bounded in bytes below (one message for both) */
+	    req_str(req, resp, "password", 1, 1, 4 * KR_PASSWORD_MAX, &pw) != 0 ||
 	    req_bool(req, resp, "isInstanceAdmin", 0, &is_admin) != 0)
 		return;
 	if (kr_email_normalize(raw_email, email) != 0) {

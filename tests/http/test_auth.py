@@ -9,7 +9,9 @@ then counts only their own attempts, and the other tests' logins from 127.0.0.1 
 import concurrent.futures
 import hashlib
 import http.client
+import json
 import os
+import re
 import secrets
 import sys
 import threading
@@ -18,8 +20,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import krstack  # noqa: E402
 from krclient import (Client, CheckError, add_member, admin_client, create_user,  # noqa: E402
-                      create_workspace, eq, expect, expect_error, parse_set_cookie, run, true,
-                      unique_email)
+                      create_workspace, eq, expect, expect_error, fcgi_request,
+                      parse_set_cookie, run, true, unique_email)
 
 # Defaults of the configuration (auth.login_max_failures, per e-mail, and
 # auth.login_max_failures_per_address, in the window).
@@ -54,6 +56,20 @@ def stored_failures(s, key):
     rows = s.sql("SELECT failures FROM login_failures WHERE key_hash = ?",
                  hashlib.sha256(key.encode("utf-8")).hexdigest())
     return int(rows[0][0]) if rows else 0
+
+
+def fcgi_login(s, addr, email, password):
+    """A login sent straight to keyrelay-fcgi with REMOTE_ADDR addr (nginx here listens on
+    IPv4 only): answers the HTTP status."""
+    body = json.dumps({"email": email, "password": password}).encode()
+    out = fcgi_request(s.p("api.sock"), {
+        "REQUEST_METHOD": "POST", "REQUEST_URI": "/api/auth/login",
+        "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
+        "HTTP_HOST": "localhost", "SERVER_PORT": "80", "REMOTE_ADDR": addr}, body)
+    m = re.match(r"Status: (\d{3})", out)
+    if not m:
+        raise CheckError("login from %s: no Status line in %r" % (addr, out[:200]))
+    return int(m.group(1))
 
 
 def until_429(client, attempts, what):
@@ -314,6 +330,19 @@ def body(t):
         c4 = FromClient(base, fresh_address())
         expect(200, c4.login(email, password), "right password from another address")
         secrets_seen.append(c4.session)
+
+    with t("IPv6 clients are counted by their /64: at the limit, another address of the "
+           "same /64 gets 429, one of another /64 does not"):
+        x, y = secrets.randbelow(0x10000), secrets.randbelow(0x10000)
+        net, next_net = "2001:db8:%x:%x" % (x, y), "2001:db8:%x:%x" % (x, (y + 1) % 0x10000)
+        s.sql("INSERT INTO login_failures (key_hash, failures, window_start) VALUES "
+              "(?, ?, NOW(3))", hashlib.sha256(("a:%s::/64" % net).encode()).hexdigest(),
+              MAX_PER_ADDRESS - 1)
+        junk = "zz-" + secrets.token_hex(4)
+        eq([fcgi_login(s, addr, junk, "bad") for addr in
+            ("%s::1" % net, "%s:1:2:3:4" % net, "%s::1" % next_net)],
+           [401, 429, 401], "the last failure allowed, then another address of the /64, "
+           "then an address of the next /64")
 
     with t("%d wrong passwords at once for one e-mail: %d x 401, the rest 429, and the "
            "counts kept equal the 401s" % (PARALLEL, MAX_FAILURES)):

@@ -24,7 +24,6 @@ import re
 import queue
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import krstack  # noqa: E402
 from krclient import (CheckError, Client, add_member, admin_client, create_user,  # noqa: E402
-                      create_workspace, eq, expect, expect_error, run, true)
+                      create_workspace, eq, expect, expect_error, fcgi_request, run, true)
 
 KRSTACK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib", "krstack.py")
 DELIVERY_S = 2.0        # an event reaches an open stream within this
@@ -215,38 +214,6 @@ def latest(s, wid):
 
 
 # ---------------------------------------------------------------------------------------------
-# A minimal FastCGI client, to ask the API socket directly.
-
-def fcgi_get(sock_path, params, timeout=10):
-    def record(rtype, content):
-        return struct.pack(">BBHHBx", 1, rtype, 1, len(content), 0) + content
-
-    def pair(k, v):
-        k, v = k.encode(), v.encode()
-        return bytes([len(k)]) + (bytes([len(v)]) if len(v) < 128 else
-                                  struct.pack(">I", len(v) | 0x80000000)) + k + v
-    body = b"".join(pair(k, v) for k, v in params.items())
-    out = b""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as so:
-        so.settimeout(timeout)
-        so.connect(str(sock_path))
-        so.sendall(record(1, struct.pack(">HB5x", 1, 0)) + record(4, body) + record(4, b"")
-                   + record(5, b""))
-        buf = b""
-        while True:
-            chunk = so.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        while len(buf) >= 8:
-            _, rtype, _, clen, plen = struct.unpack(">BBHHBx", buf[:8])
-            if rtype == 6:
-                out += buf[8:8 + clen]
-            buf = buf[8 + clen + plen:]
-    return out.decode("utf-8", "replace")
-
-
-# ---------------------------------------------------------------------------------------------
 
 def shared_checks(t, s):
     base = s.base_url
@@ -288,7 +255,7 @@ def shared_checks(t, s):
             expect_error(r, 422, "validation_failed", field="lastEventId")
 
     with t("the API socket refuses the events route: 400 (streams are the events socket's)"):
-        out = fcgi_get(s.p("api.sock"), {
+        out = fcgi_request(s.p("api.sock"), {
             "REQUEST_METHOD": "GET", "REQUEST_URI": "/api/workspaces/%s/events" % ws_a,
             "HTTP_AUTHORIZATION": "Bearer " + tok_a, "HTTP_HOST": "localhost",
             "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1"})

@@ -149,8 +149,13 @@ def body(t):
     with t("password of 1024 bytes: 201"):
         expect(201, try_password("d" * 1024))
 
-    with t("password of 1025 bytes: 422 field password"):
-        expect_error(try_password("e" * 1025), 422, "validation_failed", field="password")
+    with t("password of 1025 bytes, ASCII or not: 422 field password, the same message "
+           "(in bytes)"):
+        a = expect_error(try_password("e" * 1025), 422, "validation_failed", field="password")
+        b = expect_error(try_password("\u00e9" * 513), 422, "validation_failed",
+                         field="password")
+        eq((a.get("message"), b.get("message")), ("password must be 12 to 1024 bytes",) * 2,
+           "messages")
 
     with t("missing password: 422 field password"):
         expect_error(admin.post("/api/users", json={"email": unique_email("nopw"),

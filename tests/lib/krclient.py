@@ -26,6 +26,8 @@ import os
 import re
 import secrets
 import shutil
+import socket
+import struct
 import sys
 import tempfile
 import threading
@@ -406,6 +408,38 @@ def at_once(calls):
         return call()
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls)) as pool:
         return list(pool.map(go, calls))
+
+
+def fcgi_request(sock_path, params, body=b"", timeout=10):
+    """One request straight to a FastCGI socket (keyrelay-fcgi's api.sock), bypassing nginx,
+    with the CGI params given (REMOTE_ADDR, say, which nginx would set); answers the
+    response's stdout (headers and body) as text."""
+    def record(rtype, content):
+        return struct.pack(">BBHHBx", 1, rtype, 1, len(content), 0) + content
+
+    def pair(k, v):
+        k, v = k.encode(), v.encode()
+        return bytes([len(k)]) + (bytes([len(v)]) if len(v) < 128 else
+                                  struct.pack(">I", len(v) | 0x80000000)) + k + v
+    names = b"".join(pair(k, v) for k, v in params.items())
+    out = b""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as so:
+        so.settimeout(timeout)
+        so.connect(str(sock_path))
+        so.sendall(record(1, struct.pack(">HB5x", 1, 0)) + record(4, names) + record(4, b"")
+                   + (record(5, body) if body else b"") + record(5, b""))
+        buf = b""
+        while True:
+            chunk = so.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        while len(buf) >= 8:
+            _, rtype, _, clen, plen = struct.unpack(">BBHHBx", buf[:8])
+            if rtype == 6:
+                out += buf[8:8 + clen]
+            buf = buf[8 + clen + plen:]
+    return out.decode("utf-8", "replace")
 
 
 def wait_for(what, fn, timeout, interval=0.1):
