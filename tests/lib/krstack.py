@@ -622,8 +622,10 @@ class Stack:
 
     # ---- whole stack --------------------------------------------------------------------
 
-    def _up(self):
-        """Brings every part up; creates what the state says does not exist yet."""
+    def _up(self, on_admin=None):
+        """Brings every part up; creates what the state says does not exist yet.
+        on_admin(email, password) is called as soon as the first admin is made, before the
+        services start: a later failure must not lose the only copy of the password."""
         st = self.state
         for prog in PROGRAMS:
             if not os.access(self.bin_dir / prog, os.X_OK):
@@ -651,6 +653,8 @@ class Stack:
         created_login = None
         if not st["admin_created"]:
             created_login = self._create_admin()
+            if on_admin is not None:
+                on_admin(*created_login)
         if not st["workspace_created"]:
             self._admin_checked("create-workspace", "--slug", WORKSPACE, "--name", "Default",
                                 "--owner", st["admin_email"])
@@ -749,7 +753,7 @@ class Stack:
         status, body = 0, ""
         while time.monotonic() < deadline:
             status, body = _http_get(url)
-            if status == 200:
+            if status == 200 and self.running("nginx"):
                 return
             for name in ("fcgi", "runner", "nginx", "mariadb"):
                 if not self.running(name):
@@ -1128,6 +1132,10 @@ class Stack:
             if st["http_port"] is None or (st["mode"] == "test" and attempt > 0):
                 st["http_port"] = free_port()
             st["base_url"] = "http://127.0.0.1:%d" % st["http_port"]
+            if st["mode"] == "local" and not _port_free(st["http_port"]):
+                # Another program there would answer in nginx's place (even /healthz).
+                raise StackError("port %d is in use: stop what listens there or choose "
+                                 "another (KEYRELAY_HTTP_PORT)" % st["http_port"])
             self._render_nginx()
             self._save()
             argv = [_tool("nginx"), "-p", str(self.p("nginx")), "-e", str(self.p("logs", "nginx-error.log")),
@@ -1351,21 +1359,22 @@ def _cmd_local_up(args):
                  % s.state["http_port"])
         else:
             s.state["http_port"] = args.port
+    def show_login(email, password):
+        print("Created the first instance admin (the workspace `default` will be theirs).")
+        print("  login:    %s" % email)
+        if os.environ.get("KEYRELAY_ADMIN_PASSWORD"):
+            print("  password: (the one in KEYRELAY_ADMIN_PASSWORD)")
+        else:
+            print("  password: %s" % password)
+            print("  (shown this once and stored nowhere; lost it? `deploy/local.sh down`, "
+                  "remove var/ and `up` again)")
+        sys.stdout.flush()
     try:
-        login = s._up()
+        s._up(on_admin=show_login)
     except StackError as e:
         _log("up failed: %s" % e)
         _log("what is running stays running; `deploy/local.sh down` stops it")
         return 1
-    if login:
-        print("Created the first instance admin and the workspace `default`.")
-        print("  login:    %s" % login[0])
-        if os.environ.get("KEYRELAY_ADMIN_PASSWORD"):
-            print("  password: (the one in KEYRELAY_ADMIN_PASSWORD)")
-        else:
-            print("  password: %s" % login[1])
-            print("  (shown this once and stored nowhere; lost it? `deploy/local.sh down`, "
-                  "remove var/ and `up` again)")
     print("keyrelay is up: %s (data in %s)" % (s.base_url, s.dir))
     return 0
 
