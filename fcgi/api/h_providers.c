@@ -178,12 +178,13 @@ read_map(struct kr_req *req, struct kr_resp *resp, const char *name, char *table
 static const char *
 check_model(const struct kr_req *req, const char *v)
 {
+	const unsigned char *c = (const unsigned char *)v;
+
 	(void)req;
-	for (const unsigned char *c = (const unsigned char *)v; *c != '\0'; c++)
-		if (*c <= ' ' || *c >= 0x7f || strchr("/?#", *c) != NULL)
-			return "a model id is printable ASCII without spaces, '/', '?' or '#'";
-	return *v == '\0' ? "a model id is printable ASCII without spaces, '/', '?' or '#'" :
-	    NULL;
+	while (*c > ' ' && *c < 0x7f && strchr("/?#", *c) == NULL)
+		c++;
+	return *c != '\0' || *v == '\0' ?
+	    "a model id is printable ASCII without spaces, '/', '?' or '#'" : NULL;
 }
 
 static const char *

@@ -39,8 +39,7 @@ h_users_create(struct kr_req *req, struct kr_resp *resp)
 
 	if (req_str(req, resp, "email", 1, 1, KR_EMAIL_MAX, &raw_email) != 0 ||
 	    req_str(req, resp, "name", 1, 1, KR_NAME_MAX, &name) != 0 ||
-	    /* in characters here, bounded in bytes below (one message for both) */
-	    req_str(req, resp, "password", 1, 1, 4 * KR_PASSWORD_MAX, &pw) != 0 ||
+	    req_bytes(req, resp, "password", 1, KR_PASSWORD_MIN, KR_PASSWORD_MAX, &pw) != 0 ||
 	    req_bool(req, resp, "isInstanceAdmin", 0, &is_admin) != 0)
 		return;
 	if (kr_email_normalize(raw_email, email) != 0) {
@@ -48,11 +47,6 @@ h_users_create(struct kr_req *req, struct kr_resp *resp)
 		return;
 	}
 	pwlen = strlen(pw);
-	if (pwlen < KR_PASSWORD_MIN || pwlen > KR_PASSWORD_MAX) {
-		resp_error(resp, 422, "password", "password must be %d to %d bytes",
-		    KR_PASSWORD_MIN, KR_PASSWORD_MAX);
-		return;
-	}
 	if (kr_password_hash(pw, pwlen, hash, sizeof(hash)) != KR_CRYPTO_OK) {
 		resp_error(resp, 500, NULL, "internal error");
 		return;

@@ -358,6 +358,12 @@ static const char sql_failures_get[] = "SELECT failures FROM login_failures WHER
 static const char sql_failures_release[] =
     "UPDATE login_failures SET failures = failures - 1 WHERE key_hash = ? AND failures > 0";
 static const char sql_failures_clear[] = "DELETE FROM login_failures WHERE key_hash = ?";
+/* Both walk an index (012), oldest first (a bounded DELETE names its rows for the binlog). */
+static const char sql_prune_sessions[] =
+    "DELETE FROM sessions WHERE expires_at < NOW(3) ORDER BY expires_at LIMIT ?";
+static const char sql_prune_failures[] =
+    "DELETE FROM login_failures WHERE window_start < NOW(3) - INTERVAL ? SECOND "
+    "ORDER BY window_start LIMIT ?";
 
 /* Count one failure for key (see sql_failures_reserve); *count, unless NULL, gets the
  * count after it. The row stays locked until the transaction ends. */
@@ -447,12 +453,6 @@ kr_login_clear(struct kr_db *db, const char *key)
 {
 	return key_exec(db, sql_failures_clear, key);
 }
-
-/* Both walk an index (012). */
-static const char sql_prune_sessions[] =
-    "DELETE FROM sessions WHERE expires_at < NOW(3) LIMIT ?";
-static const char sql_prune_failures[] =
-    "DELETE FROM login_failures WHERE window_start < NOW(3) - INTERVAL ? SECOND LIMIT ?";
 
 enum kr_db_err
 kr_accounts_prune(struct kr_db *db, unsigned window_seconds, unsigned max, uint64_t *deleted)

@@ -467,7 +467,8 @@ tg_answer(const struct tg_msg *m, long status, struct tg_outcome *out)
 		    json_object_object_get_ex(prm, "retry_after", &v) &&
 		    json_object_is_type(v, json_type_int))
 			out->retry_after_s = (long)json_object_get_int64(v);
-		if (status == 400 && prm != NULL && json_object_object_get_ex(prm, "migrate_to_chat_id", &v) &&
+		if (status == 400 && prm != NULL &&
+		    json_object_object_get_ex(prm, "migrate_to_chat_id", &v) &&
 		    json_object_is_type(v, json_type_int))
 			snprintf(out->migrate_to, sizeof(out->migrate_to), "%" PRId64,
 			    json_object_get_int64(v));

@@ -56,7 +56,7 @@ static const char sql_succeed[] =
  */
 static const char sql_attempt_counted[] =
     "UPDATE jobs SET attempts = attempts + 1, provider = ?, model = ?, key_id = ?, "
-    "used_fallback = ?, error = ?, updated_at = NOW(3) "
+    "used_fallback = ?, error = ?, rescues = 0, updated_at = NOW(3) "
     "WHERE id = ? AND lease_token = ? AND status = 'running' AND attempts = ?";
 static const char sql_counted[] =
     "SELECT attempts FROM jobs WHERE id = ? AND lease_token = ? AND status = 'running'";

@@ -116,8 +116,9 @@ enum kr_db_err	kr_queue_extend(struct kr_db *db, const char *runner_id,
 		    const char *const *ids, size_t n, unsigned lease_seconds);
 /*
  * Requeue jobs whose lease expired (their runner died), or fail those whose attempts counter
- * reached maxAttempts already and those rescued KR_QUEUE_RESCUES_MAX times (a job whose call
- * stops every runner that makes it); *rescued gets the count of all.
+ * reached maxAttempts already and those lost KR_QUEUE_RESCUES_MAX times in a row (no attempt
+ * recorded in between: a job whose call stops every runner that makes it); *rescued gets
+ * the count of all.
  */
 #define KR_QUEUE_RESCUES_MAX	3
 enum kr_db_err	kr_queue_rescue(struct kr_db *db, unsigned max, unsigned *rescued);

@@ -75,8 +75,24 @@ kr_queue_extend(struct kr_db *db, const char *runner_id, const char *const *ids,
 	return rc;
 }
 
-#define TEXT_(x)	#x
-#define TEXT(x)		TEXT_(x)
+/*
+ * Why a job whose lease expired is failed rather than queued again, or NULL: its runner
+ * died after counting the last attempt and before failing it (another call would go past
+ * maxAttempts), or it was lost in KR_QUEUE_RESCUES_MAX runs in a row (its call stops
+ * runners: every job a dying runner held counts one, those it had not called yet too).
+ */
+_Static_assert(KR_QUEUE_RESCUES_MAX == 3, "rescue_verdict's message says 3");
+
+static const char *
+rescue_verdict(const struct kr_claimed *j, long long rescues)
+{
+	if (j->attempts >= j->max_attempts)
+		return "its runner stopped after the last attempt (maxAttempts)";
+	if (rescues + 1 >= KR_QUEUE_RESCUES_MAX)
+		return "its runner stopped answering in 3 runs in a row; not run again, so that it "
+		    "stops no more runners";
+	return NULL;
+}
 
 struct rescue_ctx {
 	unsigned	max, rescued;
@@ -106,13 +122,7 @@ rescue_body(struct kr_db *db, void *arg)
 		j.max_attempts = (unsigned)kr_db_cell_int(&rows, r, 6, 5);
 		snprintf(j.lease, sizeof(j.lease), "%s", kr_db_cell(&rows, r, 2));
 		c->rescued++;
-		/* Its runner died after counting the last attempt and before failing it
-		 * (another call would go past maxAttempts), or its call stops runners. */
-		why = j.attempts >= j.max_attempts ?
-		    "its runner stopped after the last attempt (maxAttempts)" :
-		    rescues + 1 >= KR_QUEUE_RESCUES_MAX ? "its runner stopped answering in "
-		    TEXT(KR_QUEUE_RESCUES_MAX) " runs; not run again, so that it stops no more "
-		    "runners" : NULL;
+		why = rescue_verdict(&j, rescues);
 		if (why != NULL) {
 			kr_info("job %s failed: %s", j.id, why);
 			if ((rc = kr_queue__fail_in_tx(db, &j, why)) == KR_DB_ABORT)

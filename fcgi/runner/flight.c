@@ -373,7 +373,8 @@ flight_next(struct runner *r, struct flight *f)
 	} else
 		flight_fail(r, f, f->job.attempts > 0 ? "no provider left to try after the "
 		    "failures above" : "no usable key: add a key for the primary provider or its "
-		    "fallback chain");
+		    "fallback chain (or the model or base URL it needs: see the provider "
+		    "settings)");
 	kr_candidates_release(&c);
 }
 

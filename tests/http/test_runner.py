@@ -1052,6 +1052,13 @@ def scenarios(t, s, admin):
         poison_in, lost_in = "poison " + token(), "lost " + token()
         poison = wto.task(poison_in, runAt=run_at)["id"]
         lost = wto.task(lost_in, runAt=run_at)["id"]
+        # and one lost twice that now records a failed attempt (overloaded once): the count
+        # is of losses in a row, so that resets it
+        wz = Ws(s, admin, "rescues")
+        wz.add_keys("openai", [("overloaded", {"times": 1})])
+        wz.providers("openai")
+        mended = wz.task("mended " + token(), runAt=run_at)["id"]
+        s.sql("UPDATE jobs SET rescues = 2, run_at = NOW(3) WHERE id = ?", mended)
         for jid, rescues in ((poison, 2), (lost, 1)):
             s.sql("UPDATE jobs SET status = 'running', runner_id = ?, lease_token = ?, "
                   "lease_expires_at = NOW(3) + INTERVAL 2 SECOND, run_at = NOW(3), "
@@ -1083,6 +1090,11 @@ def scenarios(t, s, admin):
         j = wto.wait(lost, timeout=11)
         eq((j["status"], j["attempts"], s.sql("SELECT rescues FROM jobs WHERE id = ?",
            lost)[0][0]), ("succeeded", 1, "2"), "status, attempts, rescues")
+    with t("a job lost twice that then records a failed attempt counts its losses afresh"):
+        j = wz.wait(mended, timeout=20)
+        eq((j["status"], [a["outcome"] for a in j["attemptsLog"]],
+            s.sql("SELECT rescues FROM jobs WHERE id = ?", mended)[0][0]),
+           ("succeeded", ["transient", "ok"], "0"), "status, attempts, rescues")
     with t("retry of the job failed for its rescues: counted afresh, answered"):
         expect(202, wto.admin.post(wto.base + "/jobs/%s/retry" % poison), "POST retry")
         eq(s.sql("SELECT rescues FROM jobs WHERE id = ?", poison)[0][0], "0", "rescues")
