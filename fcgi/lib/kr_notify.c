@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "kr_audit.h"
 #include "kr_buf.h"
 #include "kr_crypto.h"
 #include "kr_keys.h"
@@ -508,19 +509,52 @@ tg_finish(struct tg_msg *m, CURLcode rc, struct tg_outcome *out)
 	tg_clean(m, out->error, sizeof(out->error));
 }
 
-/* Point target id at the chat Telegram moved chat to (a group became a supergroup). */
+/* A target following its chat, as a kr_db_tx body's argument. */
+struct follow_tx {
+	const char	*ws_id, *id, *chat, *moved_to;
+	uint64_t	 moved;		/* rows changed: 0 when an admin changed the chat since */
+};
+
+static enum kr_db_err
+follow_in_tx(struct kr_db *db, void *arg)
+{
+	static const struct kr_actor telegram = { KR_ACTOR_SYSTEM, NULL,
+	    "telegram migrate_to_chat_id", NULL };
+	struct follow_tx *f = arg;
+	struct kr_dbp p[4] = { KR_P_STR(f->moved_to), KR_P_STR(f->ws_id), KR_P_STR(f->id),
+	    KR_P_STR(f->chat) };
+	json_object *d;
+	enum kr_db_err rc;
+
+	f->moved = 0;
+	if ((rc = kr_db_exec(db, sql_target_moved, p, N(p), NULL, &f->moved)) != KR_DB_OK ||
+	    f->moved == 0)
+		return rc;
+	d = json_object_new_object();
+	json_object_object_add(d, "chatId", json_object_new_string(f->moved_to));
+	json_object_object_add(d, "previousChatId", json_object_new_string(f->chat));
+	rc = kr_audit(db, f->ws_id, &telegram, "notification.updated", f->id, d);
+	json_object_put(d);
+	return rc;
+}
+
+/*
+ * Point target id at the chat Telegram moved chat to (a group became a supergroup), with
+ * an audit entry; *moved (may be NULL): whether it did (not when an admin changed the chat
+ * meanwhile).
+ */
 static enum kr_db_err
 follow(struct kr_db *db, const char *ws_id, const char *id, const char *chat,
-    const char *moved_to)
+    const char *moved_to, int *moved)
 {
-	struct kr_dbp p[4] = { KR_P_STR(moved_to), KR_P_STR(ws_id), KR_P_STR(id),
-	    KR_P_STR(chat) };
-	uint64_t n = 0;
-	enum kr_db_err rc = kr_db_exec(db, sql_target_moved, p, N(p), NULL, &n);
+	struct follow_tx f = { ws_id, id, chat, moved_to, 0 };
+	enum kr_db_err rc = kr_db_tx(db, follow_in_tx, &f, 0);
 
-	if (rc == KR_DB_OK && n > 0)
+	if (rc == KR_DB_OK && f.moved > 0)
 		kr_info("notification target %s: its group became a supergroup; it sends to the "
 		    "new chat from now on", id);
+	if (moved != NULL)
+		*moved = rc == KR_DB_OK && f.moved > 0;
 	return rc;
 }
 
@@ -537,6 +571,7 @@ kr_notify_test(struct kr_db *db, const struct kr_config *cfg, const char *ws_id,
 	struct tg_msg m;
 	enum kr_notify_err rc;
 	char *chat;
+	int moved;
 
 	err[0] = '\0';
 	if ((rc = target_open(db, ws_id, id, &t, db_rc)) != KR_NOTIFY_OK)
@@ -554,7 +589,7 @@ kr_notify_test(struct kr_db *db, const struct kr_config *cfg, const char *ws_id,
 		}
 		snprintf(err, errlen, "%s", out.error);
 		if (tries > 0 || out.migrate_to[0] == '\0' ||
-		    follow(db, ws_id, id, t.chat, out.migrate_to) != KR_DB_OK ||
+		    follow(db, ws_id, id, t.chat, out.migrate_to, &moved) != KR_DB_OK || !moved ||
 		    (chat = strdup(out.migrate_to)) == NULL)
 			break;
 		free(t.chat);
@@ -746,7 +781,7 @@ record(struct kr_db *db, const struct kr_db_res *res, unsigned i, const struct d
 		struct kr_dbp p[5] = { KR_P_STR(d->out.error), KR_P_INT(give_up),
 		    KR_P_INT(moved ? 0 : backoff_s(d->attempts, d->out.retry_after_s)),
 		    KR_P_STR(id), KR_P_INT(d->attempts) };
-		if ((moved && (rc = follow(db, ws, target, d->chat, d->out.migrate_to)) !=
+		if ((moved && (rc = follow(db, ws, target, d->chat, d->out.migrate_to, NULL)) !=
 		    KR_DB_OK) || (rc = kr_db_exec(db, sql_failed, p, N(p), NULL, NULL)) != KR_DB_OK)
 			return rc;
 	}

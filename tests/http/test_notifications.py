@@ -216,6 +216,13 @@ def checks(t, s, stub):
            [("migrate7001", 400), ("-1007001", 200)], "sends at the stub")
         x = [x for x in admin.get(na).json["targets"] if x["id"] == moved][0]
         eq(x["chatId"], "-1007001", "the target's chatId")
+        r = admin.get("/api/workspaces/%s/audit?limit=200" % ws_a)
+        expect(200, r, "GET audit")
+        eq([((e.get("actor") or {}).get("type"), e.get("detail"))
+            for e in r.json["entries"]
+            if e.get("action") == "notification.updated" and e.get("target") == moved],
+           [("system", {"chatId": "-1007001", "previousChatId": "migrate7001"})],
+           "the move in the audit trail")
 
     with t("test with a revoked bot token: ok false, Unauthorized"):
         r, _ = add("12345", tok=token().split(":")[0] + ":bad" + "x" * 30)
