@@ -24,7 +24,7 @@
 
 /* The key as this connection sees it now into *out; NULL when it is not in the workspace. */
 enum kr_db_err
-key_now(struct kr_req *req, const char *id, json_object **out)
+hkeys_now(struct kr_req *req, const char *id, json_object **out)
 {
 	struct kr_db_res res;
 	enum kr_db_err rc;
@@ -54,7 +54,7 @@ answer_keys(struct kr_req *req, struct kr_resp *resp, const char *provider, int 
 
 /* Answer a failure of kr_keys_* (field may be NULL). */
 void
-keys_error(struct kr_resp *resp, enum kr_keys_err rc, enum kr_db_err db_rc, const char *field)
+hkeys_error(struct kr_resp *resp, enum kr_keys_err rc, enum kr_db_err db_rc, const char *field)
 {
 	switch (rc) {
 	case KR_KEYS_NOTFOUND:
@@ -79,7 +79,7 @@ keys_error(struct kr_resp *resp, enum kr_keys_err rc, enum kr_db_err db_rc, cons
 
 /* The audit entry of a change, in its transaction; detail (may be NULL) is not consumed. */
 enum kr_db_err
-audit_key(struct kr_req *req, const char *action, const char *id, json_object *detail)
+hkeys_audit(struct kr_req *req, const char *action, const char *id, json_object *detail)
 {
 	struct kr_actor a = req_actor(req);
 
@@ -89,7 +89,7 @@ audit_key(struct kr_req *req, const char *action, const char *id, json_object *d
 /* key_status_changed with payload {"key": key}, in the change's transaction. key is the key
  * object of the answers (masked: it never holds the secret); it is not consumed. */
 enum kr_db_err
-key_event(struct kr_req *req, json_object *key)
+hkeys_event(struct kr_req *req, json_object *key)
 {
 	json_object *o = json_object_new_object();
 	enum kr_db_err rc;
@@ -106,7 +106,7 @@ key_event(struct kr_req *req, json_object *key)
  * error (rolled back; run again when it is KR_DB_RETRY).
  */
 enum kr_db_err
-keys_step(enum kr_keys_err rc, enum kr_db_err db_rc, enum kr_keys_err *why)
+hkeys_step(enum kr_keys_err rc, enum kr_db_err db_rc, enum kr_keys_err *why)
 {
 	*why = rc;
 	if (rc == KR_KEYS_OK)
@@ -118,10 +118,10 @@ keys_step(enum kr_keys_err rc, enum kr_db_err db_rc, enum kr_keys_err *why)
 
 /*
  * Run body as the change's one transaction. KR_KEYS_OK once it committed; else why the body
- * gave up (*why), or KR_KEYS_DB with *db_rc, for keys_error.
+ * gave up (*why), or KR_KEYS_DB with *db_rc, for hkeys_error.
  */
 enum kr_keys_err
-keys_tx(struct kr_req *req, enum kr_db_err (*body)(struct kr_db *, void *), void *arg,
+hkeys_tx(struct kr_req *req, enum kr_db_err (*body)(struct kr_db *, void *), void *arg,
     const enum kr_keys_err *why, enum kr_db_err *db_rc)
 {
 	if ((*db_rc = kr_db_tx(req->db, body, arg, 0)) == KR_DB_OK)
@@ -154,13 +154,13 @@ key_changed(struct key_tx *t)
 	enum kr_db_err rc;
 
 	json_object_put(t->key);
-	if ((rc = key_now(t->req, t->id, &t->key)) != KR_DB_OK)
+	if ((rc = hkeys_now(t->req, t->id, &t->key)) != KR_DB_OK)
 		return rc;
 	if (t->key == NULL) {
 		t->why = KR_KEYS_NOTFOUND;
 		return KR_DB_ABORT;
 	}
-	return key_event(t->req, t->key);
+	return hkeys_event(t->req, t->key);
 }
 
 /* Answer the key row id (404 when it is not in this workspace). */
@@ -170,7 +170,7 @@ answer_key(struct kr_req *req, struct kr_resp *resp, const char *id)
 	json_object *k;
 	enum kr_db_err rc;
 
-	if ((rc = key_now(req, id, &k)) != KR_DB_OK)
+	if ((rc = hkeys_now(req, id, &k)) != KR_DB_OK)
 		resp_db_error(resp, rc);
 	else if (k == NULL)
 		resp_error(resp, 404, NULL, "no such key");
@@ -213,7 +213,7 @@ h_keys_list(struct kr_req *req, struct kr_resp *resp)
 
 /* The base URL to test keys of p against, or NULL after answering 422. */
 const char *
-test_url(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
+hkeys_test_url(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
     struct kr_settings *s)
 {
 	enum kr_db_err rc;
@@ -227,7 +227,8 @@ test_url(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
 		return url;
 	if (s->base_urls[p->id][0] != '\0')
 		resp_error(resp, 422, "provider", "the base URL set for %s is no longer in the "
-		    "instance's base URL allowlist: set another in the provider settings", p->slug);
+		    "instance's base URL allowlist: set another in the provider settings",
+		    p->slug);
 	else
 		resp_error(resp, 422, "provider", "set a base URL for %s in the provider settings "
 		    "first", p->slug);
@@ -265,7 +266,7 @@ test_in_tx(struct kr_db *db, void *arg)
 	stale = kr_keys_record(db, t->req->p.ws.id, t->id, t->fingerprint, r, 1, 0, &changed);
 	if (stale != KR_DB_OK && stale != KR_DB_ABORT)
 		return stale;
-	if ((rc = key_now(t->req, t->id, &t->key)) != KR_DB_OK)
+	if ((rc = hkeys_now(t->req, t->id, &t->key)) != KR_DB_OK)
 		return rc;
 	if (t->key == NULL)	/* deleted while the provider answered */
 		return KR_DB_ABORT;
@@ -273,7 +274,7 @@ test_in_tx(struct kr_db *db, void *arg)
 		t->rotated = 1;
 		return KR_DB_ABORT;
 	}
-	if (changed && (rc = key_event(t->req, t->key)) != KR_DB_OK)
+	if (changed && (rc = hkeys_event(t->req, t->key)) != KR_DB_OK)
 		return rc;
 	d = json_object_new_object();
 	kr_json_add_str(d, "outcome", kr_llm_class_name(r->cls));
@@ -281,7 +282,7 @@ test_in_tx(struct kr_db *db, void *arg)
 	    "status")));
 	if (r->cls != KR_LLM_OK)
 		kr_json_add_str(d, "error", r->message);
-	rc = audit_key(t->req, "key.tested", t->id, d);
+	rc = hkeys_audit(t->req, "key.tested", t->id, d);
 	json_object_put(d);
 	return rc;
 }
@@ -303,11 +304,11 @@ h_keys_test(struct kr_req *req, struct kr_resp *resp)
 
 	if ((p = key_provider(req, resp, id)) == NULL)
 		return;
-	if ((url = test_url(req, resp, p, &s)) == NULL)
+	if ((url = hkeys_test_url(req, resp, p, &s)) == NULL)
 		return;
 	if ((rc = kr_keys_secret(req->db, req->p.ws.id, id, &secret, &len, t.fingerprint,
 	    &db_rc)) != KR_KEYS_OK) {
-		keys_error(resp, rc, db_rc, NULL);
+		hkeys_error(resp, rc, db_rc, NULL);
 		return;
 	}
 	memset(&r, 0, sizeof(r));
@@ -398,9 +399,9 @@ update_in_tx(struct kr_db *db, void *arg)
 	struct key_tx *t = arg;
 	enum kr_db_err rc, db_rc = KR_DB_OK;
 
-	if ((rc = keys_step(kr_keys_update(db, t->req->p.ws.id, t->id, t->patch, &db_rc), db_rc,
+	if ((rc = hkeys_step(kr_keys_update(db, t->req->p.ws.id, t->id, t->patch, &db_rc), db_rc,
 	    &t->why)) != KR_DB_OK ||
-	    (rc = audit_key(t->req, "key.updated", t->id, t->detail)) != KR_DB_OK)
+	    (rc = hkeys_audit(t->req, "key.updated", t->id, t->detail)) != KR_DB_OK)
 		return rc;
 	return key_changed(t);
 }
@@ -411,7 +412,7 @@ h_keys_update(struct kr_req *req, struct kr_resp *resp)
 	const char *id = req->params[1];
 	struct key_tx t = { .req = req, .id = id };
 	struct kr_key_patch k = { 0 };
-	struct entries name = { .n = 0 };
+	struct hkeys_entries name = { .n = 0 };
 	char expires[KR_TIME_MAX];
 	enum kr_db_err db_rc;
 	enum kr_keys_err rc;
@@ -430,13 +431,13 @@ h_keys_update(struct kr_req *req, struct kr_resp *resp)
 		return;
 	}
 	/* Trimmed, as POST trims its names. */
-	if (k.has_name && entries_add(&name, k.name, strlen(k.name)) != 0) {
+	if (k.has_name && hkeys_entries_add(&name, k.name, strlen(k.name)) != 0) {
 		resp_error(resp, 500, NULL, "internal error");
 		return;
 	}
 	if (k.has_name && name.len[0] == 0) {
 		resp_error(resp, 422, "name", "name must not be blank");
-		entries_release(&name);
+		hkeys_entries_release(&name);
 		return;
 	}
 	t.patch = &k;
@@ -450,12 +451,12 @@ h_keys_update(struct kr_req *req, struct kr_resp *resp)
 	if (k.has_expires)	/* as given (RFC 3339), or null */
 		json_object_object_add(t.detail, "expiresAt", json_object_get(
 		    json_object_object_get(req->json, "expiresAt")));
-	rc = keys_tx(req, update_in_tx, &t, &t.why, &db_rc);
+	rc = hkeys_tx(req, update_in_tx, &t, &t.why, &db_rc);
 	json_object_put(t.detail);
-	entries_release(&name);
+	hkeys_entries_release(&name);
 	if (rc != KR_KEYS_OK) {
 		json_object_put(t.key);
-		keys_error(resp, rc, db_rc, NULL);
+		hkeys_error(resp, rc, db_rc, NULL);
 		return;
 	}
 	resp_json(resp, 200, t.key);
@@ -468,9 +469,9 @@ rotate_in_tx(struct kr_db *db, void *arg)
 	struct key_tx *t = arg;
 	enum kr_db_err rc, db_rc = KR_DB_OK;
 
-	if ((rc = keys_step(kr_keys_rotate(db, t->req->p.ws.id, t->id, t->secret, t->len,
+	if ((rc = hkeys_step(kr_keys_rotate(db, t->req->p.ws.id, t->id, t->secret, t->len,
 	    &db_rc), db_rc, &t->why)) != KR_DB_OK ||
-	    (rc = audit_key(t->req, "key.rotated", t->id, NULL)) != KR_DB_OK)
+	    (rc = hkeys_audit(t->req, "key.rotated", t->id, NULL)) != KR_DB_OK)
 		return rc;
 	return key_changed(t);
 }
@@ -481,7 +482,7 @@ h_keys_rotate(struct kr_req *req, struct kr_resp *resp)
 	const char *id = req->params[1], *secret = NULL, *why;
 	struct key_tx t = { .req = req, .id = id };
 	const struct kr_provider *p = NULL;
-	struct entries e = { .n = 0 };
+	struct hkeys_entries e = { .n = 0 };
 	enum kr_db_err db_rc;
 	enum kr_keys_err rc;
 
@@ -489,7 +490,7 @@ h_keys_rotate(struct kr_req *req, struct kr_resp *resp)
 		return;
 	if ((p = key_provider(req, resp, id)) == NULL)
 		return;
-	if (entries_add(&e, secret, strlen(secret)) != 0) {
+	if (hkeys_entries_add(&e, secret, strlen(secret)) != 0) {
 		resp_error(resp, 500, NULL, "internal error");
 		return;
 	}
@@ -497,14 +498,14 @@ h_keys_rotate(struct kr_req *req, struct kr_resp *resp)
 	t.len = e.len[0];
 	if ((why = kr_key_format_error(p, e.v[0], e.len[0])) != NULL)
 		resp_error(resp, 422, "key", "%s", why);
-	else if ((rc = keys_tx(req, rotate_in_tx, &t, &t.why, &db_rc)) != KR_KEYS_OK)
-		keys_error(resp, rc, db_rc, rc == KR_KEYS_DUPLICATE ? "key" : NULL);
+	else if ((rc = hkeys_tx(req, rotate_in_tx, &t, &t.why, &db_rc)) != KR_KEYS_OK)
+		hkeys_error(resp, rc, db_rc, rc == KR_KEYS_DUPLICATE ? "key" : NULL);
 	else {
 		resp_json(resp, 200, t.key);
 		t.key = NULL;
 	}
 	json_object_put(t.key);
-	entries_release(&e);
+	hkeys_entries_release(&e);
 }
 
 /* Read {"keys":[{"id","priority"}]}; -1 after answering 422. */
@@ -565,7 +566,7 @@ reorder_in_tx(struct kr_db *db, void *arg)
 	enum kr_db_err rc, db_rc = KR_DB_OK;
 	json_object *e, *d;
 
-	if ((rc = keys_step(kr_keys_reorder(db, o->req->p.ws.id, o->ids, o->prio, o->n, &o->bad,
+	if ((rc = hkeys_step(kr_keys_reorder(db, o->req->p.ws.id, o->ids, o->prio, o->n, &o->bad,
 	    &db_rc), db_rc, &o->why)) != KR_DB_OK)
 		return rc;
 	e = json_object_new_object();
@@ -576,7 +577,7 @@ reorder_in_tx(struct kr_db *db, void *arg)
 		return rc;
 	d = json_object_new_object();
 	json_object_object_add(d, "keys", json_object_get(o->order));
-	rc = audit_key(o->req, "key.reordered", NULL, d);
+	rc = hkeys_audit(o->req, "key.reordered", NULL, d);
 	json_object_put(d);
 	return rc;
 }
@@ -600,11 +601,11 @@ h_keys_reorder(struct kr_req *req, struct kr_resp *resp)
 		kr_json_add_int(x, "priority", prio[i]);
 		json_object_array_add(o.order, x);
 	}
-	rc = keys_tx(req, reorder_in_tx, &o, &o.why, &db_rc);
+	rc = hkeys_tx(req, reorder_in_tx, &o, &o.why, &db_rc);
 	json_object_put(o.order);
 	if (rc != KR_KEYS_OK) {
 		snprintf(field, sizeof(field), "keys[%zu].id", o.bad);
-		keys_error(resp, rc, db_rc, field);
+		hkeys_error(resp, rc, db_rc, field);
 		return;
 	}
 	answer_keys(req, resp, NULL, 200);
@@ -618,14 +619,14 @@ delete_in_tx(struct kr_db *db, void *arg)
 	enum kr_db_err rc, db_rc = KR_DB_OK;
 	json_object *k;
 
-	if ((rc = keys_step(kr_keys_delete(db, t->req->p.ws.id, t->id, &db_rc), db_rc,
+	if ((rc = hkeys_step(kr_keys_delete(db, t->req->p.ws.id, t->id, &db_rc), db_rc,
 	    &t->why)) != KR_DB_OK ||
-	    (rc = audit_key(t->req, "key.deleted", t->id, NULL)) != KR_DB_OK)
+	    (rc = hkeys_audit(t->req, "key.deleted", t->id, NULL)) != KR_DB_OK)
 		return rc;
 	k = json_object_new_object();
 	kr_json_add_str(k, "id", t->id);
 	kr_json_add_bool(k, "deleted", 1);
-	rc = key_event(t->req, k);
+	rc = hkeys_event(t->req, k);
 	json_object_put(k);
 	return rc;
 }
@@ -637,8 +638,8 @@ h_keys_delete(struct kr_req *req, struct kr_resp *resp)
 	enum kr_db_err db_rc;
 	enum kr_keys_err rc;
 
-	if ((rc = keys_tx(req, delete_in_tx, &t, &t.why, &db_rc)) != KR_KEYS_OK) {
-		keys_error(resp, rc, db_rc, NULL);
+	if ((rc = hkeys_tx(req, delete_in_tx, &t, &t.why, &db_rc)) != KR_KEYS_OK) {
+		hkeys_error(resp, rc, db_rc, NULL);
 		return;
 	}
 	resp_no_content(resp);

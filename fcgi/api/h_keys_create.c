@@ -18,7 +18,7 @@
 #include "h_keys_int.h"
 
 void
-entries_release(struct entries *e)
+hkeys_entries_release(struct hkeys_entries *e)
 {
 	for (size_t i = 0; i < e->n; i++) {
 		kr_wipe(e->v[i], e->len[i]);
@@ -29,7 +29,7 @@ entries_release(struct entries *e)
 
 /* Append s[0..n) trimmed; -1 when there are too many or no memory. */
 int
-entries_add(struct entries *e, const char *s, size_t n)
+hkeys_entries_add(struct hkeys_entries *e, const char *s, size_t n)
 {
 	while (n > 0 && strchr(" \t\r\n", *s) != NULL)
 		s++, n--;
@@ -48,7 +48,7 @@ entries_add(struct entries *e, const char *s, size_t n)
  */
 static int
 read_entries(struct kr_req *req, struct kr_resp *resp, const char *field, int required,
-    struct entries *e)
+    struct hkeys_entries *e)
 {
 	json_object *v = NULL;
 	const char *s, *end;
@@ -67,7 +67,7 @@ read_entries(struct kr_req *req, struct kr_resp *resp, const char *field, int re
 				resp_error(resp, 422, name, "%s must be a string", name);
 				return -1;
 			}
-			if (entries_add(e, json_object_get_string(x),
+			if (hkeys_entries_add(e, json_object_get_string(x),
 			    (size_t)json_object_get_string_len(x)) != 0)
 				goto toomany;
 		}
@@ -85,7 +85,7 @@ read_entries(struct kr_req *req, struct kr_resp *resp, const char *field, int re
 		size_t n = strcspn(s, ",\n");
 		if (s + n > end)
 			n = (size_t)(end - s);
-		if (entries_add(e, s, n) != 0)
+		if (hkeys_entries_add(e, s, n) != 0)
 			goto toomany;
 		if (s + n >= end)
 			return 0;
@@ -119,7 +119,7 @@ req_provider(struct kr_req *req, struct kr_resp *resp, const char *field,
  */
 static int
 validate_all(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
-    const struct entries *keys)
+    const struct hkeys_entries *keys)
 {
 	struct kr_llm_request rq[KR_KEYS_BATCH_MAX];
 	struct kr_llm_result r[KR_KEYS_BATCH_MAX];
@@ -128,7 +128,7 @@ validate_all(struct kr_req *req, struct kr_resp *resp, const struct kr_provider 
 	char field[40];
 	int rc = 0;
 
-	if ((url = test_url(req, resp, p, &s)) == NULL)
+	if ((url = hkeys_test_url(req, resp, p, &s)) == NULL)
 		return -1;
 	for (size_t i = 0; i < keys->n; i++)
 		rq[i] = (struct kr_llm_request){ .prov = p, .base_url = url, .key = keys->v[i],
@@ -149,8 +149,8 @@ validate_all(struct kr_req *req, struct kr_resp *resp, const struct kr_provider 
 
 /* Format checks of every entry and name; -1 after answering 422. */
 static int
-check_entries(struct kr_resp *resp, const struct kr_provider *p, const struct entries *keys,
-    const struct entries *names)
+check_entries(struct kr_resp *resp, const struct kr_provider *p, const struct hkeys_entries *keys,
+    const struct hkeys_entries *names)
 {
 	char field[40];
 	const char *why;
@@ -204,7 +204,7 @@ audit_created(struct create_tx *c, const char *id, json_object *k)
 	kr_json_add_str(d, "name", json_object_get_string(json_object_object_get(k, "name")));
 	kr_json_add_str(d, "maskedKey", json_object_get_string(
 	    json_object_object_get(k, "maskedKey")));
-	rc = audit_key(c->req, "key.created", id, d);
+	rc = hkeys_audit(c->req, "key.created", id, d);
 	json_object_put(d);
 	return rc;
 }
@@ -221,7 +221,7 @@ create_in_tx(struct kr_db *db, void *arg)
 
 	json_object_put(c->keys);
 	c->keys = json_object_new_array();
-	if ((rc = keys_step(kr_keys_add(db, ws, c->p, c->e, c->n, &c->bad, &db_rc), db_rc,
+	if ((rc = hkeys_step(kr_keys_add(db, ws, c->p, c->e, c->n, &c->bad, &db_rc), db_rc,
 	    &c->why)) != KR_DB_OK)
 		return rc;
 	for (size_t i = 0; i < c->n; i++) {
@@ -229,7 +229,7 @@ create_in_tx(struct kr_db *db, void *arg)
 		if (c->validated && (rc = kr_keys_record(db, ws, c->e[i].id, NULL, &ok, 1, 0,
 		    &changed)) != KR_DB_OK)
 			return rc;
-		if ((rc = key_now(c->req, c->e[i].id, &k)) != KR_DB_OK)
+		if ((rc = hkeys_now(c->req, c->e[i].id, &k)) != KR_DB_OK)
 			return rc;
 		if (k == NULL) {	/* added in this transaction: cannot be missing */
 			kr_error("key %s: not found right after it was added", c->e[i].id);
@@ -237,7 +237,7 @@ create_in_tx(struct kr_db *db, void *arg)
 		}
 		json_object_array_add(c->keys, k);
 		if ((rc = audit_created(c, c->e[i].id, k)) != KR_DB_OK ||
-		    (rc = key_event(c->req, k)) != KR_DB_OK)
+		    (rc = hkeys_event(c->req, k)) != KR_DB_OK)
 			return rc;
 	}
 	return KR_DB_OK;
@@ -245,7 +245,7 @@ create_in_tx(struct kr_db *db, void *arg)
 
 static void
 store_keys(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
-    const struct entries *keys, const struct entries *names, int validated)
+    const struct hkeys_entries *keys, const struct hkeys_entries *names, int validated)
 {
 	struct kr_key_entry e[KR_KEYS_BATCH_MAX];
 	struct create_tx c = { req, p, e, keys->n, validated, 0, NULL, KR_KEYS_OK };
@@ -258,10 +258,10 @@ store_keys(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p
 	for (size_t i = 0; i < keys->n; i++)
 		e[i] = (struct kr_key_entry){ keys->v[i], keys->len[i],
 		    i < names->n && names->len[i] > 0 ? names->v[i] : NULL, "" };
-	if ((rc = keys_tx(req, create_in_tx, &c, &c.why, &db_rc)) != KR_KEYS_OK) {
+	if ((rc = hkeys_tx(req, create_in_tx, &c, &c.why, &db_rc)) != KR_KEYS_OK) {
 		json_object_put(c.keys);
 		snprintf(field, sizeof(field), "keys[%zu]", c.bad);
-		keys_error(resp, rc, db_rc, field);
+		hkeys_error(resp, rc, db_rc, field);
 		return;
 	}
 	o = json_object_new_object();
@@ -272,7 +272,7 @@ store_keys(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p
 /* 409 naming the entry when a key is stored already (checked before any provider call). */
 static int
 no_duplicates(struct kr_req *req, struct kr_resp *resp, const struct kr_provider *p,
-    const struct entries *keys)
+    const struct hkeys_entries *keys)
 {
 	struct kr_key_entry e[KR_KEYS_BATCH_MAX];
 	enum kr_db_err db_rc;
@@ -286,14 +286,14 @@ no_duplicates(struct kr_req *req, struct kr_resp *resp, const struct kr_provider
 	    KR_KEYS_OK)
 		return 0;
 	snprintf(field, sizeof(field), "keys[%zu]", bad);
-	keys_error(resp, rc, db_rc, field);
+	hkeys_error(resp, rc, db_rc, field);
 	return -1;
 }
 
 void
 h_keys_create(struct kr_req *req, struct kr_resp *resp)
 {
-	struct entries keys = { .n = 0 }, names = { .n = 0 };
+	struct hkeys_entries keys = { .n = 0 }, names = { .n = 0 };
 	const struct kr_provider *p;
 	int validate = 0;
 
@@ -307,7 +307,7 @@ h_keys_create(struct kr_req *req, struct kr_resp *resp)
 		goto out;
 	store_keys(req, resp, p, &keys, &names, validate);
 out:
-	entries_release(&keys);
-	entries_release(&names);
+	hkeys_entries_release(&keys);
+	hkeys_entries_release(&names);
 }
 

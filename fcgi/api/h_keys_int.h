@@ -16,27 +16,27 @@
 #define CHECK_TIMEOUT_MS	15000	/* one key check (the bulk ones run at once) */
 
 /* Entries of a "keys" or "names" field: trimmed, NUL-terminated copies. */
-struct entries {
+struct hkeys_entries {
 	char	*v[KR_KEYS_BATCH_MAX];
 	size_t	 len[KR_KEYS_BATCH_MAX];
 	size_t	 n;
 };
 
 /* In h_keys_create.c. */
-void	entries_release(struct entries *e);
-int	entries_add(struct entries *e, const char *s, size_t n);
+void	hkeys_entries_release(struct hkeys_entries *e);
+int	hkeys_entries_add(struct hkeys_entries *e, const char *s, size_t n);
 
 /* In h_keys.c, each described there. */
-enum kr_db_err	key_now(struct kr_req *req, const char *id, json_object **out);
-void		keys_error(struct kr_resp *resp, enum kr_keys_err rc, enum kr_db_err db_rc,
+enum kr_db_err	hkeys_now(struct kr_req *req, const char *id, json_object **out);
+void		hkeys_error(struct kr_resp *resp, enum kr_keys_err rc, enum kr_db_err db_rc,
 		    const char *field);
-enum kr_db_err	audit_key(struct kr_req *req, const char *action, const char *id,
+enum kr_db_err	hkeys_audit(struct kr_req *req, const char *action, const char *id,
 		    json_object *detail);
-enum kr_db_err	key_event(struct kr_req *req, json_object *key);
-enum kr_db_err	keys_step(enum kr_keys_err rc, enum kr_db_err db_rc, enum kr_keys_err *why);
-enum kr_keys_err keys_tx(struct kr_req *req, enum kr_db_err (*body)(struct kr_db *, void *),
+enum kr_db_err	hkeys_event(struct kr_req *req, json_object *key);
+enum kr_db_err	hkeys_step(enum kr_keys_err rc, enum kr_db_err db_rc, enum kr_keys_err *why);
+enum kr_keys_err hkeys_tx(struct kr_req *req, enum kr_db_err (*body)(struct kr_db *, void *),
 		    void *arg, const enum kr_keys_err *why, enum kr_db_err *db_rc);
-const char	*test_url(struct kr_req *req, struct kr_resp *resp,
+const char	*hkeys_test_url(struct kr_req *req, struct kr_resp *resp,
 		    const struct kr_provider *p, struct kr_settings *s);
 
 #endif
