@@ -21,7 +21,7 @@
 
 #define CONNECT_TIMEOUT_MS	10000L
 #define DEFAULT_TIMEOUT_MS	60000L
-#define DEFAULT_MAX_TOKENS	1024u
+#define DEFAULT_MAX_TOKENS	4096u	/* a cap, not a charge; thinking models spend from it */
 #define USER_AGENT		"keyrelay/0.1"
 #define HINT_MAX		64	/* a retry header value; longer ones are nonsense */
 #define URL_MAX			4096

@@ -22,7 +22,7 @@
 #include "kr_config.h"
 #include "kr_providers.h"
 
-#define KR_LLM_MSG_MAX		512
+#define KR_LLM_MSG_MAX		501	/* 500 bytes: the VARCHAR(500) of last_error */
 #define KR_LLM_BODY_MAX		(8 * 1024 * 1024)	/* response-size cap */
 
 enum kr_llm_class {

@@ -98,6 +98,12 @@ anthropic_parse(json_object *root, struct kr_llm_result *out)
 		kr_llm__blocked(out, "refusal");
 		return 0;
 	}
+	if (text.len == 0 && !text.failed && kr_llm__has(kr_llm__str(root, "stop_reason"),
+	    "max_tokens")) {
+		kr_buf_release(&text, 0);
+		kr_llm__cut_short(out, "max_tokens");
+		return 0;
+	}
 	return kr_llm__text_take(&text, out);
 }
 

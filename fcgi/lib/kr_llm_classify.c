@@ -184,7 +184,52 @@ kr_llm__blocked(struct kr_llm_result *out, const char *why)
 	kr_llm__message(out, "content withheld by the provider (%s)", why);
 }
 
+void
+kr_llm__cut_short(struct kr_llm_result *out, const char *why)
+{
+	out->cls = KR_LLM_REQUEST;
+	kr_llm__message(out, "empty answer: the model reached its output token limit before "
+	    "writing any (%s)", why);
+}
+
 /* ---- messages ---- */
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 when none starts there. */
+static size_t
+utf8_seq(const unsigned char *s, size_t n)
+{
+	size_t len = s[0] < 0x80 ? 1 : s[0] >= 0xC2 && s[0] <= 0xDF ? 2 :
+	    s[0] >= 0xE0 && s[0] <= 0xEF ? 3 : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : 0;
+
+	if (len == 0 || len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+	/* overlong forms, surrogates, past U+10FFFF */
+	if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
+	    (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
+		return 0;
+	return len;
+}
+
+/*
+ * Make s valid UTF-8 in place, as the database's utf8mb4 columns demand (a provider may
+ * send Latin-1, and a cut may split a character): a byte that starts no valid sequence
+ * becomes '?'.
+ */
+static void
+utf8_clean(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	size_t n = strlen(s), m;
+
+	for (size_t i = 0; i < n; i += m)
+		if ((m = utf8_seq(p + i, n - i)) == 0) {
+			p[i] = '?';
+			m = 1;
+		}
+}
 
 /* Index of the last UTF-8 character boundary at or before n. */
 static size_t
@@ -218,6 +263,7 @@ fit(char *dst, size_t cap, const char *src, size_t n)
 		n += 3;
 	}
 	dst[n] = '\0';
+	utf8_clean(dst);
 }
 
 void
@@ -296,9 +342,8 @@ kr_llm_scrub(char *msg, size_t cap, const char *key, size_t keylen)
 		m = key_run(src + i, len - i, key, keylen);
 		put(msg, cap, &o, m > 0 ? REDACTED : src + i, m > 0 ? strlen(REDACTED) : 1);
 	}
-	if (o == cap - 1)
-		o = utf8_cut(msg, o);
 	msg[o] = '\0';
+	utf8_clean(msg);	/* a cut at cap may split a character */
 	kr_wipe(src, len);
 	free(src);
 }
@@ -424,10 +469,11 @@ kr_llm_retry_hint_ms(const struct kr_llm_answer *a, long long now)
 		ms = plain_ms(a->retry_after_ms, 1000LL);
 	if (ms < 0 && a->retry_after != NULL)
 		ms = retry_after_ms(a->retry_after, now);
-	if (ms < 0) {
+	if (ms < 0 && a->status == 429) {
 		/*
 		 * Which limit was hit is not said: wait for the later reset, so the key is
-		 * not tried again while one of its limits is still spent.
+		 * not tried again while one of its limits is still spent. OpenAI sends these
+		 * on every answer: they say nothing of a 503's retry.
 		 */
 		ms = kr_llm_duration_ms(a->reset_requests);
 		if ((t = kr_llm_duration_ms(a->reset_tokens)) > ms)

@@ -187,6 +187,12 @@ gemini_parse(json_object *root, struct kr_llm_result *out)
 		kr_llm__blocked(out, finish);
 		return 0;
 	}
+	if (text.len == 0 && !text.failed && finish != NULL &&
+	    strcmp(finish, "MAX_TOKENS") == 0) {
+		kr_buf_release(&text, 0);
+		kr_llm__cut_short(out, finish);
+		return 0;
+	}
 	return kr_llm__text_take(&text, out);
 }
 

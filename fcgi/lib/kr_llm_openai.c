@@ -111,6 +111,11 @@ openai_parse(json_object *root, struct kr_llm_result *out)
 		    "content_filter");
 		return 0;
 	}
+	if (text.len == 0 && !text.failed && finish != NULL && strcmp(finish, "length") == 0) {
+		kr_buf_release(&text, 0);
+		kr_llm__cut_short(out, finish);
+		return 0;
+	}
 	return kr_llm__text_take(&text, out);
 }
 

@@ -94,5 +94,11 @@ int		 kr_llm__text_add(struct kr_buf *b, const char *s);
 int		 kr_llm__text_take(struct kr_buf *b, struct kr_llm_result *out);
 /* Set out to KR_LLM_REQUEST because the provider withheld the answer (why: its reason). */
 void		 kr_llm__blocked(struct kr_llm_result *out, const char *why);
+/*
+ * Set out to KR_LLM_REQUEST because the answer is empty and the model stopped at its output
+ * token limit (why: the provider's finish reason): a model that thinks first can spend it
+ * all before writing. Delivered, it would be an empty answer taken for a success.
+ */
+void		 kr_llm__cut_short(struct kr_llm_result *out, const char *why);
 
 #endif

@@ -332,6 +332,57 @@ test_classify_long(void)
 	CHECK(((unsigned char)r.message[n - 4] & 0xC0) != 0xC0);	/* no half character */
 }
 
+/* 1 when s is valid UTF-8 (what a utf8mb4 column takes). */
+static int
+valid_utf8(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p != '\0') {
+		size_t len = *p < 0x80 ? 1 : *p >= 0xC2 && *p <= 0xDF ? 2 :
+		    *p >= 0xE0 && *p <= 0xEF ? 3 : *p >= 0xF0 && *p <= 0xF4 ? 4 : 0;
+		if (len == 0)
+			return 0;
+		for (size_t i = 1; i < len; i++)
+			if ((p[i] & 0xC0) != 0x80)
+				return 0;
+		p += len;
+	}
+	return 1;
+}
+
+/*
+ * Messages fit last_error (VARCHAR(500)) and are valid UTF-8 whatever the provider sent:
+ * MariaDB refuses either, and the key's outcome would then not be recorded.
+ */
+static void
+test_classify_storable(void)
+{
+	char body[4096], text[256];
+	struct kr_llm_result r;
+
+	memset(body, 0, sizeof(body));
+	snprintf(body, sizeof(body), "{\"error\":{\"message\":\"%0600d\"}}", 7);
+	kr_llm_classify(prov(KR_PROV_GOOGLE), 429, NULL, NULL, body, strlen(body), KEY,
+	    strlen(KEY), &r);
+	CHECK(strlen(r.message) <= 500);
+	/* a plain-text body cut at 200 bytes, inside an "é" */
+	memset(text, 'x', 199);
+	memcpy(text + 199, "\xc3\xa9 tail", 8);
+	text[207] = '\0';
+	kr_llm_classify(prov(KR_PROV_OPENAI), 503, NULL, NULL, text, strlen(text), KEY,
+	    strlen(KEY), &r);
+	CHECK(r.cls == KR_LLM_TRANSIENT);
+	CHECK(valid_utf8(r.message));
+	CHECK(strstr(r.message, "xxxx") != NULL);
+	/* Latin-1 inside a JSON message (json-c does not check UTF-8) */
+	snprintf(body, sizeof(body), "{\"error\":{\"message\":\"caf\xe9 closed\"}}");
+	kr_llm_classify(prov(KR_PROV_OPENAI), 400, NULL, NULL, body, strlen(body), KEY,
+	    strlen(KEY), &r);
+	CHECK(valid_utf8(r.message));
+	CHECK(strstr(r.message, "caf? closed") != NULL);
+}
+
 /* ---- retry hints ---- */
 
 static long
@@ -368,6 +419,11 @@ test_retry_hints(void)
 	CHECK(hint(NULL, NULL, "1m30s", "2s", 0) == 90000);
 	CHECK(hint(NULL, NULL, "bogus", "2s", 0) == 2000);
 	CHECK(hint(NULL, NULL, "2h", NULL, 0) == KR_LLM_RETRY_MAX_MS);
+	{
+		/* OpenAI's reset headers come on every answer: a 503 is not told to wait */
+		struct kr_llm_answer a = { 503, NULL, NULL, "6m0s", "1s", NULL, 0 };
+		CHECK(kr_llm_retry_hint_ms(&a, 0) == -1);
+	}
 
 	CHECK(kr_llm_duration_ms("6s") == 6000);
 	CHECK(kr_llm_duration_ms("12ms") == 12);
@@ -432,7 +488,7 @@ test_parse_anthropic(void)
 	PARSE(AN, "{\"type\":\"message\",\"content\":[{\"type\":\"text\",\"text\":\"Hi\"}]}",
 	    0, KR_LLM_OK, "Hi", -1, -1);
 	PARSE(AN, "{\"type\":\"message\",\"content\":[],\"stop_reason\":\"max_tokens\","
-	    "\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}", 0, KR_LLM_OK, "", 3, 1);
+	    "\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}", 0, KR_LLM_REQUEST, NULL, 3, 1);
 	PARSE(AN, "{\"type\":\"message\",\"content\":[],\"stop_reason\":\"refusal\"}", 0,
 	    KR_LLM_REQUEST, NULL, -1, -1);
 	PARSE(AN, "{\"type\":\"message\"}", -1, KR_LLM_OK, NULL, -1, -1);
@@ -470,7 +526,7 @@ test_parse_openai(void)
 	    "\"finish_reason\":\"content_filter\"}]}", 0, KR_LLM_REQUEST, NULL, -1, -1);
 	PARSE(OA, "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":null},"
 	    "\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":5,"
-	    "\"completion_tokens\":1}}", 0, KR_LLM_OK, "", 5, 1);
+	    "\"completion_tokens\":1}}", 0, KR_LLM_REQUEST, NULL, 5, 1);
 	PARSE(OA, "{\"choices\":[]}", -1, KR_LLM_OK, NULL, -1, -1);
 	PARSE(OA, "{\"object\":\"list\",\"data\":[]}", -1, KR_LLM_OK, NULL, -1, -1);
 	PARSE(OA, "not json", -1, KR_LLM_OK, NULL, -1, -1);
@@ -490,7 +546,7 @@ test_parse_gemini(void)
 	    "\"model\"}}]}", 0, KR_LLM_OK, "x", -1, -1);
 	PARSE(GG, "{\"candidates\":[{\"content\":{\"role\":\"model\"},\"finishReason\":"
 	    "\"MAX_TOKENS\"}],\"usageMetadata\":{\"promptTokenCount\":4,\"totalTokenCount\":4}}",
-	    0, KR_LLM_OK, "", 4, 0);
+	    0, KR_LLM_REQUEST, NULL, 4, 0);
 	PARSE(GG, "{\"candidates\":[{\"finishReason\":\"SAFETY\",\"safetyRatings\":[]}],"
 	    "\"usageMetadata\":{\"promptTokenCount\":4}}", 0, KR_LLM_REQUEST, NULL, 4, 0);
 	PARSE(GG, "{\"promptFeedback\":{\"blockReason\":\"PROHIBITED_CONTENT\"},"
@@ -647,7 +703,7 @@ test_build_anthropic(void)
 	CHECK_STR(header(b.headers, "content-type", h, sizeof(h)), "application/json");
 	CHECK(header(b.headers, "Authorization", h, sizeof(h)) == NULL);
 	CHECK_STR(jstr(body, "model", NULL), "claude-sonnet-4-5-20250929");
-	CHECK_STR(jstr(body, "max_tokens", NULL), "1024");
+	CHECK_STR(jstr(body, "max_tokens", NULL), "4096");
 	CHECK_STR(jstr(body, "system", NULL), "Be brief.");
 	CHECK_STR(jstr(jmsg(body, "messages", 0), "role", NULL), "user");
 	CHECK_STR(jstr(jmsg(body, "messages", 1), "role", NULL), "assistant");
@@ -696,7 +752,7 @@ test_build_openai(void)
 	CHECK_STR(jstr(jmsg(body, "messages", 1), "content", NULL), "Hello");
 	CHECK_STR(jstr(jmsg(body, "messages", 2), "role", NULL), "assistant");
 	CHECK(jmsg(body, "messages", 4) == NULL);
-	CHECK_STR(jstr(body, "max_completion_tokens", NULL), "1024");
+	CHECK_STR(jstr(body, "max_completion_tokens", NULL), "4096");
 	json_object_put(body);
 	kr_llm_built_release(&b);
 
@@ -724,7 +780,7 @@ test_build_openai_family(void)
 	if (built(&r, KR_LLM_OP_CHAT, &b, &body) != 0)
 		FAIL_RETURN();
 	CHECK_STR(jstr(body, "model", NULL), "moonshot-v1-8k");
-	CHECK_STR(jstr(body, "max_tokens", NULL), "1024");
+	CHECK_STR(jstr(body, "max_tokens", NULL), "4096");
 	CHECK(jstr(body, "max_completion_tokens", NULL) == NULL);
 	json_object_put(body);
 	kr_llm_built_release(&b);
@@ -782,7 +838,7 @@ test_build_gemini(void)
 	CHECK(json_object_object_get_ex(body, "systemInstruction", &sys));
 	CHECK_STR(jstr(jmsg(sys, "parts", 0), "text", NULL), "Be brief.");
 	CHECK(json_object_object_get_ex(body, "generationConfig", &gen));
-	CHECK_STR(jstr(gen, "maxOutputTokens", NULL), "1024");
+	CHECK_STR(jstr(gen, "maxOutputTokens", NULL), "4096");
 	CHECK(jstr(body, "system", NULL) == NULL);
 	json_object_put(body);
 	kr_llm_built_release(&b);
@@ -1168,6 +1224,7 @@ main(void)
 	test_classify_simple();
 	test_classify_echo();
 	test_classify_long();
+	test_classify_storable();
 	test_retry_hints();
 	test_parse_anthropic();
 	test_parse_openai();
