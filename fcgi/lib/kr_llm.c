@@ -630,9 +630,22 @@ succeeded(struct kr_llm_call *c, struct kr_llm_result *out)
 		return;
 	}
 	out->cls = KR_LLM_OK;
-	if (c->op != KR_LLM_OP_CHECK || proto->checked == NULL)
+	if (c->op != KR_LLM_OP_CHECK)
 		return;
-	if ((root = kr_llm__json(c->resp.data, c->resp.len)) != NULL)
+	/*
+	 * Every provider answers its key check with a JSON object. Anything else (a captive
+	 * portal's or a web server's page at the base URL, a 200 carrying an error) proves
+	 * nothing about the key: not valid, and not invalid either.
+	 */
+	root = kr_llm__json(c->resp.data, c->resp.len);
+	if (root == NULL || !json_object_is_type(root, json_type_object) ||
+	    json_object_object_get_ex(root, "error", NULL)) {
+		out->cls = KR_LLM_TRANSIENT;
+		kr_llm__message(out, "the key check's answer (%ld) is not the provider's: %s",
+		    out->http_status, root == NULL || !json_object_is_type(root,
+		    json_type_object) ? "not a JSON object (is the base URL right?)" :
+		    "it carries an error");
+	} else if (proto->checked != NULL)
 		proto->checked(c->prov, root, out);
 	json_object_put(root);
 }

@@ -1163,6 +1163,25 @@ test_canned(void)
 	CHECK_STR(out.message, "quota exhausted (200): the available balance is 0");
 	CHECK(starts(cs.seen[0], "GET /v1/users/me/balance HTTP/1.1\r\n"));
 
+	/*
+	 * A key check answered 200 by something else than the provider (a captive portal or a
+	 * web server at the base URL, or a 200 carrying an error): not valid, not invalid.
+	 */
+	memset(&cs, 0, sizeof(cs));
+	answer(&cs, "", "200 OK", "", "<html><body>Sign in to the Wi-Fi</body></html>");
+	canned_run(&cs, KR_PROV_OPENAI, 1, &out);
+	CHECK(out.cls == KR_LLM_TRANSIENT);
+	CHECK_STR(out.message, "the key check's answer (200) is not the provider's: not a JSON "
+	    "object (is the base URL right?)");
+	memset(&cs, 0, sizeof(cs));
+	answer(&cs, "", "200 OK", "", "{\"error\":{\"code\":\"invalid_api_key\"}}");
+	canned_run(&cs, KR_PROV_OPENAI_COMPATIBLE, 1, &out);
+	CHECK(out.cls == KR_LLM_TRANSIENT);
+	memset(&cs, 0, sizeof(cs));
+	answer(&cs, "", "200 OK", "", "{\"object\":\"list\",\"data\":[]}");
+	canned_run(&cs, KR_PROV_OPENAI, 1, &out);
+	CHECK(out.cls == KR_LLM_OK);
+
 	/* zai: GET /models answered 404, then the one-token chat. */
 	memset(&cs, 0, sizeof(cs));
 	answer(&cs, "", "404 Not Found", "", "{}");
