@@ -160,6 +160,8 @@ moonshot_fault(long status, const char *type, struct kr_llm_fault *f)
 		f->cls = KR_LLM_QUOTA;
 	else if (type != NULL && strcmp(type, "rate_limit_reached_error") == 0)
 		f->cls = KR_LLM_RATE;
+	else if (type != NULL && strcmp(type, "engine_overloaded_error") == 0)
+		f->cls = KR_LLM_TRANSIENT;	/* the server's load, not the key's limit (429) */
 }
 
 static void

@@ -207,7 +207,7 @@ static const struct row rows[] = {
 	    "\"type\":\"rate_limit_reached_error\"}}", KR_LLM_RATE, 3000, NULL),
 	R(MS, 429, NULL, NULL, NULL, NULL, "{\"error\":{\"message\":\"The engine is currently "
 	    "overloaded, please try again later\",\"type\":\"engine_overloaded_error\"}}",
-	    KR_LLM_RATE, -1, NULL),
+	    KR_LLM_TRANSIENT, -1, NULL),
 	R(MS, 400, NULL, NULL, NULL, NULL, "{\"error\":{\"message\":\"The request was rejected "
 	    "because it was considered high risk\",\"type\":\"content_filter\"}}",
 	    KR_LLM_REQUEST, -1, NULL),
