@@ -198,17 +198,30 @@ key_provider(struct kr_req *req, struct kr_resp *resp, const char *id)
 	return p;
 }
 
+/*
+ * Paged like every list (?limit, ?before=nextCursor), in the list's own order (provider,
+ * then priority): a cursor is the last key of a page.
+ */
 void
 h_keys_list(struct kr_req *req, struct kr_resp *resp)
 {
+	static const struct kr_list keys = { "keys", "a key", kr_keys_view };
 	char buf[40];
 	const char *provider = req_query(req, "provider", buf, sizeof(buf));
+	struct kr_page pg;
+	struct kr_db_res res;
+	enum kr_db_err rc;
+	int found = 0;
 
 	if (provider != NULL && kr_provider_find(provider) == NULL) {
 		resp_error(resp, 422, "provider", "unknown provider");
 		return;
 	}
-	answer_keys(req, resp, provider, 200);
+	if (req_page(req, resp, &pg) != 0)
+		return;
+	rc = kr_keys_page(req->db, req->p.ws.id, provider, pg.before, pg.limit + 1, &res,
+	    &found);
+	resp_page(resp, &keys, &pg, rc, &res, found);
 }
 
 /* The base URL to test keys of p against, or NULL after answering 422. */

@@ -28,6 +28,15 @@
 static const char sql_list[] =
     "SELECT " KEY_COLUMNS " FROM provider_keys WHERE workspace_id = ? "
     "AND (? IS NULL OR provider = ?) ORDER BY provider, priority, created_at, id";
+/* A page of that order: the keys after key ? (a row comparison on the order's columns). */
+static const char sql_page[] =
+    "SELECT " KEY_COLUMNS " FROM provider_keys WHERE workspace_id = ? "
+    "AND (? IS NULL OR provider = ?) AND (? IS NULL OR (provider, priority, created_at, id) > "
+    "(SELECT provider, priority, created_at, id FROM provider_keys WHERE workspace_id = ? "
+    "AND id = ?)) ORDER BY provider, priority, created_at, id LIMIT ?";
+static const char sql_page_cursor[] =
+    "SELECT 1 FROM provider_keys WHERE workspace_id = ? AND id = ? "
+    "AND (? IS NULL OR provider = ?)";
 static const char sql_get[] =
     "SELECT " KEY_COLUMNS " FROM provider_keys WHERE workspace_id = ? AND id = ?";
 /* Adds to one workspace take turns, so concurrent adds get distinct priorities. */
@@ -132,6 +141,34 @@ kr_keys_list(struct kr_db *db, const char *ws_id, const char *provider, struct k
 	struct kr_dbp p[3] = { KR_P_STR(ws_id), KR_P_STR(provider), KR_P_STR(provider) };
 
 	return kr_db_exec(db, sql_list, p, N(p), res, NULL);
+}
+
+enum kr_db_err
+kr_keys_page(struct kr_db *db, const char *ws_id, const char *provider, const char *after,
+    unsigned limit, struct kr_db_res *res, int *found)
+{
+	struct kr_dbp p[7] = { KR_P_STR(ws_id), KR_P_STR(after), KR_P_STR(provider),
+	    KR_P_STR(provider) };
+	struct kr_db_res c;
+	enum kr_db_err rc;
+
+	memset(res, 0, sizeof(*res));
+	*found = 1;
+	if (after != NULL) {
+		if ((rc = kr_db_exec(db, sql_page_cursor, p, 4, &c, NULL)) != KR_DB_OK)
+			return rc;
+		*found = c.nrows == 1;
+		kr_db_res_free(&c);
+		if (!*found)
+			return KR_DB_OK;
+	}
+	p[1] = KR_P_STR(provider);
+	p[2] = KR_P_STR(provider);
+	p[3] = KR_P_STR(after);
+	p[4] = KR_P_STR(ws_id);
+	p[5] = KR_P_STR(after);
+	p[6] = KR_P_INT(limit);
+	return kr_db_exec(db, sql_page, p, N(p), res, NULL);
 }
 
 enum kr_db_err

@@ -68,6 +68,12 @@ void		 kr_key_hint(const char *secret, size_t len, char out[KR_KEY_HINT_MAX]);
 /* The workspace's keys (provider NULL: all), by provider then priority. */
 enum kr_db_err	 kr_keys_list(struct kr_db *db, const char *ws_id, const char *provider,
 		    struct kr_db_res *res);
+/*
+ * Up to limit of those keys (provider NULL: all), in the same order, after key after (NULL:
+ * from the first); *found is 0 when after is not one of them (res is then empty).
+ */
+enum kr_db_err	 kr_keys_page(struct kr_db *db, const char *ws_id, const char *provider,
+		    const char *after, unsigned limit, struct kr_db_res *res, int *found);
 /* One key; res.nrows is 0 when there is none in this workspace. */
 enum kr_db_err	 kr_keys_get(struct kr_db *db, const char *ws_id, const char *id,
 		    struct kr_db_res *res);

@@ -74,6 +74,20 @@ export const put = (path, body, opts) => api('PUT', path, body, opts);
 export const patch = (path, body, opts) => api('PATCH', path, body, opts);
 export const del = (path, opts) => api('DELETE', path, undefined, opts);
 
+// Every item of a paginated list (api.md: ?limit up to 200, nextCursor until null), as one
+// answer { [name]: [...] }. path may carry a query of its own.
+export async function getAll(path, name) {
+  const items = [];
+  const sep = path.includes('?') ? '&' : '?';
+  let before = null;
+  do {
+    const r = await get(`${path}${sep}limit=200${before ? `&before=${encodeURIComponent(before)}` : ''}`);
+    items.push(...(r[name] || []));
+    before = r.nextCursor || null;
+  } while (before);
+  return { [name]: items };
+}
+
 function sentence(s) {
   s = String(s || '').trim();
   if (!s) return '';

@@ -118,7 +118,7 @@ def body(t):
 
     def keys_of(client, ws, provider=None):
         path = K(ws) + ("?provider=%s" % provider if provider else "")
-        r = client.get(path)
+        r = client.get_all(path, "keys")
         expect(200, r, "GET %s" % path)
         true(isinstance(r.json, dict) and isinstance(r.json.get("keys"), list),
              "no keys list: %s" % r.describe())
@@ -185,7 +185,7 @@ def body(t):
         with t("GET keys of a new workspace as %s: 200 {\"keys\": []}" % name):
             r = c.get(K(ws_a))
             expect(200, r)
-            eq(r.json, {"keys": []}, "answer")
+            eq(r.json, {"keys": [], "nextCursor": None}, "answer")
 
     with t("GET keys without a session or token: 401 unauthorized"):
         expect_error(RecordingClient(base, SEEN).get(K(ws_a)), 401, "unauthorized")
@@ -284,7 +284,7 @@ def body(t):
         add(toks["admin"], ws_a, "zai", [gen("zai")], names=["By token"])
 
     with t("GET keys: ordered by provider, then priority; masked only"):
-        r = wadm.get(K(ws_a))
+        r = wadm.get_all(K(ws_a), "keys")
         expect(200, r)
         ks = r.json["keys"]
         provs = [k["provider"] for k in ks]
@@ -308,9 +308,38 @@ def body(t):
         eq(sorted({k["provider"] for k in ks}), ["openai"], "providers")
         eq(len(ks), 4, "openai keys")
 
+    with t("GET keys pages like every list: ?limit, nextCursor the last key of a page, in "
+           "the list's order, null at the end; ?provider pages too"):
+        whole = [k["id"] for k in keys_of(wadm, ws_a)]
+        for prov, want in ((None, whole),
+                           ("openai", [k["id"] for k in keys_of(wadm, ws_a, "openai")])):
+            got, cursor, pages = [], None, 0
+            while True:
+                q = "?limit=2" + ("&provider=" + prov if prov else "") + \
+                    ("&before=" + cursor if cursor else "")
+                r = wadm.get(K(ws_a) + q)
+                expect(200, r, "GET keys%s" % q)
+                ids = [k["id"] for k in r.json["keys"]]
+                true(len(ids) <= 2, "a page of %d keys with limit=2" % len(ids))
+                got += ids
+                pages += 1
+                cursor = r.json["nextCursor"]
+                if cursor is None or pages > len(want) + 1:
+                    break
+                eq(cursor, ids[-1], "nextCursor (the page's last key)")
+            eq(got, want, "the pages (provider %s), in order" % prov)
+            true(len(want) > 2, "too few keys (%d) to page" % len(want))
+
+    with t("GET keys with a bad cursor or limit: 422 naming it"):
+        other = keys_of(wadm, ws_a, "anthropic")[0]["id"]
+        for q, field in (("?before=%s" % uuid.uuid4(), "before"),
+                         ("?provider=openai&before=%s" % other, "before"),
+                         ("?limit=0", "limit"), ("?limit=201", "limit")):
+            expect_error(wadm.get(K(ws_a) + q), 422, "validation_failed", field=field)
+
     for name, c in roles.items():
         with t("GET keys as %s: 200, the same masked list" % name):
-            r = c.get(K(ws_a))
+            r = c.get_all(K(ws_a), "keys")
             expect(200, r)
             eq(len(r.json["keys"]), len(keys_of(wadm, ws_a)), "keys listed")
             eq(leaks(r.text), [], "secrets")

@@ -1,7 +1,7 @@
 // Jobs monitor (live over the workspace's event stream; no polling) and the job page with
 // its attempts log.
 import { h, replace, clear, timeEl, fmtTime, fmtDuration, truncate, fmtInt, fmtUsd } from '../dom.js';
-import { get, post, plainError, ApiError } from '../api.js';
+import { get, getAll, post, plainError, ApiError } from '../api.js';
 import { pageHeader, errorBox, loadInto, busy, toast, announce, jobBadge, field,
   inlineError, emptyState, notice, PROVIDER_NAMES } from '../ui.js';
 
@@ -24,7 +24,7 @@ export async function render(ctx) {
 // Key names for "answered by" (ids otherwise); failures leave the ids.
 async function keyNames(base) {
   try {
-    const r = await get(`${base}/keys`);
+    const r = await getAll(`${base}/keys`, 'keys');
     return new Map((r.keys || []).map((k) => [k.id, k]));
   } catch {
     return new Map();

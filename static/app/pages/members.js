@@ -1,21 +1,8 @@
 // Members of the workspace and their roles.
 import { h, replace, clear, timeEl } from '../dom.js';
-import { get, post, patch, del, plainError, ApiError } from '../api.js';
+import { getAll, post, patch, del, plainError, ApiError } from '../api.js';
 import { pageHeader, loadInto, busy, toast, announce, confirmDialog, field, inlineError,
   roleBadge, emptyState } from '../ui.js';
-
-// Every item of a paginated list (api.md: newest first, ?limit up to 200, nextCursor until
-// null), as one answer { [name]: [...] }.
-async function getAll(path, name) {
-  const items = [];
-  let before = null;
-  do {
-    const r = await get(`${path}?limit=200${before ? `&before=${encodeURIComponent(before)}` : ''}`);
-    items.push(...(r[name] || []));
-    before = r.nextCursor || null;
-  } while (before);
-  return { [name]: items };
-}
 
 const ROLES = [
   ['admin', 'Admin — everything, keys and members included'],

@@ -2,7 +2,7 @@
 // per provider with its keys as pills (test, enable/disable, rename, rotate, delete, reorder by
 // drag and drop or keyboard, add keys in bulk).
 import { h, replace, clear, uid, timeEl, maskSecret } from '../dom.js';
-import { get, post, put, patch, del, plainError, ApiError } from '../api.js';
+import { get, getAll, post, put, patch, del, plainError, ApiError } from '../api.js';
 import { pageHeader, spinner, loadInto, busy, toast, announce, confirmDialog,
   field, inlineError, notice, KEY_STATUS_TEXT } from '../ui.js';
 
@@ -32,7 +32,7 @@ export async function render(ctx) {
   root.append(body);
 
   async function load() {
-    const [s, k] = await Promise.all([get(`${base}/providers`), get(`${base}/keys`)]);
+    const [s, k] = await Promise.all([get(`${base}/providers`), getAll(`${base}/keys`, 'keys')]);
     st.settings = s;
     st.keys = k.keys || [];
   }

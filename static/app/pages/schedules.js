@@ -1,21 +1,8 @@
 // Schedules: recurring jobs (5-field cron in a time zone) that post into a chat.
 import { h, replace, clear, timeEl, fmtTime, truncate } from '../dom.js';
-import { get, post, patch, del, plainError } from '../api.js';
+import { get, getAll, post, patch, del, plainError } from '../api.js';
 import { pageHeader, loadInto, busy, toast, announce, confirmDialog, field, inlineError,
   emptyState } from '../ui.js';
-
-// Every item of a paginated list (api.md: newest first, ?limit up to 200, nextCursor until
-// null), as one answer { [name]: [...] }.
-async function getAll(path, name) {
-  const items = [];
-  let before = null;
-  do {
-    const r = await get(`${path}?limit=200${before ? `&before=${encodeURIComponent(before)}` : ''}`);
-    items.push(...(r[name] || []));
-    before = r.nextCursor || null;
-  } while (before);
-  return { [name]: items };
-}
 
 const PRESETS = [
   ['*/15 * * * *', 'Every 15 minutes'],

@@ -1,21 +1,8 @@
 // Workspace API tokens: create (the secret is shown once, with a copy button), list, revoke.
 import { h, replace, clear, timeEl } from '../dom.js';
-import { get, post, del, plainError } from '../api.js';
+import { getAll, post, del, plainError } from '../api.js';
 import { pageHeader, loadInto, busy, toast, announce, confirmDialog, field, inlineError,
   roleBadge, emptyState, copyButton } from '../ui.js';
-
-// Every item of a paginated list (api.md: newest first, ?limit up to 200, nextCursor until
-// null), as one answer { [name]: [...] }.
-async function getAll(path, name) {
-  const items = [];
-  let before = null;
-  do {
-    const r = await get(`${path}?limit=200${before ? `&before=${encodeURIComponent(before)}` : ''}`);
-    items.push(...(r[name] || []));
-    before = r.nextCursor || null;
-  } while (before);
-  return { [name]: items };
-}
 
 export async function render(ctx) {
   const { root, base, isAdmin } = ctx;
