@@ -11,9 +11,9 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import krstack  # noqa: E402
-from krclient import (at_once, check_pages, CheckError, add_member, admin_client,  # noqa: E402
-                      create_user, create_workspace, eq, expect, expect_error, run, true,
-                      unique_email, unique_slug, user_client)
+from krclient import (admins_only_workspace, at_once, check_pages, CheckError,  # noqa: E402
+                      add_member, admin_client, create_user, create_workspace, eq, expect,
+                      expect_error, run, true, unique_email, unique_slug, user_client)
 
 
 def members_of(client, ws):
@@ -45,22 +45,6 @@ def same_answer(a, b, slugs):
 RACE_ROUNDS = 8
 
 
-def two_admin_workspace(s, admin):
-    """A fresh workspace whose only admins are two fresh users (the instance admin who made it
-    stays as a viewer, to read it): (slug, [(user id, email, client)] * 2)."""
-    ws = create_workspace(admin)["slug"]
-    pair = []
-    for i in range(2):
-        u, e, pw = create_user(admin, name="Racer %d" % i)
-        add_member(admin, ws, e, "admin")
-        pair.append((u["id"], e, user_client(s, e, pw)))
-    r = admin.patch("/api/workspaces/%s/members/%s" % (ws, admin.user["id"]),
-                    json={"role": "viewer"})
-    if r.status != 200:
-        raise CheckError("instance admin steps down to viewer in %s: %s" % (ws, r.describe()))
-    return ws, pair
-
-
 def admins_of(client, ws):
     return sorted(e for e, m in members_of(client, ws).items() if m.get("role") == "admin")
 
@@ -73,7 +57,7 @@ def race_each_other(s, admin, change, ok, late):
     which the loser got 409 (its change really overlapped the winner's)."""
     overlapped = 0
     for n in range(RACE_ROUNDS):
-        ws, pair = two_admin_workspace(s, admin)
+        ws, pair = admins_only_workspace(s, admin, 2)
         base = "/api/workspaces/%s/members" % ws
         calls = [lambda me=me, other=other: change(me[2], "%s/%s" % (base, other[0]))
                  for me, other in ((pair[0], pair[1]), (pair[1], pair[0]))]
@@ -244,7 +228,7 @@ def body(t):
 
     # -- a workspace keeps at least one admin ------------------------------------------------
     with t("the only admin demotes or removes themself: 409 conflict, still admin"):
-        ws, pair = two_admin_workspace(s, admin)
+        ws, pair = admins_only_workspace(s, admin, 2)
         (a_id, a_email, a), (b_id, _, _) = pair
         bb = "/api/workspaces/%s/members" % ws
         expect(204, a.delete("%s/%s" % (bb, b_id)), "removing the other admin")

@@ -11,8 +11,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import krstack  # noqa: E402
-from krclient import (at_once, check_pages, CheckError, Client, add_member,  # noqa: E402
-                      admin_client, create_user, create_workspace, eq, expect, expect_error,
+from krclient import (admins_only_workspace, at_once, check_pages, CheckError,  # noqa: E402
+                      Client, admin_client, create_user, eq, expect, expect_error,
                       random_password, run, true, unique_email, user_client)
 
 USER_KEYS = ("id", "email", "name", "isInstanceAdmin")
@@ -32,22 +32,6 @@ def admins_of(client, ws):
     r = client.get("/api/workspaces/%s/members" % ws)
     expect(200, r, "GET members of %s" % ws)
     return sorted(m["email"] for m in r.json["members"] if m.get("role") == "admin")
-
-
-def admin_workspace(s, admin, n):
-    """A fresh workspace whose only admins are n fresh instance admins (the stack's instance
-    admin who made it stays as a viewer, to read it): (slug, [(user id, email, client)])."""
-    ws = create_workspace(admin)["slug"]
-    out = []
-    for i in range(n):
-        u, e, pw = create_user(admin, name="Racer %d" % i, instance_admin=True)
-        add_member(admin, ws, e, "admin")
-        out.append((u["id"], e, user_client(s, e, pw)))
-    r = admin.patch("/api/workspaces/%s/members/%s" % (ws, admin.user["id"]),
-                    json={"role": "viewer"})
-    if r.status != 200:
-        raise CheckError("instance admin steps down to viewer in %s: %s" % (ws, r.describe()))
-    return ws, out
 
 
 def sole_admin_refused(r, what):
@@ -200,7 +184,7 @@ def body(t):
 
     # -- the only admin of a workspace --------------------------------------------------------
     with t("DELETE of the only admin of a workspace: 409 conflict, user and membership kept"):
-        ws, [(a_id, a_email, _)] = admin_workspace(s, admin, 1)
+        ws, [(a_id, a_email, _)] = admins_only_workspace(s, admin, 1, instance_admin=True)
         sole_admin_refused(admin.delete("/api/users/%s" % a_id), "DELETE")
         eq(admins_of(admin, ws), [a_email], "admins")
         lst = admin.get_all("/api/users", "users")
@@ -212,7 +196,7 @@ def body(t):
            % RACE_ROUNDS):
         overlapped = 0
         for n in range(RACE_ROUNDS):
-            ws, pair = admin_workspace(s, admin, 2)
+            ws, pair = admins_only_workspace(s, admin, 2, instance_admin=True)
             calls = [lambda me=me, other=other: me[2].delete("/api/users/%s" % other[0])
                      for me, other in ((pair[0], pair[1]), (pair[1], pair[0]))]
             rs = at_once(calls)

@@ -410,6 +410,23 @@ def at_once(calls):
         return list(pool.map(go, calls))
 
 
+def admins_only_workspace(s, admin, n, instance_admin=None):
+    """A fresh workspace whose only admins are n fresh users (instance admins when asked); the
+    instance admin who made it stays as a viewer, to read it: (slug, [(user id, email,
+    client)]). For tests racing admins against each other."""
+    ws = create_workspace(admin)["slug"]
+    out = []
+    for i in range(n):
+        u, e, pw = create_user(admin, name="Racer %d" % i, instance_admin=instance_admin)
+        add_member(admin, ws, e, "admin")
+        out.append((u["id"], e, user_client(s, e, pw)))
+    r = admin.patch("/api/workspaces/%s/members/%s" % (ws, admin.user["id"]),
+                    json={"role": "viewer"})
+    if r.status != 200:
+        raise CheckError("instance admin steps down to viewer in %s: %s" % (ws, r.describe()))
+    return ws, out
+
+
 def fcgi_request(sock_path, params, body=b"", timeout=10):
     """One request straight to a FastCGI socket (keyrelay-fcgi's api.sock), bypassing nginx,
     with the CGI params given (REMOTE_ADDR, say, which nginx would set); answers the
