@@ -88,6 +88,7 @@ class Api {
   get(p, want = 200) { return this.req('GET', p, undefined, want); }
   post(p, body, want) { return this.req('POST', p, body ?? {}, want); }
   put(p, body, want) { return this.req('PUT', p, body, want); }
+  patch(p, body, want) { return this.req('PATCH', p, body, want); }
 }
 
 async function stubKey(key, mode, extra = {}) {
@@ -330,7 +331,9 @@ test('reorder by keyboard and by drag and drop; the order persists after reload'
     }
     assert.ok(box, 'the pill to drag onto is on screen');
     const done = page.waitForResponse((r) => r.url().endsWith('/keys/reorder') && r.request().method() === 'PUT', { timeout: 5000 }).catch(() => null);
-    await pillByName(page, 'One').dragTo(target, { targetPosition: { x: 12, y: box.height / 2 } });
+    // Near the top left corner: "before" whether the pills stand in a row (the page reads x)
+    // or in a column (it reads y). The middle of the pill is the boundary of the latter.
+    await pillByName(page, 'One').dragTo(target, { targetPosition: { x: 12, y: Math.min(8, box.height / 4) } });
     dragged = await done;
   }
   assert.ok(dragged, 'a drag of One onto Three saved the order');
@@ -341,6 +344,25 @@ test('reorder by keyboard and by drag and drop; the order persists after reload'
   assert.deepEqual(await pillNames(page, 'anthropic'), ['One', 'Three', 'Two'], 'the order survives a reload');
   const byPriority = (await keysOf(ws.a)).sort((x, y) => x.priority - y.priority).map((k) => k.name);
   assert.deepEqual(byPriority, ['One', 'Three', 'Two'], 'the API has the same order');
+
+  // A live event redraws the pills during a drag: Chromium then drops on the pill under the
+  // pointer when the drag last moved, which the redraw detached. The drop still means the
+  // pill now in its place. (Before, the detached pill's empty box read as "after" it.)
+  const oldOne = await pillByName(page, 'One').elementHandle();
+  const dt = await page.evaluateHandle(() => new DataTransfer());
+  await pillByName(page, 'Two').dispatchEvent('dragstart', { dataTransfer: dt });
+  const three = (await keysOf(ws.a)).find((k) => k.name === 'Three');
+  const expires = new Date(Date.now() + 365 * 86400e3).toISOString().replace(/\.\d+Z$/, 'Z');
+  await admin.patch(`/api/workspaces/${ws.a}/keys/${three.id}`, { expiresAt: expires }, 200);
+  await page.waitForFunction((el) => !el.isConnected, oldOne);
+  const now = await pillByName(page, 'One').boundingBox();
+  saved = reorderSaved();
+  await oldOne.dispatchEvent('drop', { dataTransfer: dt, clientX: now.x + 12, clientY: now.y + 8 });
+  assert.equal((await saved).status(), 200);
+  assert.deepEqual(await pillNames(page, 'anthropic'), ['Two', 'One', 'Three']);
+  await page.waitForFunction(() => !document.querySelector('.provider.is-saving'));
+  const after = (await keysOf(ws.a)).sort((x, y) => x.priority - y.priority).map((k) => k.name);
+  assert.deepEqual(after, ['Two', 'One', 'Three'], 'the API has the order dropped');
 });
 
 test('change the primary and the fallback chain; the effective primary is shown', async () => {
@@ -506,7 +528,7 @@ test("a second workspace's keys never appear", async () => {
   await page.locator('#ws-select').selectOption(ws.a);
   await card(page, 'anthropic').locator('li.pill').nth(2).waitFor();
   assert.equal(await hasB(), false, "B's key is gone after switching back");
-  assert.deepEqual(await pillNames(page, 'anthropic'), ['One', 'Three', 'Two']);
+  assert.deepEqual(await pillNames(page, 'anthropic'), ['Two', 'One', 'Three']);
 });
 
 test('screenshots of every main page (laptop and phone)', async () => {

@@ -20,6 +20,7 @@ export async function render(ctx) {
     drag: null,
     reorderQueue: new Map(),  // provider -> promise of the last PUT /keys/reorder
     reorderPending: new Map(), // provider -> PUTs not answered yet
+    moves: 0,               // moves made on this page: a reload begun before one is stale
   };
 
   root.append(pageHeader('Providers & keys',
@@ -31,10 +32,14 @@ export async function render(ctx) {
   const body = h('div', { class: 'providers-page' }, banner, settingsCard, cards);
   root.append(body);
 
-  async function load() {
+  async function fetchAll() {
     const [s, k] = await Promise.all([get(`${base}/providers`), getAll(`${base}/keys`, 'keys')]);
-    st.settings = s;
-    st.keys = k.keys || [];
+    return { settings: s, keys: k.keys || [] };
+  }
+  async function load() {
+    const got = await fetchAll();
+    st.settings = got.settings;
+    st.keys = got.keys;
   }
 
   function providerList() {
@@ -85,15 +90,22 @@ export async function render(ctx) {
     }
     refreshing = (async () => {
       try {
-        // Redraw only when something changed: an event about our own change would
-        // otherwise replace the pills under the pointer or the keyboard.
-        const before = JSON.stringify([st.settings, st.keys]);
-        const keys = st.keys;
-        await load();
-        if (reordering()) {       // a move began while loading: keep what is on screen
-          st.keys = keys;
+        const moves = st.moves;
+        const got = await fetchAll();
+        if (!ctx.alive()) return;
+        // A move made while loading, even one saved since, may postdate what the server
+        // answered: keep what is on screen and load again.
+        if (reordering() || st.moves !== moves) {
           refreshSoon();
-        } else if (ctx.alive() && JSON.stringify([st.settings, st.keys]) !== before) renderAll();
+          return;
+        }
+        // Redraw only when something changed: an event about our own change would
+        // otherwise replace the pills under the pointer or the keyboard. What is kept is
+        // always what is on screen, which the moves and buttons act on.
+        const shown = JSON.stringify([st.settings, st.keys]);
+        st.settings = got.settings;
+        st.keys = got.keys;
+        if (JSON.stringify([st.settings, st.keys]) !== shown) renderAll();
       } catch (err) {
         if (ctx.alive()) toast(`Could not reload the keys: ${plainError(err)}`, 'error');
       } finally {
@@ -432,18 +444,18 @@ export async function render(ctx) {
       const remove = h('button', { type: 'button', class: 'btn btn--small btn--ghost btn--danger-text', 'data-focus': `delete-${k.id}`, 'aria-label': `Delete ${label}` }, 'Delete');
       remove.addEventListener('click', () => deleteKey(k, p, remove, result));
       const up = h('button', { type: 'button', class: 'btn btn--icon btn--small', 'data-focus': `up-${k.id}`, 'aria-label': `Move ${label} up`, title: 'Move up (Alt+↑)', disabled: i === 0 }, '↑');
-      up.addEventListener('click', () => moveKey(k.provider, k.id, i - 1, `up-${k.id}`));
+      up.addEventListener('click', () => moveBy(k, -1, `up-${k.id}`));
       const down = h('button', { type: 'button', class: 'btn btn--icon btn--small', 'data-focus': `down-${k.id}`, 'aria-label': `Move ${label} down`, title: 'Move down (Alt+↓)', disabled: i === n - 1 }, '↓');
-      down.addEventListener('click', () => moveKey(k.provider, k.id, i + 1, `down-${k.id}`));
+      down.addEventListener('click', () => moveBy(k, 1, `down-${k.id}`));
       li.append(h('div', { class: 'pill__actions' }, testBtn, toggle, rename, rotate, remove,
         n > 1 ? h('span', { class: 'pill__move' }, up, down) : null));
       if (ps.edit) li.append(editForm(k, ps));
       li.addEventListener('keydown', (ev) => {
         if (ev.target !== li || !ev.altKey) return;
-        if (ev.key === 'ArrowUp' || ev.key === 'ArrowLeft') { ev.preventDefault(); if (i > 0) moveKey(k.provider, k.id, i - 1, `pill-${k.id}`); }
-        if (ev.key === 'ArrowDown' || ev.key === 'ArrowRight') { ev.preventDefault(); if (i < n - 1) moveKey(k.provider, k.id, i + 1, `pill-${k.id}`); }
+        if (ev.key === 'ArrowUp' || ev.key === 'ArrowLeft') { ev.preventDefault(); moveBy(k, -1, `pill-${k.id}`); }
+        if (ev.key === 'ArrowDown' || ev.key === 'ArrowRight') { ev.preventDefault(); moveBy(k, 1, `pill-${k.id}`); }
       });
-      wireDrag(li, k, i);
+      wireDrag(li, k);
     }
     return li;
   }
@@ -616,10 +628,18 @@ export async function render(ctx) {
 
   // ---- reorder ---------------------------------------------------------------------------
 
+  // Positions are read when the move is made, from the order on screen: a pill drawn before
+  // a redraw still moves its own key.
+  function moveBy(k, delta, focusKey) {
+    const at = keysOf(k.provider).findIndex((x) => x.id === k.id);
+    if (at >= 0) moveKey(k.provider, k.id, at + delta, focusKey);
+  }
+
   async function moveKey(provider, id, to, focusKey) {
     const list = keysOf(provider);
     const from = list.findIndex((k) => k.id === id);
     if (from < 0 || to < 0 || to >= list.length || from === to) return;
+    st.moves++;
     const before = list.map((k) => ({ id: k.id, priority: k.priority }));
     const [moved] = list.splice(from, 1);
     list.splice(to, 0, moved);
@@ -661,10 +681,23 @@ export async function render(ctx) {
     }
   }
 
-  function wireDrag(li, k, i) {
+  // A redraw (a live event) during a drag replaces the pills: Chromium then drops on the old
+  // pill, detached and without a size. Positions and sizes are therefore read at the drop,
+  // from the order and the pill now on screen.
+  function wireDrag(li, k) {
+    const shown = () => (li.isConnected ? li
+      : root.querySelector(`li.pill[data-key-id="${CSS.escape(k.id)}"]`));
+    const where = (ev) => {
+      const el = shown();
+      if (!el) return null;
+      const r = el.getBoundingClientRect();
+      const horizontal = el.parentElement && el.parentElement.clientWidth > r.width * 1.5;
+      return horizontal ? (ev.clientX < r.left + r.width / 2 ? 'before' : 'after')
+        : (ev.clientY < r.top + r.height / 2 ? 'before' : 'after');
+    };
     li.addEventListener('dragstart', (ev) => {
       if (ev.target !== li) return;
-      st.drag = { id: k.id, provider: k.provider, from: i };
+      st.drag = { id: k.id, provider: k.provider };
       ev.dataTransfer.effectAllowed = 'move';
       ev.dataTransfer.setData('text/plain', k.id);
       li.classList.add('is-dragging');
@@ -674,12 +707,6 @@ export async function render(ctx) {
       li.classList.remove('is-dragging');
       for (const x of root.querySelectorAll('.drop-before, .drop-after')) x.classList.remove('drop-before', 'drop-after');
     });
-    const where = (ev) => {
-      const r = li.getBoundingClientRect();
-      const horizontal = li.parentElement && li.parentElement.clientWidth > r.width * 1.5;
-      return horizontal ? (ev.clientX < r.left + r.width / 2 ? 'before' : 'after')
-        : (ev.clientY < r.top + r.height / 2 ? 'before' : 'after');
-    };
     li.addEventListener('dragover', (ev) => {
       if (!st.drag || st.drag.provider !== k.provider) return;
       ev.preventDefault();
@@ -692,12 +719,18 @@ export async function render(ctx) {
     li.addEventListener('drop', (ev) => {
       if (!st.drag || st.drag.provider !== k.provider) return;
       ev.preventDefault();
-      const w = where(ev);
-      const from = st.drag.from;
-      let to = w === 'before' ? i : i + 1;
-      if (from < to) to -= 1;
       const id = st.drag.id;
       st.drag = null;
+      const list = keysOf(k.provider);
+      const from = list.findIndex((x) => x.id === id);
+      const at = list.findIndex((x) => x.id === k.id);
+      const w = where(ev);
+      if (from < 0 || at < 0 || !w) {   // the key went away meanwhile
+        renderCards();
+        return;
+      }
+      let to = w === 'before' ? at : at + 1;
+      if (from < to) to -= 1;
       if (to !== from) moveKey(k.provider, id, to, `pill-${id}`);
       else renderCards();
     });
@@ -862,7 +895,11 @@ export async function render(ctx) {
   ctx.on('key_status_changed', (ev) => {
     if (ev.key) {
       const before = JSON.stringify(st.keys);
-      mergeKey(ev.key);
+      // The key as it was when the event was written: its priority may predate a move made
+      // here since. The order comes from the reload below, after any move is saved.
+      const rest = { ...ev.key };
+      delete rest.priority;
+      mergeKey(st.keys.some((x) => x.id === ev.key.id) ? rest : ev.key);
       if (JSON.stringify(st.keys) !== before) renderAll();
     }
     refreshSoon();
