@@ -378,7 +378,11 @@ async function renderPage(r) {
     console.error(err);
     if (ctx.alive()) container.append(errorBox(err, { prefix: 'This page failed to load.' }));
   }
-  if (ctx.alive() && state.focusOnRender) {
+  // The title takes the focus for screen readers, unless the user has already put it in a
+  // control drawn before the page finished loading (a form above a list still loading).
+  const typing = document.activeElement && document.activeElement !== document.body
+    && container.contains(document.activeElement);
+  if (ctx.alive() && state.focusOnRender && !typing) {
     const title = container.querySelector('h1');
     if (title) title.focus({ preventScroll: true });
   }

@@ -266,6 +266,8 @@ test('a key the stub accepts turns green with its latency', async () => {
     const p = [...document.querySelectorAll('li.pill')].find((x) => x.querySelector('.pill__name').textContent === 'One');
     return p && p.dataset.status === 'valid';
   }, null, { timeout: T_PROVIDER });
+  // The key's event can turn the pill green before the page has the test's answer.
+  await pillByName(page, 'One').locator('.pill__result--ok').waitFor();
   assert.match(await pillByName(page, 'One').locator('.pill__result').textContent(), /\d+ ms/);
 });
 
@@ -278,6 +280,7 @@ test('a key the stub rejects turns red with the error', async () => {
     return p && p.dataset.status === 'invalid';
   }, null, { timeout: T_PROVIDER });
   const p = pillByName(page, 'Three');
+  await p.locator('.pill__result--bad').waitFor();
   assert.match(await p.getAttribute('class'), /pill--invalid/);
   const text = await p.locator('.pill__result').textContent();
   assert.match(text, /Test failed/);
@@ -387,6 +390,13 @@ test('change the primary and the fallback chain; the effective primary is shown'
   await routing.getByLabel('Primary provider').selectOption('anthropic');
   assert.equal(await routing.locator('.chain__item').count(), 1, 'the new primary left the chain');
   await routing.getByLabel('Provider to add to the chain').selectOption('google');
+  // A save elsewhere that changes nothing of the routing (as the late event of our own save)
+  // redraws the form: the edit goes on undisturbed, the provider picked still picked.
+  const picker = await routing.getByLabel('Provider to add to the chain').elementHandle();
+  await admin.put(`/api/workspaces/${ws.a}/providers`, { fallbackChain: ['anthropic', 'zai'] }, 200);
+  await page.waitForFunction((el) => !el.isConnected, picker);
+  assert.equal(await routing.getByText('Someone else changed these settings').count(), 0, 'no change to report');
+  assert.equal(await routing.getByLabel('Provider to add to the chain').inputValue(), 'google');
   await routing.getByRole('button', { name: 'Add to chain' }).click();
   await routing.getByRole('button', { name: 'Move Google Gemini earlier in the chain' }).click();
   await routing.getByRole('button', { name: 'Move Z.ai earlier in the chain' }).click();
@@ -406,8 +416,9 @@ test('send a chat message: it shows at once and the answer arrives without reloa
   const probe = await admin.req('GET', `/api/workspaces/${ws.a}/chats`);
   assert.notEqual(probe.status, 501, 'the chats API answers 501 (not implemented yet)');
   // The provider takes 3 s, so the page shows the message and a pending answer first.
+  // Both keys that can answer wait: the reorder test above decides which one goes first.
   await stubKey(keys.one, 'delay', { delayMs: 3000, text: STUB_ANSWER });
-  await stubKey(keys.two, 'ok', { text: STUB_ANSWER });
+  await stubKey(keys.two, 'delay', { delayMs: 3000, text: STUB_ANSWER });
   await gotoPage(page, ws.a, 'chats');
   await page.getByLabel('New conversation').fill('Browser test chat');
   await page.getByRole('button', { name: 'Start' }).click();
@@ -434,6 +445,7 @@ test('send a chat message: it shows at once and the answer arrives without reloa
   assert.equal(await page.locator('.msg--pending').count(), 0, 'the pending answer made way for the answer');
   await shot(page, 'chats');
   await stubKey(keys.one, 'ok', { text: STUB_ANSWER });
+  await stubKey(keys.two, 'ok', { text: STUB_ANSWER });
 });
 
 test('a failing job shows red with its error', async () => {

@@ -239,11 +239,14 @@ export async function render(ctx) {
     const candidates = providerList().filter((p) => p.id !== d.primary && !d.chain.includes(p.id));
     const addSel = h('select', { id: 'routing-chain-add', 'data-focus': 'routing-chain-add', disabled: !candidates.length });
     addSel.append(h('option', { value: '' }, candidates.length ? 'Add a provider…' : 'All providers are in use'));
-    for (const p of candidates) addSel.append(h('option', { value: p.id }, `${p.name} (${usableText(p)})`));
+    // The provider picked but not added yet is part of the draft: a redraw keeps it.
+    for (const p of candidates) addSel.append(h('option', { value: p.id, selected: p.id === d.pick }, `${p.name} (${usableText(p)})`));
+    addSel.addEventListener('change', () => { d.pick = addSel.value; });
     const addBtn = h('button', { type: 'button', class: 'btn btn--small', 'data-focus': 'routing-chain-addbtn', disabled: !candidates.length }, 'Add to chain');
     addBtn.addEventListener('click', () => {
       if (!addSel.value) { addSel.focus(); return; }
       const added = addSel.value;
+      d.pick = '';
       d.chain.push(added);
       markDirty();
       withFocus(renderSettings);
@@ -897,25 +900,35 @@ export async function render(ctx) {
       const before = JSON.stringify(st.keys);
       // The key as it was when the event was written: its priority may predate a move made
       // here since. The order comes from the reload below, after any move is saved.
-      const rest = { ...ev.key };
-      delete rest.priority;
-      mergeKey(st.keys.some((x) => x.id === ev.key.id) ? rest : ev.key);
+      if (ev.key.deleted) {
+        st.keys = st.keys.filter((x) => x.id !== ev.key.id);
+      } else {
+        const rest = { ...ev.key };
+        delete rest.priority;
+        mergeKey(st.keys.some((x) => x.id === ev.key.id) ? rest : ev.key);
+      }
       if (JSON.stringify(st.keys) !== before) renderAll();
     }
     refreshSoon();
   });
   ctx.on('settings_changed', () => {
-    if (st.dirty) {
-      st.externalChange = true;
-      refreshSettingsOnly();
-    } else refreshSoon();
+    if (st.dirty) refreshSettingsOnly();
+    else refreshSoon();
   });
   ctx.on('resync', () => refreshSoon());
 
+  // What the routing form edits: a change elsewhere to anything else (key counts) is no
+  // reason to interrupt an edit, and neither is the event of our own save.
+  const routingOf = (s) => JSON.stringify(s ? [s.primary, s.fallbackChain, s.models, s.baseUrls,
+    s.allowSystemKeys] : null);
   async function refreshSettingsOnly() {
     try {
-      st.settings = await get(`${base}/providers`);
-      if (ctx.alive()) withFocus(() => { renderBanner(); renderSettings(); renderCards(); });
+      const s = await get(`${base}/providers`);
+      if (!ctx.alive()) return;
+      const theirs = routingOf(s) !== routingOf(st.settings);
+      st.settings = s;
+      if (theirs && st.dirty) st.externalChange = true;
+      withFocus(() => { renderBanner(); renderSettings(); renderCards(); });
     } catch { /* next refresh shows it */ }
   }
 
