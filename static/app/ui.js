@@ -39,18 +39,25 @@ export function emptyState(title, text, ...actions) {
     actions.length ? h('div', { class: 'empty__actions' }, actions) : null);
 }
 
+// The latest load of each container.
+const loads = new WeakMap();
+
 // Loads with fn(), showing a spinner meanwhile and an error with "Try again" on failure.
-// render(data) fills the container. Returns the data, or undefined after an error.
+// render(data) fills the container. Returns the data, or undefined after an error. Of two
+// loads into one container, only the later is shown, whichever answers last.
 export async function loadInto(container, fn, render, { label = 'Loading…', alive = () => true } = {}) {
+  const mine = {};
+  loads.set(container, mine);
+  const current = () => alive() && loads.get(container) === mine;
   replace(container, h('div', { class: 'loading' }, spinner(label)));
   try {
     const data = await fn();
-    if (!alive()) return undefined;
+    if (!current()) return undefined;
     clear(container);
     render(data);
     return data;
   } catch (err) {
-    if (!alive() || (err && err.name === 'AbortError')) return undefined;
+    if (!current() || (err && err.name === 'AbortError')) return undefined;
     replace(container, errorBox(err, { retry: () => loadInto(container, fn, render, { label, alive }) }));
     return undefined;
   }

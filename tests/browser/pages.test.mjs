@@ -456,14 +456,31 @@ test('a failing job shows red with its error', async () => {
   const input = `This task is refused ${RUN}`;
   await page.getByLabel('Task input').fill(input);
   await page.getByLabel('Max attempts').fill('1');
+  // The answer to the POST is held until the job's events have shown it failed: a snapshot
+  // older than the row's must not put it back to "queued", where no event would move it on.
+  let release = null;
+  const held = new Promise((r) => { release = r; });
+  const jobsUrl = new RegExp(`/api/workspaces/${ws.c}/jobs$`);
+  await page.route(jobsUrl, async (route) => {
+    if (route.request().method() !== 'POST') return route.continue();
+    const answer = await route.fetch();
+    await held;
+    return route.fulfill({ response: answer });
+  });
   await page.getByRole('button', { name: 'Queue task' }).click();
   const row = page.locator('tr.job-row', { hasText: input });
-  await row.waitFor();
   try {
+    await row.waitFor();
     await page.locator('tr.job-row[data-status="failed"]', { hasText: input }).waitFor({ timeout: T_JOB });
   } catch (e) {
-    throw new Error(`the job did not show as failed (row: ${await row.textContent()}; live: ${await page.locator('.live').textContent()}): ${e.message}`);
+    const seen = await row.textContent({ timeout: 1000 }).catch(() => 'none');
+    throw new Error(`the job did not show as failed (row: ${seen}; live: ${await page.locator('.live').textContent()}): ${e.message}`);
+  } finally {
+    release();
   }
+  await page.waitForFunction(() => document.querySelector('form.newtask textarea').value === '');
+  await page.unroute(jobsUrl);
+  assert.equal(await row.getAttribute('data-status'), 'failed', 'the late answer to the POST left the row as it was');
   const badge = row.locator('.badge--failed');
   assert.equal(await badge.textContent(), 'Failed');
   // A late event may redraw the row: read the colour until a connected badge answers.

@@ -47,6 +47,13 @@ function durationOf(job) {
   return end - new Date(job.startedAt).getTime();
 }
 
+// Snapshots of a job (an event, a GET, a POST's answer) can land out of order: a GET sent
+// before the job failed may answer after the job_failed event. Each snapshot is stamped when
+// it is asked for (an event when it arrives, in the stream's order); a row takes no snapshot
+// older than the one it shows.
+let clock = 0;
+const stamp = () => ++clock;
+
 function jobActions(ctx, job, onChange) {
   if (!ctx.isMember) return null;
   const out = [];
@@ -64,11 +71,12 @@ function jobActions(ctx, job, onChange) {
 }
 
 async function act(ctx, job, what, btn, onChange) {
+  const at = stamp();
   try {
     const j = await busy(btn, what === 'cancel' ? 'Cancelling…' : 'Retrying…',
       () => post(`${ctx.base}/jobs/${encodeURIComponent(job.id)}/${what}`, {}));
     toast(what === 'cancel' ? 'Job cancelled.' : 'Job queued again.');
-    onChange(j || job, null);
+    onChange(j || job, null, at);
   } catch (err) {
     onChange(null, `${what === 'cancel' ? 'Could not cancel' : 'Could not retry'}: ${plainError(err)}`);
   }
@@ -78,7 +86,8 @@ async function act(ctx, job, what, btn, onChange) {
 
 async function renderList(ctx) {
   const { root, base } = ctx;
-  const st = { jobs: [], next: null, keys: new Map(), schedules: [], rowErrors: new Map(), fresh: new Set() };
+  const st = { jobs: [], next: null, keys: new Map(), schedules: [], rowErrors: new Map(), fresh: new Set(),
+    seen: new Map() };      // job id -> stamp of the snapshot shown (see stamp)
   root.append(pageHeader('Jobs', 'Every request to a provider, live: what is queued, running, retried, answered or failed.'));
 
   const statusSel = h('select', { id: 'jobs-status' }, h('option', { value: '' }, 'Any status'),
@@ -96,7 +105,7 @@ async function renderList(ctx) {
   const counts = h('p', { class: 'counts muted', 'aria-live': 'polite' });
   const listSlot = h('div', { class: 'jobs-list' });
   const more = h('div', { class: 'load-more' });
-  root.append(ctx.isMember ? newTaskForm(ctx, (job) => { upsert(job, true); renderRows(); }) : null, filterBar, counts, listSlot, more);
+  root.append(ctx.isMember ? newTaskForm(ctx, (job) => { upsert(job, true, 0); renderRows(); }) : null, filterBar, counts, listSlot, more);
 
   statusSel.addEventListener('change', () => { filters.status = statusSel.value; reload(); });
   schedSel.addEventListener('change', () => { filters.scheduleId = schedSel.value; reload(); });
@@ -127,7 +136,10 @@ async function renderList(ctx) {
     return true;
   }
 
-  function upsert(job, isNew) {
+  // at: the snapshot's stamp; 0 for the answer that created the job, older than any event.
+  function upsert(job, isNew, at) {
+    if (at < (st.seen.get(job.id) ?? -1)) return;
+    st.seen.set(job.id, at);
     const i = st.jobs.findIndex((j) => j.id === job.id);
     if (!matchesServerFilter(job)) {
       if (i >= 0) st.jobs.splice(i, 1);
@@ -176,10 +188,10 @@ async function renderList(ctx) {
       h('td', { 'data-label': 'Provider · key' }, answeredBy(j, st.keys)),
       h('td', { 'data-label': 'Created' }, timeEl(j.createdAt)),
       h('td', { 'data-label': 'Took' }, d === null ? h('span', { class: 'muted' }, ACTIVE.has(j.status) ? 'waiting' : '—') : fmtDuration(d)),
-      h('td', { 'data-label': 'Actions' }, jobActions(ctx, j, (job, e) => {
+      h('td', { 'data-label': 'Actions' }, jobActions(ctx, j, (job, e, at) => {
         if (e) st.rowErrors.set(j.id, e);
         else st.rowErrors.delete(j.id);
-        if (job) upsert(job);
+        if (job) upsert(job, false, at);
         renderRows();
       })));
   }
@@ -190,8 +202,13 @@ async function renderList(ctx) {
     const b = h('button', { type: 'button', class: 'btn' }, 'Load older jobs');
     b.addEventListener('click', async () => {
       try {
+        const at = stamp();
         const r = await busy(b, 'Loading…', () => get(query(st.next)));
-        for (const j of r.jobs || []) if (!st.jobs.some((x) => x.id === j.id)) st.jobs.push(j);
+        for (const j of r.jobs || []) {
+          if (st.jobs.some((x) => x.id === j.id)) continue;
+          st.jobs.push(j);
+          st.seen.set(j.id, at);
+        }
         st.next = r.nextCursor || null;
         renderRows();
         renderMore();
@@ -204,8 +221,21 @@ async function renderList(ctx) {
 
   async function reload() {
     clear(more);
-    await loadInto(listSlot, () => get(query()), (r) => {
-      st.jobs = r.jobs || [];
+    let at = 0;
+    await loadInto(listSlot, () => { at = stamp(); return get(query()); }, (r) => {
+      // A row an event has updated since the list was asked for keeps that newer state.
+      const shown = new Map(st.jobs.map((j) => [j.id, j]));
+      st.jobs = (r.jobs || []).map((j) => {
+        if (shown.has(j.id) && (st.seen.get(j.id) ?? -1) > at) return shown.get(j.id);
+        st.seen.set(j.id, at);
+        return j;
+      });
+      // And a job an event brought since is newer than the list: it stays.
+      const listed = new Set(st.jobs.map((j) => j.id));
+      for (const j of shown.values()) {
+        if (!listed.has(j.id) && (st.seen.get(j.id) ?? -1) > at && matchesServerFilter(j)) st.jobs.push(j);
+      }
+      st.jobs.sort((a, b) => (b.createdAt || '').localeCompare(a.createdAt || ''));
       st.next = r.nextCursor || null;
       renderRows();
       renderMore();
@@ -221,17 +251,18 @@ async function renderList(ctx) {
       if (!id) return;
       const known = st.jobs.some((j) => j.id === id);
       if (ev.job && (known || ev.job.createdAt)) {
-        upsert(ev.job, t === 'job_queued');
+        upsert(ev.job, t === 'job_queued', stamp());
         renderRows();
       }
       if (known && !TERMINAL.has(t) && ev.job) return;
+      const at = stamp();
       let job;
       try { job = await get(`${base}/jobs/${encodeURIComponent(id)}`); } catch { return; }
       if (!ctx.alive()) return;
       if (job.keyId && !st.keys.has(job.keyId)) st.keys = await keyNames(base);
       const row = { ...job };
       delete row.attemptsLog;
-      upsert(row, !known);
+      upsert(row, !known, at);
       renderRows();
     });
   }
@@ -303,10 +334,18 @@ async function renderJob(ctx) {
   let keys = new Map();
   let actionError = null;
 
+  // Reads answering out of order: the one asked for last is the one shown (see stamp).
+  let newest = { at: 0, job: null };
+  const offer = (at, job) => {
+    if (at >= newest.at) newest = { at, job };
+    return newest.job === job;
+  };
   async function load() {
+    const at = stamp();
     const [job, k] = await Promise.all([get(`${base}/jobs/${encodeURIComponent(ctx.id)}`), keyNames(base)]);
     keys = k;
-    return job;
+    offer(at, job);
+    return newest.job;
   }
 
   function show(job) {
@@ -364,11 +403,11 @@ async function renderJob(ctx) {
         tbody)) : h('p', { class: 'muted' }, 'No attempt yet.')));
   }
 
-  await loadInto(slot, load, (job) => show(job), { label: 'Loading the job…', alive: ctx.alive });
   async function reloadJob() {
+    const at = stamp();
     try {
       const job = await get(`${base}/jobs/${encodeURIComponent(ctx.id)}`);
-      if (!ctx.alive()) return;
+      if (!ctx.alive() || !offer(at, job)) return;
       const focusInSlot = slot.contains(document.activeElement);
       show(job);
       if (focusInSlot) { const t = slot.querySelector('h1'); if (t) t.focus(); }
@@ -383,4 +422,6 @@ async function renderJob(ctx) {
     });
   }
   ctx.on('resync', reloadJob);
+  // Listening first: an event during the load is not missed (offer keeps the newest read).
+  await loadInto(slot, load, () => show(newest.job), { label: 'Loading the job…', alive: ctx.alive });
 }

@@ -20,7 +20,7 @@ export async function render(ctx) {
     drag: null,
     reorderQueue: new Map(),  // provider -> promise of the last PUT /keys/reorder
     reorderPending: new Map(), // provider -> PUTs not answered yet
-    moves: 0,               // moves made on this page: a reload begun before one is stale
+    writes: 0,              // changes made on this page: a reload begun before one is stale
   };
 
   root.append(pageHeader('Providers & keys',
@@ -82,20 +82,24 @@ export async function render(ctx) {
   // A reorder not saved yet: the server still has the old order, which a reload would put
   // back on screen until the save lands. Reload after it instead (its event asks anyway).
   const reordering = () => [...st.reorderPending.values()].some((n) => n > 0);
+  let again = false;        // asked for during a reload, which may predate the reason
   async function refresh() {
-    if (refreshing) return refreshing;
+    if (refreshing) {
+      again = true;
+      return refreshing;
+    }
     if (reordering()) {
       refreshSoon();
       return null;
     }
     refreshing = (async () => {
       try {
-        const moves = st.moves;
+        const writes = st.writes;
         const got = await fetchAll();
         if (!ctx.alive()) return;
-        // A move made while loading, even one saved since, may postdate what the server
-        // answered: keep what is on screen and load again.
-        if (reordering() || st.moves !== moves) {
+        // A change made here while loading (a move, even one saved since) may postdate what
+        // the server answered: keep what is on screen and load again.
+        if (reordering() || st.writes !== writes) {
           refreshSoon();
           return;
         }
@@ -110,6 +114,10 @@ export async function render(ctx) {
         if (ctx.alive()) toast(`Could not reload the keys: ${plainError(err)}`, 'error');
       } finally {
         refreshing = null;
+        if (again && ctx.alive()) {
+          again = false;
+          refreshSoon();
+        }
       }
     })();
     return refreshing;
@@ -318,6 +326,7 @@ export async function render(ctx) {
       if (d.primary) bodyOut.primary = d.primary;
       try {
         const s = await busy(save, 'Saving…', () => put(`${base}/providers`, bodyOut));
+        st.writes++;      // what a reload begun before this answer has is older
         st.settings = s;
         st.dirty = false;
         st.externalChange = false;
@@ -476,6 +485,7 @@ export async function render(ctx) {
     const t0 = performance.now();
     try {
       const r = await busy(btn, 'Testing…', () => post(`${base}/keys/${encodeURIComponent(k.id)}/test`, {}));
+      st.writes++;      // what a reload begun before this answer has is older
       if (r.valid) {
         ps.result = { kind: 'ok', text: `✓ Works: answered in ${r.latencyMs ?? Math.round(performance.now() - t0)} ms.` };
       } else if (r.status === 'invalid' || r.status === 'exhausted' || r.status === 'expired') {
@@ -498,6 +508,7 @@ export async function render(ctx) {
   async function setEnabled(k, enabled, btn, resultEl) {
     try {
       const updated = await busy(btn, enabled ? 'Enabling…' : 'Disabling…', () => patch(`${base}/keys/${encodeURIComponent(k.id)}`, { isEnabled: enabled }));
+      st.writes++;      // what a reload begun before this answer has is older
       mergeKey(updated);
       pillState(k.id).result = null;
       announce(`${k.name || 'Key'} ${enabled ? 'enabled' : 'disabled'}`);
@@ -505,8 +516,16 @@ export async function render(ctx) {
       refreshSoon();
     } catch (err) {
       pillState(k.id).result = { kind: 'bad', text: plainError(err) };
-      renderResult(resultEl, pillState(k.id).result);
+      showResult(k, resultEl);
     }
+  }
+
+  // A pill's result, in the pill drawn when the action began or, after a redraw, in the
+  // pill now on screen.
+  function showResult(k, resultEl) {
+    if (!ctx.alive()) return;
+    if (resultEl.isConnected) renderResult(resultEl, pillState(k.id).result);
+    else withFocus(renderCards);
   }
 
   function mergeKey(k) {
@@ -559,6 +578,7 @@ export async function render(ctx) {
         if (exp.value !== oldExp) bodyOut.expiresAt = exp.value ? new Date(`${exp.value}T00:00:00Z`).toISOString() : null;
         try {
           const updated = await busy(save, 'Saving…', () => patch(`${base}/keys/${encodeURIComponent(k.id)}`, bodyOut));
+          st.writes++;      // what a reload begun before this answer has is older
           mergeKey(updated);
           toast('Key renamed.');
           closeEdit();
@@ -583,6 +603,7 @@ export async function render(ctx) {
         if (!secret.value.trim()) { fSecret.setError('Paste the new key.'); secret.focus(); return; }
         try {
           const updated = await busy(save, 'Rotating…', () => post(`${base}/keys/${encodeURIComponent(k.id)}/rotate`, { key: secret.value.trim() }));
+          st.writes++;      // what a reload begun before this answer has is older
           secret.value = '';
           mergeKey(updated);
           pillState(k.id).result = { kind: 'ok', text: 'Rotated: test the new key to confirm it works.' };
@@ -615,6 +636,7 @@ export async function render(ctx) {
     if (!ok) return;
     try {
       await busy(btn, 'Deleting…', () => del(`${base}/keys/${encodeURIComponent(k.id)}`));
+      st.writes++;      // what a reload begun before this answer has is older
       st.keys = st.keys.filter((x) => x.id !== k.id);
       st.pill.delete(k.id);
       toast(`${label} deleted.`);
@@ -625,7 +647,7 @@ export async function render(ctx) {
       refresh();
     } catch (err) {
       pillState(k.id).result = { kind: 'bad', text: `Not deleted: ${plainError(err)}` };
-      renderResult(resultEl, pillState(k.id).result);
+      showResult(k, resultEl);
     }
   }
 
@@ -642,7 +664,7 @@ export async function render(ctx) {
     const list = keysOf(provider);
     const from = list.findIndex((k) => k.id === id);
     if (from < 0 || to < 0 || to >= list.length || from === to) return;
-    st.moves++;
+    st.writes++;
     const before = list.map((k) => ({ id: k.id, priority: k.priority }));
     const [moved] = list.splice(from, 1);
     list.splice(to, 0, moved);
@@ -840,6 +862,7 @@ export async function render(ctx) {
         const r = await busy(submit, label, () => post(`${base}/keys`, {
           provider: p.id, keys, names: names.length ? names : undefined, validate: validate.checked,
         }));
+        st.writes++;      // what a reload begun before this answer has is older
         if (progress) progress.remove();
         keysInput.value = '';
         namesInput.value = '';

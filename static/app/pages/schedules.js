@@ -52,7 +52,8 @@ function timezones() {
 
 export async function render(ctx) {
   const { root, base } = ctx;
-  const st = { schedules: [], chats: [], rowErrors: new Map(), editing: null };
+  const st = { schedules: [], chats: [], rowErrors: new Map(), editing: null,
+    writes: 0 };            // changes made here: a list asked for before one is out of date
   const newBtn = ctx.isMember ? h('button', { type: 'button', class: 'btn btn--primary', 'aria-expanded': 'false' }, '+ New schedule') : null;
   root.append(pageHeader('Schedules', 'Jobs that run by themselves, at times given in cron form, in a time zone. Their answers go to a chat.', newBtn));
   const formSlot = h('div');
@@ -157,6 +158,7 @@ export async function render(ctx) {
   }
 
   function upsert(s) {
+    st.writes++;
     const i = st.schedules.findIndex((x) => x.id === s.id);
     if (i >= 0) st.schedules[i] = s;
     else st.schedules.unshift(s);
@@ -200,6 +202,7 @@ export async function render(ctx) {
         if (!ok) return;
         try {
           await busy(remove, 'Deleting…', () => del(`${base}/schedules/${encodeURIComponent(s.id)}`));
+          st.writes++;
           st.schedules = st.schedules.filter((x) => x.id !== s.id);
           toast('Schedule deleted.');
           renderList();
@@ -221,8 +224,17 @@ export async function render(ctx) {
       h('td', { 'data-label': 'Actions' }, h('span', { class: 'row-actions' }, edit, remove)));
   }
 
+  // The list, asked again while changes made here meanwhile may be missing from it.
+  async function fetchSchedules() {
+    for (;;) {
+      const w = st.writes;
+      const r = await getAll(`${base}/schedules`, 'schedules');
+      if (st.writes === w) return r;
+    }
+  }
+
   await loadInto(listSlot, async () => {
-    const [s, c] = await Promise.all([getAll(`${base}/schedules`, 'schedules'), get(`${base}/chats`).catch(() => ({ chats: [] }))]);
+    const [s, c] = await Promise.all([fetchSchedules(), get(`${base}/chats`).catch(() => ({ chats: [] }))]);
     return { s, c };
   }, ({ s, c }) => {
     st.schedules = s.schedules || [];
@@ -235,8 +247,8 @@ export async function render(ctx) {
   ctx.on('job_queued', async (ev) => {
     if (!ev.job || !ev.job.scheduleId || st.editing || !st.loaded) return;
     try {
-      const r = await getAll(`${base}/schedules`, 'schedules');
-      if (ctx.alive()) { st.schedules = r.schedules || []; renderList(); }
+      const r = await fetchSchedules();
+      if (ctx.alive() && !st.editing) { st.schedules = r.schedules || []; renderList(); }
     } catch { /* keep the list */ }
   });
   const tick = setInterval(() => { if (st.loaded && !st.editing && !listSlot.contains(document.activeElement)) renderList(); }, 30000);

@@ -11,7 +11,8 @@ export async function render(ctx) {
   const formSlot = h('div');
   const listSlot = h('div');
   root.append(secretSlot, formSlot, listSlot);
-  const st = { tokens: [], rowErrors: new Map() };
+  const st = { tokens: [], rowErrors: new Map(),
+    writes: 0 };            // changes made here: a list asked for before one is out of date
 
   if (isAdmin) formSlot.append(createForm());
 
@@ -41,6 +42,7 @@ export async function render(ctx) {
         showSecret(t);
         const listed = { ...t };
         delete listed.secret;
+        st.writes++;
         st.tokens.unshift(listed);
         renderList();
       } catch (err) {
@@ -95,6 +97,7 @@ export async function render(ctx) {
         if (!ok) return;
         try {
           await busy(actions, 'Revoking…', () => del(`${base}/tokens/${encodeURIComponent(t.id)}`));
+          st.writes++;
           st.tokens = st.tokens.filter((x) => x.id !== t.id);
           toast(`Token “${t.name}” revoked.`);
           renderList();
@@ -113,7 +116,13 @@ export async function render(ctx) {
       isAdmin ? h('td', { 'data-label': 'Actions' }, actions) : null);
   }
 
-  await loadInto(listSlot, () => getAll(`${base}/tokens`, 'tokens'), (r) => {
+  await loadInto(listSlot, async () => {
+    for (;;) {    // again when a token was made or revoked here while the list was asked for
+      const w = st.writes;
+      const r = await getAll(`${base}/tokens`, 'tokens');
+      if (st.writes === w) return r;
+    }
+  }, (r) => {
     st.tokens = r.tokens || [];
     renderList();
   }, { label: 'Loading tokens…', alive: ctx.alive });
