@@ -678,18 +678,35 @@ result_init(struct kr_llm_result *out)
 	out->input_tokens = out->output_tokens = -1;
 }
 
+/*
+ * An error answer whose body passed the size cap (by its Content-Length, or as it came):
+ * its status and headers still say what happened; only the provider's words are lost.
+ */
+static int
+oversized_error(struct kr_llm_call *c, CURLcode rc)
+{
+	long status = 0;
+
+	if (rc != CURLE_FILESIZE_EXCEEDED && c->resp.failed != KR_BUF_TOOBIG)
+		return 0;
+	return curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
+	    status >= 400;
+}
+
 int
 kr_llm_call_finish(struct kr_llm_call *c, CURLcode rc, struct kr_llm_result *out)
 {
 	curl_off_t us = 0;
 	long status = 0;
 	struct kr_llm_answer a;
+	int oversized;
 
 	result_init(out);
 	if (curl_easy_getinfo(c->easy, CURLINFO_TOTAL_TIME_T, &us) == CURLE_OK)
 		c->latency_ms += (long)(us / 1000);
 	out->latency_ms = c->latency_ms;
-	if (rc != CURLE_OK || c->resp.failed) {
+	oversized = (rc != CURLE_OK || c->resp.failed) && oversized_error(c, rc);
+	if ((rc != CURLE_OK || c->resp.failed) && !oversized) {
 		transport_fail(c, rc != CURLE_OK ? rc : CURLE_WRITE_ERROR, out);
 		return 0;
 	}
@@ -705,7 +722,8 @@ kr_llm_call_finish(struct kr_llm_call *c, CURLcode rc, struct kr_llm_result *out
 	a = (struct kr_llm_answer){ status, c->retry_after[0] ? c->retry_after : NULL,
 	    c->retry_after_ms[0] ? c->retry_after_ms : NULL,
 	    c->reset_requests[0] ? c->reset_requests : NULL,
-	    c->reset_tokens[0] ? c->reset_tokens : NULL, c->resp.data, c->resp.len };
+	    c->reset_tokens[0] ? c->reset_tokens : NULL, oversized ? NULL : c->resp.data,
+	    oversized ? 0 : c->resp.len };
 	kr_llm_classify_answer(c->prov, &a, c->key, c->keylen, out);
 	return 0;
 }

@@ -1062,7 +1062,20 @@ struct canned {
 	char		 answers[CANNED_MAX][2048];
 	size_t		 n;
 	char		 seen[CANNED_MAX][4096];	/* each request's head and body */
+	size_t		 pad[CANNED_MAX];	/* filler bytes sent after an answer */
 };
+
+/* Send n bytes of filler, until done or the client hangs up. */
+static void
+send_pad(int c, size_t n)
+{
+	static const char fill[4096] = { 0 };
+	ssize_t w;
+
+	while (n > 0 && (w = send(c, fill, n < sizeof(fill) ? n : sizeof(fill),
+	    MSG_NOSIGNAL)) > 0)
+		n -= (size_t)w;
+}
 
 /* Read one request (head, then Content-Length bytes of body) into out. */
 static void
@@ -1099,6 +1112,7 @@ serve(void *arg)
 		read_request(c, cs->seen[i], sizeof(cs->seen[i]));
 		if (write(c, cs->answers[i], strlen(cs->answers[i])) < 0)
 			cs->seen[i][0] = '\0';
+		send_pad(c, cs->pad[i]);
 		close(c);
 	}
 	return NULL;
@@ -1146,6 +1160,54 @@ answer(struct canned *cs, const char *lead, const char *status, const char *extr
 	snprintf(cs->answers[cs->n++], sizeof(cs->answers[0]), "%sHTTP/1.1 %s\r\nContent-Type: "
 	    "application/json\r\nConnection: close\r\n%sContent-Length: %zu\r\n\r\n%s", lead,
 	    status, extra, strlen(body), body);
+}
+
+/* Queue an answer written as given (no Content-Length: the body ends with the connection). */
+static void
+answer_raw(struct canned *cs, const char *text, size_t pad)
+{
+	cs->pad[cs->n] = pad;
+	snprintf(cs->answers[cs->n++], sizeof(cs->answers[0]), "%s", text);
+}
+
+/*
+ * An error answer too large to keep is still classed by its status and retry headers;
+ * only the provider's words are lost. A completion too large to read stays transient.
+ */
+static void
+test_canned_oversized(void)
+{
+	struct canned cs;
+	struct kr_llm_result out;
+	char head[256];
+
+	/* Refused by its Content-Length, before any of the body is read. */
+	memset(&cs, 0, sizeof(cs));
+	snprintf(head, sizeof(head), "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\n"
+	    "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n{",
+	    (size_t)KR_LLM_BODY_MAX + 1);
+	answer_raw(&cs, head, 0);
+	canned_run(&cs, KR_PROV_ANTHROPIC, 0, &out);
+	CHECK(out.cls == KR_LLM_RATE);
+	CHECK(out.http_status == 429);
+	CHECK(out.retry_after_ms == 7000);
+	CHECK_STR(out.message, "rate limited (429)");
+
+	/* Passing the cap as it comes, without a length. */
+	memset(&cs, 0, sizeof(cs));
+	answer_raw(&cs, "HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\n"
+	    "Connection: close\r\n\r\n", (size_t)KR_LLM_BODY_MAX + 65536);
+	canned_run(&cs, KR_PROV_OPENAI, 0, &out);
+	CHECK(out.cls == KR_LLM_AUTH);
+	CHECK(out.http_status == 401);
+
+	memset(&cs, 0, sizeof(cs));
+	answer_raw(&cs, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+	    "Connection: close\r\n\r\n", (size_t)KR_LLM_BODY_MAX + 65536);
+	canned_run(&cs, KR_PROV_OPENAI, 0, &out);
+	CHECK(out.cls == KR_LLM_TRANSIENT);
+	CHECK_STR(out.message, "response too large");
+	CHECK(out.text == NULL);
 }
 
 static void
@@ -1234,6 +1296,8 @@ test_canned(void)
 	CHECK(out.input_tokens == 7 && out.output_tokens == 2);
 	CHECK(out.retry_after_ms == -1);
 	kr_llm_result_release(&out);
+
+	test_canned_oversized();
 }
 
 int
