@@ -376,8 +376,12 @@ test('change the primary and the fallback chain; the effective primary is shown'
   await routing.getByRole('button', { name: 'Add to chain' }).click();
   await routing.getByLabel('Provider to add to the chain').selectOption('zai');
   await routing.getByRole('button', { name: 'Add to chain' }).click();
+  // The page reads the settings again on the save's own event.
+  const settingsRead = () => page.waitForResponse((r) => r.url().endsWith(`/workspaces/${ws.a}/providers`) && r.request().method() === 'GET');
+  let reread = settingsRead();
   await routing.getByRole('button', { name: 'Save routing' }).click();
   await page.getByText('Google Gemini has no usable key.').waitFor();
+  await reread;
   assert.match(await page.locator('.banner-slot').textContent(), /Anthropic first/);
   assert.match(await card(page, 'anthropic').locator('.chip').first().textContent(), /Effective primary/);
   let s = (await admin.get(`/api/workspaces/${ws.a}/providers`)).json;
@@ -393,7 +397,9 @@ test('change the primary and the fallback chain; the effective primary is shown'
   // A save elsewhere that changes nothing of the routing (as the late event of our own save)
   // redraws the form: the edit goes on undisturbed, the provider picked still picked.
   const picker = await routing.getByLabel('Provider to add to the chain').elementHandle();
+  reread = settingsRead();
   await admin.put(`/api/workspaces/${ws.a}/providers`, { fallbackChain: ['anthropic', 'zai'] }, 200);
+  await reread;
   await page.waitForFunction((el) => !el.isConnected, picker);
   assert.equal(await routing.getByText('Someone else changed these settings').count(), 0, 'no change to report');
   assert.equal(await routing.getByLabel('Provider to add to the chain').inputValue(), 'google');

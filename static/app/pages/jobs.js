@@ -205,7 +205,8 @@ async function renderList(ctx) {
         const at = stamp();
         const r = await busy(b, 'Loading…', () => get(query(st.next)));
         for (const j of r.jobs || []) {
-          if (st.jobs.some((x) => x.id === j.id)) continue;
+          // Shown already, or changed (maybe filtered out) by an event since: not older.
+          if (st.jobs.some((x) => x.id === j.id) || (st.seen.get(j.id) ?? -1) > at) continue;
           st.jobs.push(j);
           st.seen.set(j.id, at);
         }
@@ -223,19 +224,25 @@ async function renderList(ctx) {
     clear(more);
     let at = 0;
     await loadInto(listSlot, () => { at = stamp(); return get(query()); }, (r) => {
-      // A row an event has updated since the list was asked for keeps that newer state.
+      // A job an event has changed since the list was asked for keeps that newer state:
+      // its row as shown, or no row when the event took it out of the filter.
+      const newer = (id) => (st.seen.get(id) ?? -1) > at;
       const shown = new Map(st.jobs.map((j) => [j.id, j]));
-      st.jobs = (r.jobs || []).map((j) => {
-        if (shown.has(j.id) && (st.seen.get(j.id) ?? -1) > at) return shown.get(j.id);
-        st.seen.set(j.id, at);
-        return j;
+      st.jobs = (r.jobs || []).flatMap((j) => {
+        if (newer(j.id)) return shown.has(j.id) ? [shown.get(j.id)] : [];
+        return [j];
       });
-      // And a job an event brought since is newer than the list: it stays.
       const listed = new Set(st.jobs.map((j) => j.id));
       for (const j of shown.values()) {
-        if (!listed.has(j.id) && (st.seen.get(j.id) ?? -1) > at && matchesServerFilter(j)) st.jobs.push(j);
+        if (!listed.has(j.id) && newer(j.id) && matchesServerFilter(j)) st.jobs.push(j);
       }
       st.jobs.sort((a, b) => (b.createdAt || '').localeCompare(a.createdAt || ''));
+      // Stamps of the jobs listed, and of those an event changed since (it may list them
+      // again): the map does not grow with every job the workspace ever ran.
+      const seen = new Map();
+      for (const [id, s] of st.seen) if (s > at) seen.set(id, s);
+      for (const j of st.jobs) if (!seen.has(j.id)) seen.set(j.id, at);
+      st.seen = seen;
       st.next = r.nextCursor || null;
       renderRows();
       renderMore();
@@ -353,7 +360,11 @@ async function renderJob(ctx) {
     const d = durationOf(job);
     slot.append(pageHeader(h('span', {}, `Job `, h('code', {}, job.id.slice(0, 8)), ' ', jobBadge(job.status)),
       job.schedule ? `Made by the schedule “${job.schedule.description || job.schedule.cron}”` : (job.chatId ? 'Answering a chat message' : `A ${job.type} job`),
-      jobActions(ctx, job, (j, e) => { actionError = e; if (j) show({ ...job, ...j }); else show(job); })));
+      jobActions(ctx, job, (j, e, at) => {
+        actionError = e;
+        if (j) offer(at, { ...job, ...j });    // unless a read since is newer
+        show(newest.job);
+      })));
     if (actionError) slot.append(notice('error', actionError));
     if (job.status === 'failed') {
       slot.append(h('div', { class: 'alert alert--error', role: 'alert' }, h('p', {}, h('strong', {}, 'Failed: '), job.error || 'no error message was recorded')));

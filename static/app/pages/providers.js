@@ -71,7 +71,8 @@ export async function render(ctx) {
   function renderAll() {
     withFocus(() => {
       renderBanner();
-      if (!st.dirty) st.draft = null;
+      // Not edited: the form shows the settings as they are now, the pick kept.
+      if (!st.dirty && st.draft && st.settings) st.draft = { ...draftFromSettings(), pick: st.draft.pick };
       renderSettings();
       renderCards();
     });
@@ -109,6 +110,7 @@ export async function render(ctx) {
         const shown = JSON.stringify([st.settings, st.keys]);
         st.settings = got.settings;
         st.keys = got.keys;
+        noteTheirs();
         if (JSON.stringify([st.settings, st.keys]) !== shown) renderAll();
       } catch (err) {
         if (ctx.alive()) toast(`Could not reload the keys: ${plainError(err)}`, 'error');
@@ -149,17 +151,31 @@ export async function render(ctx) {
 
   // ---- routing settings ------------------------------------------------------------------
 
+  // What the routing form edits: a change elsewhere to anything else (key counts) is no
+  // reason to interrupt an edit.
+  function routingOf(s) {
+    return JSON.stringify(s ? [s.primary, s.fallbackChain, s.models, s.baseUrls, s.allowSystemKeys] : null);
+  }
+
   function draftFromSettings() {
     const s = st.settings;
     const models = {};
     for (const p of providerList()) models[p.id] = (s.models && s.models[p.id]) || '';
     return {
+      base: routingOf(s),     // the routing the edit started from
+      pick: '',               // the provider picked in "Add a provider…", not added yet
       primary: s.primary || '',
       chain: [...(s.fallbackChain || [])],
       models,
       baseUrl: (s.baseUrls && s.baseUrls.openai_compatible) || '',
       allowSystemKeys: !!s.allowSystemKeys,
     };
+  }
+
+  // While the routing is being edited: is what the server has now not what the edit started
+  // from? (The event of our own save, arriving after the next edit began, is no change.)
+  function noteTheirs() {
+    if (st.dirty && st.draft && routingOf(st.settings) !== st.draft.base) st.externalChange = true;
   }
 
   function markDirty() {
@@ -528,10 +544,13 @@ export async function render(ctx) {
     else withFocus(renderCards);
   }
 
+  // A key as an answer or an event gave it. Its priority only for a key not shown yet: a
+  // snapshot may predate a move made here since; the order comes from reloads, which wait
+  // for moves to be saved.
   function mergeKey(k) {
     if (!k || !k.id) return;
     const i = st.keys.findIndex((x) => x.id === k.id);
-    if (i >= 0) st.keys[i] = { ...st.keys[i], ...k };
+    if (i >= 0) st.keys[i] = { ...st.keys[i], ...k, priority: st.keys[i].priority };
     else st.keys.push(k);
   }
 
@@ -923,13 +942,8 @@ export async function render(ctx) {
       const before = JSON.stringify(st.keys);
       // The key as it was when the event was written: its priority may predate a move made
       // here since. The order comes from the reload below, after any move is saved.
-      if (ev.key.deleted) {
-        st.keys = st.keys.filter((x) => x.id !== ev.key.id);
-      } else {
-        const rest = { ...ev.key };
-        delete rest.priority;
-        mergeKey(st.keys.some((x) => x.id === ev.key.id) ? rest : ev.key);
-      }
+      if (ev.key.deleted) st.keys = st.keys.filter((x) => x.id !== ev.key.id);
+      else mergeKey(ev.key);
       if (JSON.stringify(st.keys) !== before) renderAll();
     }
     refreshSoon();
@@ -940,17 +954,12 @@ export async function render(ctx) {
   });
   ctx.on('resync', () => refreshSoon());
 
-  // What the routing form edits: a change elsewhere to anything else (key counts) is no
-  // reason to interrupt an edit, and neither is the event of our own save.
-  const routingOf = (s) => JSON.stringify(s ? [s.primary, s.fallbackChain, s.models, s.baseUrls,
-    s.allowSystemKeys] : null);
   async function refreshSettingsOnly() {
     try {
       const s = await get(`${base}/providers`);
       if (!ctx.alive()) return;
-      const theirs = routingOf(s) !== routingOf(st.settings);
       st.settings = s;
-      if (theirs && st.dirty) st.externalChange = true;
+      noteTheirs();
       withFocus(() => { renderBanner(); renderSettings(); renderCards(); });
     } catch { /* next refresh shows it */ }
   }
