@@ -5,13 +5,8 @@
  *
  * A target is a Telegram chat: a bot token, sealed with kr_vault under purpose
  * "telegram_token", column "secret", the target's id as record id, and shown only as a
- * masked hint (kr_key_hint); and a chat id. Messages go to the Bot API as
- * POST {telegram_base_url}/bot<token>/sendMessage {"chat_id","text"} over libcurl: https
- * only unless the origin is allowlisted (kr_base_url_allowlisted, which also lets the
- * address check pass loopback and private addresses), no redirects, connect and total
- * timeouts, a response-size cap, TLS verification. The token is part of that URL (Telegram's
- * design), so URLs are never logged, and error messages are scrubbed of the token
- * (kr_llm_scrub) before they are stored or shown.
+ * masked hint (kr_key_hint); and a chat id. Messages go to the Bot API through
+ * kr_telegram, which keeps the token out of every message it returns.
  *
  * The web chat is always delivered first and on its own: an answer is put in the outbox
  * inside the job-finish transaction (kr_notify_enqueue), and sent later, retried on its
