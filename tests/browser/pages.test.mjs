@@ -416,6 +416,34 @@ test('change the primary and the fallback chain; the effective primary is shown'
   s = (await admin.get(`/api/workspaces/${ws.a}/providers`)).json;
   assert.equal(s.primary, 'anthropic');
   assert.deepEqual(s.fallbackChain, ['zai', 'google']);
+
+  // A save the server refuses, whose form a live event redraws while it is under way: the
+  // form on screen says it is saving, then shows the refusal next to its field.
+  await page.locator('#model-openai').fill('gpt 4o');
+  let release = null;
+  const held = new Promise((r) => { release = r; });
+  const providersUrl = new RegExp(`/api/workspaces/${ws.a}/providers$`);
+  await page.route(providersUrl, async (route) => {
+    if (route.request().method() !== 'PUT') return route.continue();
+    const answer = await route.fetch();
+    await held;
+    return route.fulfill({ response: answer });
+  });
+  const form = await routing.locator('form').elementHandle();
+  reread = settingsRead();
+  await routing.getByRole('button', { name: 'Save routing' }).click();
+  try {
+    await admin.put(`/api/workspaces/${ws.a}/providers`, { allowSystemKeys: s.allowSystemKeys }, 200);
+    await reread;
+    await page.waitForFunction((el) => !el.isConnected, form);
+    assert.equal(await routing.getByRole('button', { name: 'Saving…' }).isDisabled(), true, 'the redrawn Save is busy');
+  } finally {
+    release();
+  }
+  await page.locator('#model-openai-err', { hasText: 'a model id is printable ASCII' }).waitFor();
+  await page.unroute(providersUrl);
+  await routing.getByRole('button', { name: 'Discard changes' }).click();
+  assert.equal(await page.locator('#model-openai').inputValue(), '');
 });
 
 test('send a chat message: it shows at once and the answer arrives without reloading', async () => {

@@ -17,7 +17,7 @@ export async function render(ctx) {
     draft: null,            // routing settings being edited
     dirty: false,
     externalChange: false,
-    drag: null,
+    routingSave: { busy: false, error: null }, // Save routing: under way; its refusal    drag: null,
     reorderQueue: new Map(),  // provider -> promise of the last PUT /keys/reorder
     reorderPending: new Map(), // provider -> PUTs not answered yet
     writes: 0,              // changes made on this page: a reload begun before one is stale
@@ -312,6 +312,7 @@ export async function render(ctx) {
     const save = h('button', { type: 'submit', class: 'btn btn--primary', 'data-focus': 'routing-save' }, 'Save routing');
     const discard = h('button', { type: 'button', class: 'btn', 'data-focus': 'routing-discard' }, 'Discard changes');
     discard.addEventListener('click', () => {
+      st.routingSave = { busy: st.routingSave.busy, error: null };
       st.dirty = false;
       st.externalChange = false;
       settingsCard.classList.remove('is-dirty');
@@ -329,10 +330,24 @@ export async function render(ctx) {
         h('span', { class: 'dirty-note', 'aria-live': 'polite' }, st.dirty ? 'Unsaved changes' : '')));
     form.addEventListener('input', () => { const n = form.querySelector('.dirty-note'); if (n) n.textContent = 'Unsaved changes'; });
     form.addEventListener('change', () => { const n = form.querySelector('.dirty-note'); if (n) n.textContent = 'Unsaved changes'; });
+    // A live event may redraw the form while it is saved: the saving state and the answer's
+    // error live in st, and every drawing of the form shows them.
+    if (st.routingSave.busy) {
+      save.disabled = true;
+      save.setAttribute('aria-busy', 'true');
+      save.textContent = 'Saving…';
+    }
+    const failed = st.routingSave.error;
+    if (failed) {
+      if (errors[failed.key]) errors[failed.key](failed.text);
+      else errSlot.append(inlineError(failed.err));
+    }
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
+      if (st.routingSave.busy) return;
       clear(errSlot);
       for (const fn of Object.values(errors)) fn(null);
+      st.routingSave = { busy: true, error: null };
       const bodyOut = {
         fallbackChain: d.chain,
         allowSystemKeys: d.allowSystemKeys,
@@ -343,6 +358,7 @@ export async function render(ctx) {
       try {
         const s = await busy(save, 'Saving…', () => put(`${base}/providers`, bodyOut));
         st.writes++;      // what a reload begun before this answer has is older
+        st.routingSave = { busy: false, error: null };
         st.settings = s;
         st.dirty = false;
         st.externalChange = false;
@@ -353,9 +369,9 @@ export async function render(ctx) {
         announce('Routing saved');
       } catch (err) {
         const f = err.field || '';
-        const key = f.startsWith('fallbackChain') ? 'fallbackChain' : f;
-        if (errors[key]) errors[key](plainError(err));
-        else errSlot.append(inlineError(err));
+        st.routingSave = { busy: false,
+          error: { key: f.startsWith('fallbackChain') ? 'fallbackChain' : f, text: plainError(err), err } };
+        if (ctx.alive()) withFocus(renderSettings);
       }
     });
     settingsCard.append(form);

@@ -54,7 +54,8 @@ export async function render(ctx) {
   const { root, base } = ctx;
   const st = { schedules: [], chats: [], rowErrors: new Map(), editing: null,
     writes: 0 };            // changes made here: a list asked for before one is out of date
-  const newBtn = ctx.isMember ? h('button', { type: 'button', class: 'btn btn--primary', 'aria-expanded': 'false' }, '+ New schedule') : null;
+  // Enabled once the chats are loaded: the form offers them as where the answers go.
+  const newBtn = ctx.isMember ? h('button', { type: 'button', class: 'btn btn--primary', 'aria-expanded': 'false', disabled: true }, '+ New schedule') : null;
   root.append(pageHeader('Schedules', 'Jobs that run by themselves, at times given in cron form, in a time zone. Their answers go to a chat.', newBtn));
   const formSlot = h('div');
   const listSlot = h('div');
@@ -240,6 +241,7 @@ export async function render(ctx) {
     st.schedules = s.schedules || [];
     st.chats = c.chats || [];
     st.loaded = true;
+    if (newBtn) newBtn.disabled = false;
     renderList();
   }, { label: 'Loading schedules…', alive: ctx.alive });
 
