@@ -20,6 +20,7 @@
 #include <curl/curl.h>
 
 #include "kr_config.h"
+#include "kr_outbound.h"
 #include "kr_providers.h"
 
 #define KR_LLM_MSG_MAX		501	/* 500 bytes: the VARCHAR(500) of last_error */
@@ -148,26 +149,6 @@ void	kr_llm_classify_answer(const struct kr_provider *p, const struct kr_llm_ans
 long	kr_llm_retry_hint_ms(const struct kr_llm_answer *a, long long now);
 /* A duration as "6s", "12ms", "1m30s", "1.5s", "2h" or "36s" (protobuf): ms, -1 if malformed. */
 long	kr_llm_duration_ms(const char *s);
-/* 1 when sa is a public address; 0 for loopback, private, link-local, unique-local, etc. */
-int	kr_llm_addr_public(const void *sa, size_t salen);
-
-/*
- * The outbound-HTTP guard of provider calls and notifications (style.md, "Outbound
- * HTTP"). kr_llm_open_socket, as CURLOPT_OPENSOCKETFUNCTION with a struct kr_llm_guard as
- * CURLOPT_OPENSOCKETDATA, refuses every address that is not public (kr_llm_addr_public)
- * unless the origin is allowlisted, and notes the first refused one. kr_llm_keep_body, as
- * CURLOPT_WRITEFUNCTION with a struct kr_buf as CURLOPT_WRITEDATA, keeps the body up to
- * the buffer's maximum and fails the transfer (CURLE_WRITE_ERROR) past it.
- */
-struct kr_llm_guard {
-	int	allowlisted;
-	int	refused;			/* an address was refused */
-	char	refused_addr[INET6_ADDRSTRLEN];	/* "?" when unprintable */
-};
-curl_socket_t	kr_llm_open_socket(void *guard, curlsocktype purpose,
-		    struct curl_sockaddr *a);
-size_t		kr_llm_keep_body(char *p, size_t size, size_t n, void *buf);
-
 /* What a call asks for; KR_LLM_OP_PING is the 1-token chat of the zai key check fallback. */
 enum kr_llm_op {
 	KR_LLM_OP_CHAT = 0,

@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 
 #include "kr_crypto.h"
+#include "kr_llm.h"
 #include "kr_providers.h"
 
 #define TG_CONNECT_TIMEOUT_MS	5000L
@@ -145,9 +146,9 @@ tg_setup(struct kr_tg_msg *m)
 	SET(CURLOPT_USERAGENT, USER_AGENT);
 	SET(CURLOPT_PROXY, "");		/* a proxy would hide the destination from the check */
 	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)TG_RESP_MAX);
-	SET(CURLOPT_WRITEFUNCTION, kr_llm_keep_body);
+	SET(CURLOPT_WRITEFUNCTION, kr_outbound_keep_body);
 	SET(CURLOPT_WRITEDATA, &m->resp);
-	SET(CURLOPT_OPENSOCKETFUNCTION, kr_llm_open_socket);
+	SET(CURLOPT_OPENSOCKETFUNCTION, kr_outbound_open_socket);
 	SET(CURLOPT_OPENSOCKETDATA, &m->guard);
 	SET(CURLOPT_ERRORBUFFER, m->errbuf);
 	SET(CURLOPT_PRIVATE, m);

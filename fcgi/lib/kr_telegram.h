@@ -18,7 +18,7 @@
 
 #include "kr_buf.h"
 #include "kr_config.h"
-#include "kr_llm.h"
+#include "kr_outbound.h"
 
 #define KR_TG_ERR_MAX	500	/* bytes of an outcome's error message */
 
@@ -32,7 +32,7 @@ struct kr_tg_msg {
 	char			*token;		/* our copy, to scrub messages; wiped on release */
 	size_t			 tokenlen;
 	struct kr_buf		 resp;
-	struct kr_llm_guard	 guard;		/* loopback and private addresses: allowlisted */
+	struct kr_outbound_guard	 guard;		/* loopback and private addresses: allowlisted */
 	int			 done;		/* the transfer ended with rc */
 	CURLcode		 rc;
 	char			 errbuf[CURL_ERROR_SIZE];

@@ -894,7 +894,7 @@ v4(const char *ip)
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	CHECK(inet_pton(AF_INET, ip, &sa.sin_addr) == 1);
-	return kr_llm_addr_public(&sa, sizeof(sa));
+	return kr_outbound_addr_public(&sa, sizeof(sa));
 }
 
 static int
@@ -905,7 +905,7 @@ v6(const char *ip)
 	memset(&sa, 0, sizeof(sa));
 	sa.sin6_family = AF_INET6;
 	CHECK(inet_pton(AF_INET6, ip, &sa.sin6_addr) == 1);
-	return kr_llm_addr_public(&sa, sizeof(sa));
+	return kr_outbound_addr_public(&sa, sizeof(sa));
 }
 
 static void
@@ -939,7 +939,7 @@ test_addresses(void)
 		addr_check(v6(closed6[i]), 0, closed6[i]);
 	for (size_t i = 0; i < sizeof(open6) / sizeof(open6[0]); i++)
 		addr_check(v6(open6[i]), 1, open6[i]);
-	CHECK(kr_llm_addr_public(NULL, 0) == 0);
+	CHECK(kr_outbound_addr_public(NULL, 0) == 0);
 }
 
 /* ---- the transport against loopback sockets ---- */
