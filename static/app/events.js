@@ -80,7 +80,10 @@ export class LiveEvents {
     this.setStatus('connecting', this.everOpened ? 'Reconnecting…' : 'Connecting…');
     es.onopen = () => {
       if (es !== this.es) return;
-      const wasDown = this.everOpened && this.status.state !== 'live';
+      // Down before: after a stream that was open, or after a first connection that failed
+      // (the page has loaded its data meanwhile, and events since then are gone).
+      const wasDown = this.status.state !== 'live'
+        && (this.everOpened || this.attempt > 0 || this.nativeFailures > 0);
       this.attempt = 0;
       this.nativeFailures = 0;
       this.setStatus('live', 'Live');

@@ -309,8 +309,12 @@ function ensureEvents(ws) {
 }
 
 async function refreshAfterStreamRefused() {
-  // The stream said 401: confirm with a normal request (which signs out if so).
-  try { await get('/api/auth/me'); } catch { /* handled by onUnauthorized */ }
+  // The stream said 401: confirm with a normal request (which signs out if so). Still signed
+  // in: the stream's refusal was passing, so it tries again.
+  try {
+    await get('/api/auth/me');
+    if (state.events) state.events.scheduleReconnect();
+  } catch { /* handled by onUnauthorized */ }
 }
 
 function renderNoWorkspace() {

@@ -482,6 +482,29 @@ test('send a chat message: it shows at once and the answer arrives without reloa
   await stubKey(keys.two, 'ok', { text: STUB_ANSWER });
 });
 
+test('a chat longer than a page of messages shows all of them, the newest last', async () => {
+  // 30 questions and their answers: 60 messages, more than the API's default page of 50.
+  const c = (await admin.post(`/api/workspaces/${ws.a}/chats`, { title: `Long chat ${RUN}` }, 201)).json;
+  const N = 30;
+  for (let i = 1; i <= N; i++) {
+    await admin.post(`/api/workspaces/${ws.a}/chats/${c.id}/messages`, { content: `Question ${i} of ${RUN}` }, 202);
+  }
+  const deadline = Date.now() + T_JOB;
+  let all = [];
+  while (Date.now() < deadline) {
+    all = (await admin.get(`/api/workspaces/${ws.a}/chats/${c.id}/messages?limit=200`)).json.messages;
+    if (all.length === 2 * N) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.equal(all.length, 2 * N, 'every question was answered');
+  await page.goto(`/#/w/${ws.a}/chats/${c.id}`);
+  await page.locator('.msg--in', { hasText: `Question ${N} of ${RUN}` }).waitFor();
+  assert.equal(await page.locator('.messages .msg[data-message-id]').count(), 2 * N);
+  assert.equal(await page.locator('.messages .msg--pending').count(), 0, 'no answer shows as still coming');
+  const shown = await page.locator('.messages .msg[data-message-id]').evaluateAll((els) => els.map((e) => e.dataset.messageId));
+  assert.deepEqual(shown, all.map((m) => m.id), 'in the order the API lists them, the newest last');
+});
+
 test('a failing job shows red with its error', async () => {
   const probe = await admin.req('GET', `/api/workspaces/${ws.c}/jobs`);
   assert.notEqual(probe.status, 501, 'the jobs API answers 501 (not implemented yet)');

@@ -81,7 +81,9 @@ export async function render(ctx) {
     jobs: new Map(),     // jobId -> job (of this chat, not yet answered)
     local: [],           // messages being sent: {tmpId, content, error?}
     jobErrors: new Map(),
+    told: new Map(),     // jobId -> events seen: an answer asked for before one is older
   };
+  let loading = false;   // the conversation's first read is under way: events only collect
   const stream = h('ol', { class: 'messages', 'aria-label': 'Messages', 'aria-live': 'polite', 'aria-relevant': 'additions' });
   let chat = null;
 
@@ -93,21 +95,49 @@ export async function render(ctx) {
     return stream.scrollHeight - stream.scrollTop - stream.clientHeight < 60;
   }
 
+  // The bubble a control is in, and which of its controls: found again after a redraw.
+  function focusedSpot() {
+    const a = document.activeElement;
+    const li = a && stream.contains(a) ? a.closest('li') : null;
+    if (!li) return null;
+    const key = ['data-message-id', 'data-job-id', 'data-local'].find((k) => li.hasAttribute(k));
+    return key ? { key, value: li.getAttribute(key), nth: [...li.querySelectorAll('a, button')].indexOf(a) } : null;
+  }
+  function refocus(spot) {
+    if (!spot) return;
+    const li = [...stream.children].find((x) => x.getAttribute(spot.key) === spot.value);
+    const el = li && li.querySelectorAll('a, button')[spot.nth];
+    if (el) el.focus({ preventScroll: true });
+  }
+
+  // Where each job not answered yet goes: after the question that asked for it (its jobId,
+  // else the last question sent before the job was made), else at the end.
+  function jobPlaces() {
+    const after = new Map();
+    const last = [];
+    for (const [id, job] of conv.jobs) {
+      if (answered(id)) continue;
+      let q = conv.msgs.find((m) => m.direction === 'in' && m.jobId === id);
+      if (!q && job.createdAt) q = conv.msgs.findLast((m) => m.direction === 'in' && (m.createdAt || '') <= job.createdAt);
+      if (q) after.set(q.id, [...(after.get(q.id) || []), job]);
+      else last.push(job);
+    }
+    return { after, last };
+  }
+
   function renderMessages(forceScroll) {
+    if (loading) return;
     const stick = forceScroll || atBottom();
+    const spot = focusedSpot();
     clear(stream);
-    const placed = new Set();
+    const { after, last } = jobPlaces();
     for (const m of conv.msgs) {
       stream.append(bubble(m));
-      if (m.direction === 'in' && m.jobId && conv.jobs.has(m.jobId) && !answered(m.jobId)) {
-        stream.append(jobBubble(conv.jobs.get(m.jobId)));
-        placed.add(m.jobId);
-      }
+      for (const job of after.get(m.id) || []) stream.append(jobBubble(job));
     }
-    for (const [id, job] of conv.jobs) {
-      if (!placed.has(id) && !answered(id)) stream.append(jobBubble(job));
-    }
+    for (const job of last) stream.append(jobBubble(job));
     for (const l of conv.local) stream.append(localBubble(l));
+    refocus(spot);
     if (!stream.childNodes.length) {
       stream.append(h('li', { class: 'messages__empty muted' }, ctx.isMember ? 'No messages yet. Write the first one below.' : 'No messages yet.'));
     }
@@ -133,10 +163,14 @@ export async function render(ctx) {
       const retry = ctx.isMember ? h('button', { type: 'button', class: 'btn btn--small' }, 'Try again') : null;
       if (retry) {
         retry.addEventListener('click', async () => {
+          const told = conv.told.get(job.id) || 0;
           try {
             const j = await busy(retry, 'Retrying…', () => post(`${base}/jobs/${encodeURIComponent(job.id)}/retry`, {}));
             conv.jobErrors.delete(job.id);
-            conv.jobs.set(job.id, { ...job, ...(j || {}), status: (j && j.status) || 'queued', error: null });
+            // Unless an event has told a later state meanwhile (failed again, even).
+            if ((conv.told.get(job.id) || 0) === told) {
+              conv.jobs.set(job.id, { ...job, ...(j || {}), status: (j && j.status) || 'queued', error: null });
+            }
             renderMessages(true);
           } catch (err) {
             conv.jobErrors.set(job.id, plainError(err));
@@ -208,13 +242,27 @@ export async function render(ctx) {
     }
   }
 
+  // The chat's messages after message `after` (null: from the first), every page of them.
+  async function messagesAfter(chatId, after) {
+    const all = [];
+    let cursor = after;
+    for (;;) {
+      const q = new URLSearchParams({ limit: '200' });
+      if (cursor) q.set('after', cursor);
+      const r = await get(`${base}/chats/${encodeURIComponent(chatId)}/messages?${q}`);
+      all.push(...(r.messages || []));
+      if (!r.nextCursor) return all;
+      cursor = r.nextCursor;
+    }
+  }
+
   async function catchUp() {
     if (!chat) return;
     const last = conv.msgs.length ? conv.msgs[conv.msgs.length - 1].id : null;
     try {
-      const r = await get(`${base}/chats/${encodeURIComponent(chat.id)}/messages${last ? `?after=${encodeURIComponent(last)}` : ''}`);
+      const msgs = await messagesAfter(chat.id, last);
       let added = false;
-      for (const m of r.messages || []) {
+      for (const m of msgs) {
         if (!conv.msgs.some((x) => x.id === m.id)) { conv.msgs.push(m); added = true; }
       }
       if (added && ctx.alive()) renderMessages();
@@ -226,23 +274,38 @@ export async function render(ctx) {
     const composerSlot = h('div', { class: 'composer-slot' });
     replace(convPane, head, stream, composerSlot);
     replace(stream, h('li', { class: 'loading' }, spinner('Loading messages…')));
+    // The chat is open from now: events during the reads collect in conv, and are newer
+    // than what the reads may answer.
+    chat = st.chats.find((c) => c.id === ctx.id) || { id: ctx.id, title: 'Conversation' };
+    loading = true;
     try {
-      const [m, jobs] = await Promise.all([
-        get(`${base}/chats/${encodeURIComponent(ctx.id)}/messages`),
+      const [msgs, jobs] = await Promise.all([
+        messagesAfter(ctx.id, null),
         get(`${base}/jobs?chatId=${encodeURIComponent(ctx.id)}&limit=50`).catch(() => ({ jobs: [] })),
       ]);
       if (!ctx.alive()) return;
-      chat = st.chats.find((c) => c.id === ctx.id) || { id: ctx.id, title: 'Conversation' };
-      conv.msgs = m.messages || [];
-      for (const j of jobs.jobs || []) if (j.status !== 'succeeded' || !answered(j.id)) conv.jobs.set(j.id, j);
+      const read = new Set(msgs.map((x) => x.id));
+      conv.msgs = [...msgs, ...conv.msgs.filter((x) => !read.has(x.id))];
+      conv.msgs.sort((a, b) => (a.createdAt || '').localeCompare(b.createdAt || ''));
+      for (const j of jobs.jobs || []) {
+        if (!conv.jobs.has(j.id) && (j.status !== 'succeeded' || !answered(j.id))) conv.jobs.set(j.id, j);
+      }
       for (const [id] of conv.jobs) if (answered(id)) conv.jobs.delete(id);
+      loading = false;
       replace(head,
         h('a', { href: ctx.href('chats'), class: 'backlink chat-conv__back' }, '← Conversations'),
         h('h2', { class: 'chat-conv__title', tabindex: '-1' }, chat.title || 'Untitled'));
       renderMessages(true);
       if (ctx.isMember) composerSlot.append(composer());
       else composerSlot.append(h('p', { class: 'muted composer-ro' }, 'You can read this conversation; your role does not allow writing to it.'));
+      // A job answered between the two reads: its answer comes after the messages read.
+      if ([...conv.jobs.values()].some((j) => j.status === 'succeeded')) {
+        await catchUp();
+        for (const [id] of conv.jobs) if (answered(id)) conv.jobs.delete(id);
+        if (ctx.alive()) renderMessages();
+      }
     } catch (err) {
+      loading = false;
       if (!ctx.alive()) return;
       chat = null;
       replace(stream, h('li', {}, errorBox(err, { retry: openChat })));
@@ -302,6 +365,7 @@ export async function render(ctx) {
       if (!chat || !job) return;
       const mine = job.chatId === chat.id || conv.jobs.has(job.id);
       if (!mine) return;
+      conv.told.set(job.id, (conv.told.get(job.id) || 0) + 1);
       const known = conv.jobs.get(job.id) || {};
       const merged = { ...known, ...job };
       if (ev.job === undefined && t !== 'job_queued') merged.status = t.replace('job_', '').replace('started', 'running');
@@ -321,8 +385,12 @@ export async function render(ctx) {
     if (chat) {
       await catchUp();
       try {
+        const told = new Map(conv.told);
         const jobs = await get(`${base}/jobs?chatId=${encodeURIComponent(chat.id)}&limit=50`);
-        for (const j of jobs.jobs || []) if (!answered(j.id) && (conv.jobs.has(j.id) || j.status !== 'succeeded')) conv.jobs.set(j.id, j);
+        for (const j of jobs.jobs || []) {
+          if ((conv.told.get(j.id) || 0) !== (told.get(j.id) || 0)) continue;   // an event is newer
+          if (!answered(j.id) && (conv.jobs.has(j.id) || j.status !== 'succeeded')) conv.jobs.set(j.id, j);
+        }
         renderMessages();
       } catch { /* keep what we have */ }
     }
