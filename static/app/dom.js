@@ -61,12 +61,18 @@ export function uid(prefix = 'id') {
 
 // Time formatting -------------------------------------------------------------------------
 
-export function fmtTime(iso) {
+// In the browser's zone, or in timeZone (an IANA name) with the zone's short name.
+export function fmtTime(iso, timeZone) {
   if (!iso) return '—';
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return iso;
-  return d.toLocaleString(undefined, { year: 'numeric', month: 'short', day: 'numeric',
-    hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  const opts = { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' };
+  if (timeZone) {
+    try {
+      return d.toLocaleString(undefined, { ...opts, timeZone, timeZoneName: 'short' });
+    } catch { /* a zone this browser does not know: its own */ }
+  }
+  return d.toLocaleString(undefined, opts);
 }
 
 export function fmtRelative(iso, now = Date.now()) {

@@ -73,7 +73,9 @@ function defaultWs() {
   return ws.length ? ws[0].slug : null;
 }
 
+// Tear the page on screen down: its cleanups run, and its ctx.alive() turns false.
 function runCleanups() {
+  state.renderSeq++;
   for (const fn of state.cleanups.splice(0)) {
     try { fn(); } catch (e) { console.error(e); }
   }
@@ -229,7 +231,6 @@ async function refreshMe() {
     const me = await get('/api/auth/me');
     state.me = me;
     setCsrf(me.csrfToken);
-    shell = null;
   } catch {
     // keep what we have; the next request shows the error
   }
@@ -318,6 +319,8 @@ async function refreshAfterStreamRefused() {
 }
 
 function renderNoWorkspace() {
+  runCleanups();
+  stopEvents();
   if (!shell) buildShell();
   clear(shell.wsSelect);
   clear(shell.nav);
@@ -331,8 +334,17 @@ function renderNoWorkspace() {
 
 async function renderPage(r) {
   const page = PAGES.find((p) => p.id === r.page);
-  if (!workspaces().some((w) => w.slug === r.ws)) {
+  const member = () => workspaces().some((w) => w.slug === r.ws);
+  if (!member()) {
+    // Added to it since signing in? Ask once before saying no.
+    const hash = location.hash;
+    await refreshMe();
+    if (location.hash !== hash) return;       // gone elsewhere meanwhile
+  }
+  if (!member()) {
     // A workspace the person does not belong to (or that was deleted): same as not found.
+    runCleanups();
+    stopEvents();
     if (!shell) buildShell();
     updateShell(defaultWs() || r.ws, null);
     replace(shell.main, h('section', { class: 'page' },

@@ -668,6 +668,24 @@ test('screenshots of every main page (laptop and phone)', async () => {
   }
 });
 
+test('editing a schedule keeps its chat, even one past the first page of chats', async () => {
+  const oldest = (await admin.post(`/api/workspaces/${ws.b}/chats`, { title: `Oldest chat ${RUN}` }, 201)).json;
+  for (let i = 0; i < 55; i++) await admin.post(`/api/workspaces/${ws.b}/chats`, { title: `Chat ${i}` }, 201);
+  const sched = (await admin.post(`/api/workspaces/${ws.b}/schedules`, { description: `New Year ${RUN}`,
+    cron: '0 9 1 1 *', timezone: 'UTC', input: 'Happy new year', chatId: oldest.id, enabled: true }, 201)).json;
+  await gotoPage(page, ws.b, 'schedules');
+  const row = page.locator(`tr[data-schedule-id="${sched.id}"]`);
+  assert.match(await row.locator('[data-label="Answers go to"]').textContent(), new RegExp(`Oldest chat ${RUN}`));
+  await row.getByRole('button', { name: 'Edit' }).click();
+  await page.getByLabel('Description').fill(`New Year, edited ${RUN}`);
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await row.filter({ hasText: `New Year, edited ${RUN}` }).waitFor();
+  const after = (await admin.get(`/api/workspaces/${ws.b}/schedules/${sched.id}`)).json;
+  assert.equal(after.chatId, oldest.id, 'the schedule still answers into its chat');
+  const chats = (await admin.get(`/api/workspaces/${ws.b}/chats?limit=200`)).json.chats;
+  assert.equal(chats.length, 56, 'no chat was made');
+});
+
 test('a malformed link shows the pages, not an error; signing out forgets the last workspace', async () => {
   const p = await newPage();
   try {

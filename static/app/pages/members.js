@@ -88,6 +88,13 @@ export async function render(ctx) {
     return h('details', { class: 'subform' }, h('summary', {}, 'No account yet? Create one (instance admin)'), sub, errSlot);
   }
 
+  // No longer a member (removed meanwhile by someone else): the row goes.
+  function gone(m) {
+    st.members = st.members.filter((x) => x.userId !== m.userId);
+    toast(`${m.name || m.email} is no longer a member: removed meanwhile.`);
+    renderList();
+  }
+
   function upsert(m) {
     const i = st.members.findIndex((x) => x.userId === m.userId);
     if (i >= 0) st.members[i] = m; else st.members.push(m);
@@ -123,6 +130,10 @@ export async function render(ctx) {
           announce(`${m.name || m.email} is now ${sel.value}`);
           toast(`${m.name || m.email} is now ${sel.value}.`);
         } catch (e) {
+          if (e instanceof ApiError && e.status === 404) {
+            gone(m);
+            return;
+          }
           st.rowErrors.set(m.userId, e instanceof ApiError && e.status === 409 ? 'A workspace needs at least one admin: make someone else admin first.' : plainError(e));
           sel.value = old;
         }
@@ -145,6 +156,10 @@ export async function render(ctx) {
           if (isMe) { location.hash = '#/'; location.reload(); return; }
           renderList();
         } catch (e) {
+          if (e instanceof ApiError && e.status === 404) {
+            gone(m);
+            return;
+          }
           st.rowErrors.set(m.userId, e instanceof ApiError && e.status === 409 ? 'A workspace needs at least one admin: this is the last one.' : plainError(e));
           renderList();
         }

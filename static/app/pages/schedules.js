@@ -1,6 +1,6 @@
 // Schedules: recurring jobs (5-field cron in a time zone) that post into a chat.
 import { h, replace, clear, timeEl, fmtTime, truncate } from '../dom.js';
-import { get, getAll, post, patch, del, plainError } from '../api.js';
+import { getAll, post, patch, del, plainError, ApiError } from '../api.js';
 import { pageHeader, loadInto, busy, toast, announce, confirmDialog, field, inlineError,
   emptyState } from '../ui.js';
 
@@ -99,6 +99,10 @@ export async function render(ctx) {
     const chatSel = h('select', { required: true });
     chatSel.append(h('option', { value: '__new__' }, '+ A new chat named after the description'));
     for (const c of st.chats) chatSel.append(h('option', { value: c.id, selected: s && s.chatId === c.id }, c.title || 'Untitled'));
+    // An edit keeps the schedule's chat, listed or not: never a new chat by default.
+    if (s && !st.chats.some((c) => c.id === s.chatId)) {
+      chatSel.append(h('option', { value: s.chatId, selected: true }, 'Its current chat'));
+    }
     if (!s && st.chats.length) chatSel.value = st.chats[0].id;
     const input = h('textarea', { rows: '3', required: true });
     input.value = s ? s.input : '';
@@ -140,6 +144,9 @@ export async function render(ctx) {
             const c = await post(`${base}/chats`, { title: desc.value.trim() });
             st.chats.unshift(c);
             chatId = c.id;
+            // Made: a refused schedule sent again goes to this chat, not to yet another.
+            chatSel.append(h('option', { value: c.id }, c.title || 'Untitled'));
+            chatSel.value = c.id;
           }
           const body = { description: desc.value.trim(), cron: cron.value.trim(), timezone: tz.value.trim(),
             input: input.value, chatId, systemPrompt: sys.value.trim() || null, enabled: enabled.checked };
@@ -156,6 +163,15 @@ export async function render(ctx) {
       }
     });
     return form;
+  }
+
+  // Deleted meanwhile (by someone else): the row goes.
+  function gone(s) {
+    st.writes++;
+    st.schedules = st.schedules.filter((x) => x.id !== s.id);
+    toast(`“${s.description}” no longer exists: it was deleted meanwhile.`);
+    renderList();
+    if (newBtn) newBtn.focus();
   }
 
   function upsert(s) {
@@ -189,6 +205,10 @@ export async function render(ctx) {
         upsert(saved || { ...s, enabled: !s.enabled });
         announce(`${s.description} ${!s.enabled ? 'enabled' : 'disabled'}`);
       } catch (e) {
+        if (e instanceof ApiError && e.status === 404) {
+          gone(s);
+          return;
+        }
         st.rowErrors.set(s.id, plainError(e));
       }
       renderList();
@@ -209,6 +229,10 @@ export async function render(ctx) {
           renderList();
           if (newBtn) newBtn.focus();
         } catch (e) {
+          if (e instanceof ApiError && e.status === 404) {
+            gone(s);
+            return;
+          }
           st.rowErrors.set(s.id, `Not deleted: ${plainError(e)}`);
           renderList();
         }
@@ -218,7 +242,7 @@ export async function render(ctx) {
       h('td', { 'data-label': 'Schedule' }, h('strong', {}, s.description), h('span', { class: 'muted block' }, truncate(s.input, 100)),
         err ? h('span', { class: 'job-error', role: 'alert' }, err) : null),
       h('td', { 'data-label': 'When' }, h('span', {}, cronText(s.cron)), h('span', { class: 'muted block mono' }, `${s.cron} · ${s.timezone}`)),
-      h('td', { 'data-label': 'Next run' }, s.enabled && s.nextRunAt ? [timeEl(s.nextRunAt), h('span', { class: 'muted block' }, fmtTime(s.nextRunAt))] : h('span', { class: 'muted' }, s.enabled ? '—' : 'paused')),
+      h('td', { 'data-label': 'Next run' }, s.enabled && s.nextRunAt ? [timeEl(s.nextRunAt), h('span', { class: 'muted block' }, fmtTime(s.nextRunAt, s.timezone))] : h('span', { class: 'muted' }, s.enabled ? '—' : 'paused')),
       h('td', { 'data-label': 'Last run' }, timeEl(s.lastRunAt)),
       h('td', { 'data-label': 'Answers go to' }, h('a', { href: ctx.href('chats', s.chatId) }, chatTitle(s.chatId))),
       h('td', { 'data-label': 'Enabled' }, toggle),
@@ -235,7 +259,7 @@ export async function render(ctx) {
   }
 
   await loadInto(listSlot, async () => {
-    const [s, c] = await Promise.all([fetchSchedules(), get(`${base}/chats`).catch(() => ({ chats: [] }))]);
+    const [s, c] = await Promise.all([fetchSchedules(), getAll(`${base}/chats`, 'chats')]);
     return { s, c };
   }, ({ s, c }) => {
     st.schedules = s.schedules || [];

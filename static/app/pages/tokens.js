@@ -1,6 +1,6 @@
 // Workspace API tokens: create (the secret is shown once, with a copy button), list, revoke.
 import { h, replace, clear, timeEl } from '../dom.js';
-import { getAll, post, del, plainError } from '../api.js';
+import { getAll, post, del, plainError, ApiError } from '../api.js';
 import { pageHeader, loadInto, busy, toast, announce, confirmDialog, field, inlineError,
   roleBadge, emptyState, copyButton } from '../ui.js';
 
@@ -97,14 +97,18 @@ export async function render(ctx) {
         if (!ok) return;
         try {
           await busy(actions, 'Revoking…', () => del(`${base}/tokens/${encodeURIComponent(t.id)}`));
-          st.writes++;
-          st.tokens = st.tokens.filter((x) => x.id !== t.id);
           toast(`Token “${t.name}” revoked.`);
-          renderList();
         } catch (e) {
-          st.rowErrors.set(t.id, `Not revoked: ${plainError(e)}`);
-          renderList();
+          if (!(e instanceof ApiError && e.status === 404)) {
+            st.rowErrors.set(t.id, `Not revoked: ${plainError(e)}`);
+            renderList();
+            return;
+          }
+          toast(`Token “${t.name}” was already revoked.`);
         }
+        st.writes++;
+        st.tokens = st.tokens.filter((x) => x.id !== t.id);
+        renderList();
       });
     }
     return h('tr', { 'data-token-id': t.id },

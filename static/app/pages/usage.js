@@ -1,6 +1,6 @@
 // Usage: calls, tokens and cost by day, provider, model or key, as a table and an SVG chart.
 import { h, svg, replace, clear, fmtInt, fmtUsd, uid } from '../dom.js';
-import { get } from '../api.js';
+import { get, getAll } from '../api.js';
 import { pageHeader, loadInto, emptyState, PROVIDER_NAMES } from '../ui.js';
 
 const GROUPS = [['day', 'Day'], ['provider', 'Provider'], ['model', 'Model'], ['key', 'Key']];
@@ -42,8 +42,8 @@ export async function render(ctx) {
   fromIn.addEventListener('change', load);
   toIn.addEventListener('change', load);
   root.append(h('div', { class: 'filters', role: 'group', 'aria-label': 'Usage view' },
-    h('div', { class: 'filters__item' }, h('label', { for: 'usage-from' }, 'From'), fromIn),
-    h('div', { class: 'filters__item' }, h('label', { for: 'usage-to' }, 'To'), toIn),
+    h('div', { class: 'filters__item' }, h('label', { for: 'usage-from' }, 'From (UTC day)'), fromIn),
+    h('div', { class: 'filters__item' }, h('label', { for: 'usage-to' }, 'To (UTC day, included)'), toIn),
     h('div', { class: 'filters__item' }, h('span', { class: 'filters__label', id: 'usage-group-label' }, 'Group by'),
       h('div', { class: 'seg', role: 'group', 'aria-labelledby': 'usage-group-label' }, groupBtns)),
     h('div', { class: 'filters__item' }, h('label', { for: 'usage-metric' }, 'Chart'), metricSel)));
@@ -56,7 +56,7 @@ export async function render(ctx) {
   let rows = [];
   let keys = new Map();
   try {
-    const r = await get(`${base}/keys`);
+    const r = await getAll(`${base}/keys`, 'keys');
     keys = new Map((r.keys || []).map((k) => [k.id, k]));
   } catch { /* ids then */ }
 
@@ -74,22 +74,36 @@ export async function render(ctx) {
     }
   }
 
-  async function load() {
-    const from = fromIn.value ? new Date(`${fromIn.value}T00:00:00Z`) : null;
-    const to = toIn.value ? new Date(`${toIn.value}T00:00:00Z`) : null;
+  // The days as the server takes them: from's start to the end of to (UTC days).
+  function query() {
     const q = new URLSearchParams({ groupBy: view.groupBy });
-    if (from) q.set('from', from.toISOString());
-    if (to) q.set('to', new Date(to.getTime() + 86400000 - 1).toISOString());
+    if (fromIn.value) q.set('from', fromIn.value);
+    if (toIn.value) q.set('to', toIn.value);
+    return `${base}/usage?${q}`;
+  }
+  function show(r) {
+    rows = r.rows || [];
+    if (view.groupBy === 'day') rows = fillDays(rows, fromIn.value, toIn.value);
+    else rows.sort((a, b) => value(b) - value(a));
+    drawTotals();
+    draw();
+    drawTable();
+  }
+
+  // A new view: the spinner meanwhile, or the error in its place.
+  async function load() {
     clear(totals);
     clear(chartSlot);
-    await loadInto(tableSlot, () => get(`${base}/usage?${q}`), (r) => {
-      rows = r.rows || [];
-      if (view.groupBy === 'day') rows = fillDays(rows, fromIn.value, toIn.value);
-      else rows.sort((a, b) => value(b) - value(a));
-      drawTotals();
-      draw();
-      drawTable();
-    }, { label: 'Loading usage…', alive: ctx.alive });
+    await loadInto(tableSlot, () => get(query()), show, { label: 'Loading usage…', alive: ctx.alive });
+  }
+  // The same view brought up to date: what is shown stays until the new figures are in, and
+  // stays when they cannot be read.
+  async function update() {
+    const asked = query();
+    try {
+      const r = await get(asked);
+      if (ctx.alive() && query() === asked && !tableSlot.querySelector('.loading')) show(r);
+    } catch { /* the next finished job tries again */ }
   }
 
   function fillDays(list, from, to) {
@@ -250,9 +264,13 @@ export async function render(ctx) {
       tbody, tfoot)));
   }
 
-  // New usage arrives with finished jobs.
+  // New usage arrives with finished jobs: at most one update every 1.5 s, however many jobs
+  // finish meanwhile.
   let timer = null;
-  const soon = () => { clearTimeout(timer); timer = setTimeout(load, 1500); };
+  const soon = () => {
+    if (timer) return;
+    timer = setTimeout(() => { timer = null; update(); }, 1500);
+  };
   ctx.on('job_succeeded', soon);
   ctx.on('job_failed', soon);
   ctx.on('resync', soon);
