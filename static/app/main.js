@@ -387,6 +387,11 @@ async function renderPage(r) {
     onCleanup: (fn) => state.cleanups.push(fn),
     on: (type, fn) => state.cleanups.push(events.on(type, fn)),
     navigate,
+    // The account changed (a role of one's own): read it again and draw the page anew.
+    reloadAccount: async () => {
+      await refreshMe();
+      if (seq === state.renderSeq) navigate(location.hash);
+    },
   };
   try {
     await page.mod.render(ctx);

@@ -686,6 +686,18 @@ test('editing a schedule keeps its chat, even one past the first page of chats',
   assert.equal(chats.length, 56, 'no chat was made');
 });
 
+test('an admin who makes themselves a member sees the member pages at once', async () => {
+  await admin.post(`/api/workspaces/${ws.c}/members`, { email: viewer.email, role: 'admin' }, 201);
+  const myId = (await admin.get('/api/auth/me')).json.user.id;
+  await gotoPage(page, ws.c, 'members');
+  await page.locator(`tr[data-user-id="${myId}"] select`).selectOption('member');
+  await page.locator('.ws-switch__role', { hasText: 'member' }).waitFor();
+  await page.locator('.page--members tr[data-user-id]').first().waitFor();
+  assert.equal(await page.locator('.page--members select').count(), 0, 'no role to change any more');
+  const mine = (await admin.get(`/api/workspaces/${ws.c}/members`)).json.members.find((m) => m.userId === myId);
+  assert.equal(mine.role, 'member');
+});
+
 test('a malformed link shows the pages, not an error; signing out forgets the last workspace', async () => {
   const p = await newPage();
   try {

@@ -129,6 +129,10 @@ export async function render(ctx) {
           upsert({ ...m, ...(u || {}), role: (u && u.role) || sel.value });
           announce(`${m.name || m.email} is now ${sel.value}`);
           toast(`${m.name || m.email} is now ${sel.value}.`);
+          if (isMe) {     // one's own role: the pages show what it allows now
+            await ctx.reloadAccount();
+            return;
+          }
         } catch (e) {
           if (e instanceof ApiError && e.status === 404) {
             gone(m);
