@@ -26,6 +26,7 @@ export class LiveEvents {
     this.attempt = 0;
     this.nativeFailures = 0;
     this.everOpened = false;
+    this.failed = false;
     this.stopped = false;
     this.status = { state: 'connecting', text: 'Connecting…' };
     this.onStatus = onStatus || (() => {});
@@ -82,8 +83,8 @@ export class LiveEvents {
       if (es !== this.es) return;
       // Down before: after a stream that was open, or after a first connection that failed
       // (the page has loaded its data meanwhile, and events since then are gone).
-      const wasDown = this.status.state !== 'live'
-        && (this.everOpened || this.attempt > 0 || this.nativeFailures > 0);
+      const wasDown = this.status.state !== 'live' && (this.everOpened || this.failed);
+      this.failed = false;
       this.attempt = 0;
       this.nativeFailures = 0;
       this.setStatus('live', 'Live');
@@ -93,6 +94,7 @@ export class LiveEvents {
     };
     es.onerror = () => {
       if (es !== this.es || this.stopped) return;
+      this.failed = true;   // down until the next open, which then has to resync
       if (es.readyState === EventSource.CLOSED) {
         // The server answered with an error status (or not at all): find out at once the
         // first time, then back off.

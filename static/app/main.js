@@ -84,6 +84,7 @@ function runCleanups() {
 function stopEvents() {
   if (state.events) state.events.stop();
   state.events = null;
+  if (shell) shell.live.set({ state: 'off', text: 'No live updates' });
 }
 
 function sessionEnded() {
@@ -226,13 +227,16 @@ function createWorkspaceDialog() {
   name.focus();
 }
 
+// true when the account was read again; false keeps what we have (the next request shows
+// the error).
 async function refreshMe() {
   try {
     const me = await get('/api/auth/me');
     state.me = me;
     setCsrf(me.csrfToken);
+    return true;
   } catch {
-    // keep what we have; the next request shows the error
+    return false;
   }
 }
 
@@ -302,19 +306,19 @@ function ensureEvents(ws) {
   stopEvents();
   const ev = new LiveEvents(ws, {
     onStatus: (s) => shell && shell.live.set(s),
-    onUnauthorized: () => refreshAfterStreamRefused(),
+    onUnauthorized: () => refreshAfterStreamRefused(ev),
   });
   state.events = ev;
   ev.start();
   return ev;
 }
 
-async function refreshAfterStreamRefused() {
+async function refreshAfterStreamRefused(ev) {
   // The stream said 401: confirm with a normal request (which signs out if so). Still signed
-  // in: the stream's refusal was passing, so it tries again.
+  // in: the stream's refusal was passing, so it tries again (unless it was left meanwhile).
   try {
     await get('/api/auth/me');
-    if (state.events) state.events.scheduleReconnect();
+    if (state.events === ev) ev.scheduleReconnect();
   } catch { /* handled by onUnauthorized */ }
 }
 
@@ -389,8 +393,8 @@ async function renderPage(r) {
     navigate,
     // The account changed (a role of one's own): read it again and draw the page anew.
     reloadAccount: async () => {
-      await refreshMe();
-      if (seq === state.renderSeq) navigate(location.hash);
+      if (!(await refreshMe())) location.reload();
+      else if (seq === state.renderSeq) navigate(location.hash);
     },
   };
   try {

@@ -251,13 +251,13 @@ export async function render(ctx) {
       if (cursor) q.set('after', cursor);
       const r = await get(`${base}/chats/${encodeURIComponent(chatId)}/messages?${q}`);
       all.push(...(r.messages || []));
-      if (!r.nextCursor) return all;
+      if (!r.nextCursor || r.nextCursor === cursor || !ctx.alive()) return all;
       cursor = r.nextCursor;
     }
   }
 
   async function catchUp() {
-    if (!chat) return;
+    if (!chat || loading) return;     // the first read brings it
     const last = conv.msgs.length ? conv.msgs[conv.msgs.length - 1].id : null;
     try {
       const msgs = await messagesAfter(chat.id, last);
@@ -288,7 +288,9 @@ export async function render(ctx) {
       conv.msgs = [...msgs, ...conv.msgs.filter((x) => !read.has(x.id))];
       conv.msgs.sort((a, b) => (a.createdAt || '').localeCompare(b.createdAt || ''));
       for (const j of jobs.jobs || []) {
-        if (!conv.jobs.has(j.id) && (j.status !== 'succeeded' || !answered(j.id))) conv.jobs.set(j.id, j);
+        // A job an event told of meanwhile: the event's fields win, the read fills the rest.
+        if (conv.jobs.has(j.id)) conv.jobs.set(j.id, { ...j, ...conv.jobs.get(j.id) });
+        else if (j.status !== 'succeeded' || !answered(j.id)) conv.jobs.set(j.id, j);
       }
       for (const [id] of conv.jobs) if (answered(id)) conv.jobs.delete(id);
       loading = false;

@@ -135,7 +135,8 @@ export async function render(ctx) {
           }
         } catch (e) {
           if (e instanceof ApiError && e.status === 404) {
-            gone(m);
+            if (isMe) await ctx.reloadAccount();   // removed from the workspace meanwhile
+            else gone(m);
             return;
           }
           st.rowErrors.set(m.userId, e instanceof ApiError && e.status === 409 ? 'A workspace needs at least one admin: make someone else admin first.' : plainError(e));
@@ -161,7 +162,8 @@ export async function render(ctx) {
           renderList();
         } catch (e) {
           if (e instanceof ApiError && e.status === 404) {
-            gone(m);
+            if (isMe) await ctx.reloadAccount();
+            else gone(m);
             return;
           }
           st.rowErrors.set(m.userId, e instanceof ApiError && e.status === 409 ? 'A workspace needs at least one admin: this is the last one.' : plainError(e));

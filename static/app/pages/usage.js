@@ -98,11 +98,13 @@ export async function render(ctx) {
   }
   // The same view brought up to date: what is shown stays until the new figures are in, and
   // stays when they cannot be read.
+  let updates = 0;
   async function update() {
     const asked = query();
+    const n = ++updates;
     try {
       const r = await get(asked);
-      if (ctx.alive() && query() === asked && !tableSlot.querySelector('.loading')) show(r);
+      if (ctx.alive() && n === updates && query() === asked && !tableSlot.querySelector('.loading')) show(r);
     } catch { /* the next finished job tries again */ }
   }
 
