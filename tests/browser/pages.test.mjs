@@ -142,6 +142,20 @@ function pillByName(page, name) {
 async function pillNames(page, provider) {
   return card(page, provider).locator('li.pill .pill__name').allTextContents();
 }
+// Hold the page's answers to `method` requests to urlRe (the request itself is made at once)
+// until release(): an answer that lands after what it raced with. Returns release and undo.
+async function holdAnswers(page, urlRe, method) {
+  let release = null;
+  const held = new Promise((r) => { release = r; });
+  await page.route(urlRe, async (route) => {
+    if (route.request().method() !== method) return route.continue();
+    const answer = await route.fetch();
+    await held;
+    return route.fulfill({ response: answer });
+  });
+  return { release, undo: () => page.unroute(urlRe) };
+}
+
 async function gotoPage(page, slug, name) {
   await page.goto(`/#/w/${slug}/${name}`);
   await page.locator(`.page--${name}`).waitFor();
@@ -420,15 +434,7 @@ test('change the primary and the fallback chain; the effective primary is shown'
   // A save the server refuses, whose form a live event redraws while it is under way: the
   // form on screen says it is saving, then shows the refusal next to its field.
   await page.locator('#model-openai').fill('gpt 4o');
-  let release = null;
-  const held = new Promise((r) => { release = r; });
-  const providersUrl = new RegExp(`/api/workspaces/${ws.a}/providers$`);
-  await page.route(providersUrl, async (route) => {
-    if (route.request().method() !== 'PUT') return route.continue();
-    const answer = await route.fetch();
-    await held;
-    return route.fulfill({ response: answer });
-  });
+  const saveAnswer = await holdAnswers(page, new RegExp(`/api/workspaces/${ws.a}/providers$`), 'PUT');
   const form = await routing.locator('form').elementHandle();
   reread = settingsRead();
   await routing.getByRole('button', { name: 'Save routing' }).click();
@@ -438,10 +444,10 @@ test('change the primary and the fallback chain; the effective primary is shown'
     await page.waitForFunction((el) => !el.isConnected, form);
     assert.equal(await routing.getByRole('button', { name: 'Saving…' }).isDisabled(), true, 'the redrawn Save is busy');
   } finally {
-    release();
+    saveAnswer.release();
   }
   await page.locator('#model-openai-err', { hasText: 'a model id is printable ASCII' }).waitFor();
-  await page.unroute(providersUrl);
+  await saveAnswer.undo();
   await routing.getByRole('button', { name: 'Discard changes' }).click();
   assert.equal(await page.locator('#model-openai').inputValue(), '');
 });
@@ -524,15 +530,7 @@ test('a failing job shows red with its error', async () => {
   await page.getByLabel('Max attempts').fill('1');
   // The answer to the POST is held until the job's events have shown it failed: a snapshot
   // older than the row's must not put it back to "queued", where no event would move it on.
-  let release = null;
-  const held = new Promise((r) => { release = r; });
-  const jobsUrl = new RegExp(`/api/workspaces/${ws.c}/jobs$`);
-  await page.route(jobsUrl, async (route) => {
-    if (route.request().method() !== 'POST') return route.continue();
-    const answer = await route.fetch();
-    await held;
-    return route.fulfill({ response: answer });
-  });
+  const taskAnswer = await holdAnswers(page, new RegExp(`/api/workspaces/${ws.c}/jobs$`), 'POST');
   await page.getByRole('button', { name: 'Queue task' }).click();
   const row = page.locator('tr.job-row', { hasText: input });
   try {
@@ -542,10 +540,10 @@ test('a failing job shows red with its error', async () => {
     const seen = await row.textContent({ timeout: 1000 }).catch(() => 'none');
     throw new Error(`the job did not show as failed (row: ${seen}; live: ${await page.locator('.live').textContent()}): ${e.message}`);
   } finally {
-    release();
+    taskAnswer.release();
   }
   await page.waitForFunction(() => document.querySelector('form.newtask textarea').value === '');
-  await page.unroute(jobsUrl);
+  await taskAnswer.undo();
   assert.equal(await row.getAttribute('data-status'), 'failed', 'the late answer to the POST left the row as it was');
   const badge = row.locator('.badge--failed');
   assert.equal(await badge.textContent(), 'Failed');
