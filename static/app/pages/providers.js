@@ -357,7 +357,7 @@ export async function render(ctx) {
       if (d.primary) bodyOut.primary = d.primary;
       try {
         const s = await busy(save, 'Saving…', () => put(`${base}/providers`, bodyOut));
-        st.writes++;      // what a reload begun before this answer has is older
+        st.writes++;
         st.routingSave = { busy: false, error: null };
         st.settings = s;
         st.dirty = false;
@@ -517,7 +517,7 @@ export async function render(ctx) {
     const t0 = performance.now();
     try {
       const r = await busy(btn, 'Testing…', () => post(`${base}/keys/${encodeURIComponent(k.id)}/test`, {}));
-      st.writes++;      // what a reload begun before this answer has is older
+      st.writes++;
       if (r.valid) {
         ps.result = { kind: 'ok', text: `✓ Works: answered in ${r.latencyMs ?? Math.round(performance.now() - t0)} ms.` };
       } else if (r.status === 'invalid' || r.status === 'exhausted' || r.status === 'expired') {
@@ -540,7 +540,7 @@ export async function render(ctx) {
   async function setEnabled(k, enabled, btn, resultEl) {
     try {
       const updated = await busy(btn, enabled ? 'Enabling…' : 'Disabling…', () => patch(`${base}/keys/${encodeURIComponent(k.id)}`, { isEnabled: enabled }));
-      st.writes++;      // what a reload begun before this answer has is older
+      st.writes++;
       mergeKey(updated);
       pillState(k.id).result = null;
       announce(`${k.name || 'Key'} ${enabled ? 'enabled' : 'disabled'}`);
@@ -613,7 +613,7 @@ export async function render(ctx) {
         if (exp.value !== oldExp) bodyOut.expiresAt = exp.value ? new Date(`${exp.value}T00:00:00Z`).toISOString() : null;
         try {
           const updated = await busy(save, 'Saving…', () => patch(`${base}/keys/${encodeURIComponent(k.id)}`, bodyOut));
-          st.writes++;      // what a reload begun before this answer has is older
+          st.writes++;
           mergeKey(updated);
           toast('Key renamed.');
           closeEdit();
@@ -638,7 +638,7 @@ export async function render(ctx) {
         if (!secret.value.trim()) { fSecret.setError('Paste the new key.'); secret.focus(); return; }
         try {
           const updated = await busy(save, 'Rotating…', () => post(`${base}/keys/${encodeURIComponent(k.id)}/rotate`, { key: secret.value.trim() }));
-          st.writes++;      // what a reload begun before this answer has is older
+          st.writes++;
           secret.value = '';
           mergeKey(updated);
           pillState(k.id).result = { kind: 'ok', text: 'Rotated: test the new key to confirm it works.' };
@@ -671,7 +671,7 @@ export async function render(ctx) {
     if (!ok) return;
     try {
       await busy(btn, 'Deleting…', () => del(`${base}/keys/${encodeURIComponent(k.id)}`));
-      st.writes++;      // what a reload begun before this answer has is older
+      st.writes++;
       st.keys = st.keys.filter((x) => x.id !== k.id);
       st.pill.delete(k.id);
       toast(`${label} deleted.`);
@@ -897,7 +897,7 @@ export async function render(ctx) {
         const r = await busy(submit, label, () => post(`${base}/keys`, {
           provider: p.id, keys, names: names.length ? names : undefined, validate: validate.checked,
         }));
-        st.writes++;      // what a reload begun before this answer has is older
+        st.writes++;
         if (progress) progress.remove();
         keysInput.value = '';
         namesInput.value = '';
